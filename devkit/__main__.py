@@ -1,0 +1,90 @@
+"""Command line of the local stack: `python -m devkit run|invoke|check-layer` (the Makefile's run, invoke, build)."""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devkit.runtime import ENV_JSON
+
+
+def _run(args: argparse.Namespace) -> int:
+    from devkit.stack import STATE_FILE, LocalStack
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr if args.quiet else sys.stdout, flush=True)
+
+    stack = LocalStack(port=args.port, sandbox_port=args.sandbox_port, moto_port=args.aws_port,
+                       visibility_timeout=args.visibility_timeout, env_json=Path(args.env_vars), log=log,
+                       concurrency=args.concurrency, state_file=STATE_FILE if args.state_file else None)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stack.start()
+        print(stack.banner(), flush=True)
+        print(f"READY {stack.gateway.url}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"Cannot start the local stack: {exc} (is another one running? PORT=... picks another port)",
+              file=sys.stderr)
+        stack.stop()
+        return 1
+    print("Stopping...", flush=True)
+    stack.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from devkit.invoke import invoke
+
+    return invoke(args.function, Path(args.event), Path(args.env_vars))
+
+
+def _check_layer(args: argparse.Namespace) -> int:
+    from devkit.layer import check_layer
+
+    return check_layer(Path(args.build_dir), max_mb=args.max_mb, prune=args.prune)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m devkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the local stack (make run)")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    run.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "3100")))
+    run.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_PORT", "0")),
+                     help="moto server port (default: any free port)")
+    run.add_argument("--visibility-timeout", type=int, default=None,
+                     help="override the queues' visibility timeout, in seconds, so retries come sooner")
+    run.add_argument("--concurrency", type=int, default=2, help="warm instances per function")
+    run.add_argument("--env-vars", "-n", default=str(ENV_JSON))
+    run.add_argument("--no-state-file", dest="state_file", action="store_false",
+                     help="do not advertise this stack to `make invoke`")
+    run.add_argument("--quiet", action="store_true", help="request log lines to stderr")
+    run.set_defaults(func=_run)
+
+    inv = sub.add_parser("invoke", help="invoke one function once (make invoke)")
+    inv.add_argument("function", help="logical id in template.yaml, e.g. QueryFunction")
+    inv.add_argument("--event", "-e", required=True)
+    inv.add_argument("--env-vars", "-n", default=str(ENV_JSON))
+    inv.set_defaults(func=_invoke)
+
+    layer = sub.add_parser("check-layer", help="prune and check the built layer (make build)")
+    layer.add_argument("--build-dir", default=".aws-sam/build")
+    layer.add_argument("--max-mb", type=float, default=30.0)
+    layer.add_argument("--no-prune", dest="prune", action="store_false")
+    layer.set_defaults(func=_check_layer)
+
+    args = parser.parse_args()
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Embedded AWS: a moto server on loopback, and the tables, queues and bucket of template.yaml created in it
+from the template's own definitions (never a second copy)."""
+
+import json
+import logging
+import socket
+from typing import Any
+
+import boto3
+
+from devkit.template import REGION, Resolver, Template, local_physical_name
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's conventional dummy credentials
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MotoServer:
+    """moto in server mode on 127.0.0.1: the functions reach it over HTTP like the real AWS."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.port = port or free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "MotoServer":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def env(self) -> dict[str, str]:
+        """What a process needs to use this server through plain boto3."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION  # noqa: S106
+        )
+
+    def client(self, service: str) -> Any:
+        return self.session().client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+
+def create_resources(template: Template, resolver: Resolver, server: MotoServer,
+                     visibility_timeout: int | None = None) -> dict[str, str]:
+    """Create every DynamoDB table, SQS queue and S3 bucket of the template; returns logical id -> name.
+
+    `visibility_timeout` overrides the queues' own (a local knob so retries do not take minutes)."""
+    created: dict[str, str] = {}
+    ddb = server.client("dynamodb")
+    for logical_id, res in template.of_type("AWS::DynamoDB::Table").items():
+        props = resolver.resolve(res["Properties"])
+        name = local_physical_name(logical_id, res["Type"])
+        args: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PROVISIONED"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        ddb.create_table(**args)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+            )
+        created[logical_id] = name
+
+    sqs = server.client("sqs")
+    queues = template.of_type("AWS::SQS::Queue")
+    # Dead-letter queues first: the others' redrive policies name them.
+    order = sorted(queues, key=lambda q: "RedrivePolicy" in queues[q]["Properties"])
+    for logical_id in order:
+        props = resolver.resolve(queues[logical_id]["Properties"])
+        name = local_physical_name(logical_id, "AWS::SQS::Queue")
+        attributes: dict[str, str] = {}
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+            if key in props:
+                attributes[key] = str(props[key])
+        if visibility_timeout is not None:
+            attributes["VisibilityTimeout"] = str(visibility_timeout)
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        sqs.create_queue(QueueName=name, Attributes=attributes)
+        created[logical_id] = name
+
+    s3 = server.client("s3")
+    for logical_id, res in template.of_type("AWS::S3::Bucket").items():
+        name = local_physical_name(logical_id, res["Type"])
+        s3.create_bucket(Bucket=name)
+        created[logical_id] = name
+    return created

@@ -1,0 +1,247 @@
+"""The local HTTP API: serves every HttpApi route of template.yaml on loopback, turning each request into
+an API Gateway HTTP API payload-2.0 event and the function's answer back into HTTP, as AWS does."""
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from devkit.runtime import InvocationError, LocalFunction
+from devkit.template import ACCOUNT_ID, HttpRoute
+
+API_ID = "localapi"
+# API Gateway's HTTP API payload quota; above it AWS answers 413 before any function runs.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+_TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/graphql")
+
+
+def is_text_content(content_type: str | None) -> bool:
+    """HTTP APIs hand text bodies over as is and base64-encode everything else (form posts, binary, and
+    bodies without a Content-Type), so handlers must accept both."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
+
+
+def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+    fallback = None
+    for route in routes:
+        if route.pattern is None:
+            fallback = fallback or route
+            continue
+        if route.method not in (method, "ANY"):
+            continue
+        found = route.pattern.match(path)
+        if found:
+            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+    return (fallback, {}) if fallback else None
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    route: HttpRoute,
+    path_parameters: Mapping[str, str],
+    source_ip: str = "127.0.0.1",
+    host: str = "127.0.0.1:3000",
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event for one request."""
+    split = urlsplit(target)
+    raw_path = split.path or "/"
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(split.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    now = datetime.now(UTC)
+    request_id = base64.b32encode(uuid.uuid4().bytes).decode()[:16].rstrip("=")
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": split.query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": host,
+            "domainPrefix": host.split(".", 1)[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route.route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if body:
+        if is_text_content(merged.get("content-type")):
+            try:
+                event["body"] = body.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"] = base64.b64encode(body).decode("ascii")
+                event["isBase64Encoded"] = True
+        else:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+    return event
+
+
+def translate_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A payload-2.0 function result as HTTP: a dict with statusCode is taken as is; anything else is
+    JSON with status 200, as API Gateway infers it."""
+    if isinstance(result, dict) and "statusCode" in result:
+        status = int(result["statusCode"])
+        headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            headers.extend((name, str(v)) for v in values)
+        headers.extend(("Set-Cookie", c) for c in result.get("cookies") or [])
+        body = result.get("body") or ""
+        data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+        return status, headers, data
+    body = result if isinstance(result, str) else json.dumps(result)
+    return 200, [("Content-Type", "application/json")], body.encode("utf-8")
+
+
+class Gateway:
+    def __init__(self, routes: list[HttpRoute], functions: Mapping[str, LocalFunction],
+                 host: str = "127.0.0.1", port: int = 3000, log: Any = None) -> None:
+        self.routes = routes
+        self.functions = functions
+        self.log = log or (lambda line: None)
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "MartechBridgeLocal/1.0"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def _serve(self) -> None:
+                gateway.handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Gateway":
+        self._thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        started = time.monotonic()
+        method = req.command
+        try:
+            body = _read_body(req)
+        except _TooLarge:
+            self._reply(req, 413, [("Content-Type", "application/json")], b'{"message":"Request Entity Too Large"}')
+            req.close_connection = True
+            return
+        except ValueError:
+            self._reply(req, 400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
+            req.close_connection = True
+            return
+        found = match_route(self.routes, method, urlsplit(req.path).path)
+        if found is None:
+            self._reply(req, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
+            return
+        route, params = found
+        event = build_event(method=method, target=req.path, headers=list(req.headers.items()), body=body,
+                            route=route, path_parameters=params, source_ip=req.client_address[0],
+                            host=req.headers.get("Host", f"127.0.0.1:{self.port}"))
+        function = self.functions[route.function]
+        try:
+            status, headers, data = translate_response(function.invoke(event))
+        except InvocationError as exc:
+            # What API Gateway answers when the integration fails; the details go to the console only.
+            self.log(f"{route.function} failed: {exc.error_type}: {exc.message}")
+            for line in exc.stack[-8:]:
+                self.log(f"    {line}")
+            timed_out = exc.error_type == "Sandbox.Timedout"
+            status = 503 if timed_out else 500
+            message = b'{"message":"Service Unavailable"}' if timed_out else b'{"message":"Internal Server Error"}'
+            headers, data = [("Content-Type", "application/json")], message
+        self.log(f"{method} {req.path.split('?', 1)[0]} -> {route.function} {status} "
+                 f"{(time.monotonic() - started) * 1000:.0f} ms")
+        self._reply(req, status, headers, data, head=method == "HEAD")
+
+    @staticmethod
+    def _reply(req: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes,
+               head: bool = False) -> None:
+        req.send_response(status)
+        names = {k.lower() for k, _ in headers}
+        for name, value in headers:
+            req.send_header(name, value)
+        if "content-length" not in names:
+            req.send_header("Content-Length", str(len(data)))
+        req.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+        req.end_headers()
+        if not head:
+            req.wfile.write(data)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(req: BaseHTTPRequestHandler) -> bytes:
+    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks, total = [], 0
+        while True:
+            size = int(req.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                req.rfile.readline()
+                return b"".join(chunks)
+            total += size
+            if total > MAX_PAYLOAD_BYTES:
+                raise _TooLarge
+            chunks.append(req.rfile.read(size))
+            req.rfile.readline()
+    length = int(req.headers.get("Content-Length") or 0)
+    if length < 0:
+        raise ValueError("negative Content-Length")
+    if length > MAX_PAYLOAD_BYTES:
+        raise _TooLarge
+    return req.rfile.read(length) if length else b""

@@ -1,0 +1,67 @@
+"""What every sandboxed provider shares: the request and reply types and the provider interface."""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # below the provider's prefix, e.g. /k/v1/record.json
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    @classmethod
+    def build(cls, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> "Request":
+        return cls(method, path, parse_qs(query, keep_blank_values=True), headers, body)
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError with a readable reason."""
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"body is not JSON: {exc}") from None
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # dict/list -> JSON, str/bytes as is, None -> empty
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if self.body is None:
+            return b"", headers
+        if isinstance(self.body, bytes):
+            return self.body, headers
+        if isinstance(self.body, str):
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+            return self.body.encode("utf-8"), headers
+        headers.setdefault("Content-Type", "application/json; charset=utf-8")
+        return json.dumps(self.body, ensure_ascii=False).encode("utf-8"), headers
+
+
+class Provider(Protocol):
+    name: str
+
+    def handle(self, request: Request) -> Reply: ...
+
+    def reset(self) -> None: ...
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        """Provider-specific set-up under /_sandbox/<name>/...; None when the path is not its own."""
+        ...
+
+
+def bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

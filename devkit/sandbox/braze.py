@@ -1,0 +1,110 @@
+"""Braze transactional e-mail stand-in: Bearer REST key, one recipient given by exactly one of
+external_user_id or user_alias, external_send_id validated and deduplicated for 24 h, Braze's error texts."""
+
+import json
+import re
+import secrets
+import threading
+import time
+from typing import Any
+
+from devkit.sandbox.base import Reply, Request, bearer_token
+
+_SEND = re.compile(r"^/transactional/v1/campaigns/(?P<campaign>[^/]+)/send$")
+_EXTERNAL_SEND_ID = re.compile(r"^[a-zA-Z0-9-_+/=]+$")
+DEDUPE_SECONDS = 24 * 3600
+MAX_TRIGGER_PROPERTIES = 50 * 1024
+
+
+def braze_error(status: int, message: str) -> Reply:
+    return Reply(status, {"message": message})
+
+
+class Braze:
+    name = "braze"
+
+    def __init__(self, api_keys: list[str]) -> None:
+        self.api_keys = list(api_keys)
+        # campaign id -> state; unknown ids are accepted as active transactional campaigns.
+        self.campaigns: dict[str, str] = {}
+        self.sent: list[dict[str, Any]] = []
+        self._by_external_id: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.campaigns.clear()
+            self.sent.clear()
+            self._by_external_id.clear()
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        found = re.match(r"^/campaigns/([^/]+)$", path)
+        if found and method == "PUT":
+            state = (body or {}).get("state", "active")
+            if state not in ("active", "paused", "archived", "missing", "not_transactional"):
+                return Reply(400, {"error": f"unknown state {state}"})
+            self.campaigns[found.group(1)] = state
+            return Reply(200, {"campaign": found.group(1), "state": state})
+        if path == "/sent" and method == "GET":
+            with self._lock:
+                return Reply(200, list(self.sent))
+        return None
+
+    def handle(self, request: Request) -> Reply:
+        token = bearer_token(request)
+        if token is None or token not in self.api_keys:
+            return braze_error(401, "Error authenticating credentials")
+        found = _SEND.match(request.path)
+        if not found or request.method != "POST":
+            return braze_error(404, "Not Found")
+        campaign = found.group("campaign")
+        state = self.campaigns.get(campaign, "active")
+        if state == "missing":
+            return braze_error(404, "Campaign does not exist")
+        if state == "not_transactional":
+            return braze_error(400, "The campaign is not a transactional campaign. Only transactional campaigns may use this endpoint")
+        if state == "archived":
+            return braze_error(400, "The campaign is archived. Unarchive the campaign in order for trigger requests to take effect.")
+        if state == "paused":
+            return braze_error(400, "The campaign is paused. Resume the campaign in order for trigger requests to take effect.")
+        try:
+            body = request.json()
+        except ValueError:
+            return braze_error(400, "Invalid JSON body")
+        if not isinstance(body, dict):
+            return braze_error(400, "Invalid JSON body")
+        recipient = body.get("recipient")
+        if not isinstance(recipient, dict):
+            return braze_error(400, "recipient is required")
+        if ("external_user_id" in recipient) == ("user_alias" in recipient):
+            return braze_error(400, "recipient must include exactly one of external_user_id or user_alias")
+        alias = recipient.get("user_alias")
+        if alias is not None and not (isinstance(alias, dict) and alias.get("alias_name") and alias.get("alias_label")):
+            return braze_error(400, "user_alias must include alias_name and alias_label")
+        external_send_id = body.get("external_send_id")
+        if external_send_id is not None and (
+            not isinstance(external_send_id, str) or not _EXTERNAL_SEND_ID.match(external_send_id)
+        ):
+            return braze_error(400, "external_send_id must be a Base64 compatible string matching /^[a-zA-Z0-9-_+\\/=]+$/")
+        trigger = body.get("trigger_properties")
+        if trigger is not None and (
+            not isinstance(trigger, dict) or len(json.dumps(trigger).encode("utf-8")) > MAX_TRIGGER_PROPERTIES
+        ):
+            return braze_error(400, "trigger_properties must be an object of at most 50 KB")
+        with self._lock:
+            now = time.time()
+            if external_send_id:
+                seen = self._by_external_id.get(external_send_id)
+                if seen and now - seen[0] < DEDUPE_SECONDS:
+                    # Same identifier within 24 h: no new send.
+                    return Reply(200, {"dispatch_id": seen[1], "status": "sent",
+                                       "metadata": {"external_send_id": external_send_id,
+                                                    "campaign_api_id": campaign}})
+            dispatch_id = secrets.token_hex(16)
+            if external_send_id:
+                self._by_external_id[external_send_id] = (now, dispatch_id)
+            self.sent.append({"dispatch_id": dispatch_id, "campaign_id": campaign, "request": body})
+        metadata: dict[str, Any] = {"campaign_api_id": campaign}
+        if external_send_id:
+            metadata["external_send_id"] = external_send_id
+        return Reply(200, {"dispatch_id": dispatch_id, "status": "sent", "metadata": metadata})

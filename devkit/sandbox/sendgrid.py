@@ -1,0 +1,125 @@
+"""SendGrid v3 Mail Send stand-in: Bearer key, the documented validation errors in SendGrid's error shape,
+202 with X-Message-Id (200 and no message in sandbox mode)."""
+
+import re
+import secrets
+import threading
+from typing import Any
+
+from devkit.sandbox.base import Reply, Request, bearer_token
+
+_HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
+
+
+def sendgrid_error(status: int, message: str, field: str | None = None) -> Reply:
+    anchor = f"#message.{field}" if field else ""
+    return Reply(status, {"errors": [{"message": message, "field": field, "help": f"{_HELP}{anchor}"}]})
+
+
+class SendGrid:
+    name = "sendgrid"
+
+    def __init__(self, api_keys: list[str]) -> None:
+        self.api_keys = list(api_keys)
+        self.sent: list[dict[str, Any]] = []  # accepted messages: {"x_message_id", "request"}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.sent.clear()
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        if path == "/sent" and method == "GET":
+            with self._lock:
+                return Reply(200, list(self.sent))
+        return None
+
+    def handle(self, request: Request) -> Reply:
+        if request.path != "/v3/mail/send" or request.method != "POST":
+            return sendgrid_error(404, "not found")
+        token = bearer_token(request)
+        if token is None:
+            return sendgrid_error(401, "authorization required")
+        if token not in self.api_keys:
+            return sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked")
+        try:
+            mail = request.json()
+        except ValueError:
+            return sendgrid_error(400, "Bad Request", None)
+        problem = validate_mail(mail)
+        if problem:
+            return sendgrid_error(400, *problem)
+        if (mail.get("mail_settings") or {}).get("sandbox_mode", {}).get("enable") is True:
+            return Reply(200)
+        message_id = secrets.token_urlsafe(16)[:22]
+        with self._lock:
+            self.sent.append({"x_message_id": message_id, "request": mail})
+        return Reply(202, None, {"X-Message-Id": message_id})
+
+
+def validate_mail(mail: Any) -> tuple[str, str | None] | None:
+    """The first problem SendGrid would report, as (message, field), or None."""
+    if not isinstance(mail, dict):
+        return "Bad Request", None
+    personalizations = mail.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        return "The personalizations field is required and must have at least one personalization.", "personalizations"
+    if len(personalizations) > 1000:
+        return "The personalizations field must have no more than 1000 items.", "personalizations"
+    sender = mail.get("from")
+    if not isinstance(sender, dict) or not sender.get("email"):
+        return "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.", "from.email"
+    if not _looks_like_email(sender["email"]):
+        return "The from email does not contain a valid address.", "from.email"
+    if sender.get("name") and any(ord(c) > 127 for c in str(sender.get("email"))):
+        return "Unicode encoding is not supported for the from field.", "from.email"
+    if "reply_to" in mail and "reply_to_list" in mail:
+        return "The reply_to and reply_to_list fields are mutually exclusive.", "reply_to"
+    seen: set[str] = set()
+    total = 0
+    for i, p in enumerate(personalizations):
+        to = p.get("to") if isinstance(p, dict) else None
+        if not isinstance(to, list) or not to:
+            return "The to array is required for all personalization objects, and must have at least one email object with a valid email address.", f"personalizations.{i}.to"
+        for kind in ("to", "cc", "bcc"):
+            for recipient in p.get(kind) or []:
+                total += 1
+                address = str(recipient.get("email", "")).lower() if isinstance(recipient, dict) else ""
+                if not _looks_like_email(address):
+                    return f"Does not contain a valid address.", f"personalizations.{i}.{kind}"
+                if address in seen:
+                    return "Each unique email address in the personalizations array should only be included once.", f"personalizations.{i}.{kind}"
+                seen.add(address)
+                name = recipient.get("name") or ""
+                if ";" in name or "," in name:
+                    return f"The {kind}.name cannot contain ';' or ','.", f"personalizations.{i}.{kind}.name"
+        args = {**(mail.get("custom_args") or {}), **(p.get("custom_args") or {})}
+        if any(not isinstance(v, str) for v in args.values()):
+            return "All values of custom arguments object must be strings.", f"personalizations.{i}.custom_args"
+        if len(str(args).encode("utf-8")) > 10_000:
+            return "The custom arguments must be less than 10,000 bytes.", f"personalizations.{i}.custom_args"
+    if total > 1000:
+        return "There is a limit of 1000 total recipients (to + cc + bcc) per request.", "personalizations"
+    template_id = mail.get("template_id")
+    if not template_id:
+        subject_everywhere = mail.get("subject") or all(isinstance(p, dict) and p.get("subject") for p in personalizations)
+        if not subject_everywhere:
+            return "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.", "subject"
+        content = mail.get("content")
+        if not isinstance(content, list) or not content or not all(
+            isinstance(c, dict) and c.get("type") and c.get("value") for c in content
+        ):
+            return "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.", "content"
+    categories = mail.get("categories") or []
+    if len(categories) > 10:
+        return "Too many categories. You may only specify up to 10 categories per request.", "categories"
+    if len(set(categories)) != len(categories):
+        return "The categories parameter must contain unique values.", "categories"
+    sandbox = (mail.get("mail_settings") or {}).get("sandbox_mode")
+    if sandbox is not None and not isinstance(sandbox.get("enable"), bool):
+        return "The sandbox mode enable param should be a boolean value.", "mail_settings.sandbox_mode.enable"
+    return None
+
+
+def _looks_like_email(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 320 and bool(re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value))

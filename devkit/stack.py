@@ -1,0 +1,165 @@
+"""The whole local stack: moto, the template's resources, the provider sandbox, one process pool per
+function, the HTTP API gateway and the queue pollers; started and stopped as one."""
+
+import json
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from devkit.aws import MotoServer, create_resources
+from devkit.gateway import Gateway
+from devkit.queues import QueuePoller
+from devkit.runtime import (
+    DEFAULT_API_ADDRESS,
+    DEFAULT_SANDBOX_ADDRESS,
+    ENV_JSON,
+    LocalFunction,
+    function_environment,
+    load_env_json,
+    runtime_environment,
+)
+from devkit.sandbox.server import DEFAULT_CREDENTIALS, Sandbox
+from devkit.template import REPO_ROOT, Resolver, Template
+
+STATE_FILE = REPO_ROOT / ".local-stack.json"
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        port: int = 3000,
+        sandbox_port: int = 3100,
+        moto_port: int = 0,
+        visibility_timeout: int | None = None,
+        env_json: Path = ENV_JSON,
+        shell: Mapping[str, str] | None = None,
+        log: Callable[[str], None] = print,
+        concurrency: int = 1,
+        state_file: Path | None = None,
+    ) -> None:
+        self.port, self.sandbox_port, self.moto_port = port, sandbox_port, moto_port
+        self.visibility_timeout = visibility_timeout
+        self.env_json = env_json
+        self.shell = dict(os.environ if shell is None else shell)
+        self.log = log
+        self.concurrency = concurrency
+        self.state_file = state_file
+        self.template = Template()
+        self.resolver = Resolver(self.template)
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[QueuePoller] = []
+        self.environments: dict[str, dict[str, str]] = {}
+
+    def start(self) -> "LocalStack":
+        self.moto = MotoServer(self.moto_port).start()
+        create_resources(self.template, self.resolver, self.moto, visibility_timeout=self.visibility_timeout)
+        specs = self.template.functions()
+        env_json = load_env_json(self.env_json)
+        self.sandbox = Sandbox(port=self.sandbox_port, credentials=self._sandbox_credentials(specs, env_json))
+        self.sandbox.start()
+        self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
+        addresses = {DEFAULT_API_ADDRESS: self.gateway.url, DEFAULT_SANDBOX_ADDRESS: self.sandbox.url}
+        for logical_id, spec in specs.items():
+            env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell,
+                                       addresses=addresses)
+            self.environments[logical_id] = env
+            self.functions[logical_id] = LocalFunction(
+                spec, {**runtime_environment(spec, self.moto.env()), **env}, concurrency=self.concurrency
+            )
+        self._warm_all()
+        sqs = self.moto.client("sqs")
+        for spec in specs.values():
+            for source in spec.queue_sources:
+                self.pollers.append(QueuePoller(source, self.functions[spec.logical_id], sqs, log=self.log).start())
+        self.gateway.start()
+        if self.state_file:
+            self.state_file.write_text(json.dumps({
+                "pid": os.getpid(), "api": self.gateway.url, "sandbox": self.sandbox.url,
+                "aws_endpoint": self.moto.endpoint,
+            }))
+        return self
+
+    def _warm_all(self) -> None:
+        errors: list[str] = []
+
+        def warm(fn: LocalFunction) -> None:
+            try:
+                fn.warm()
+            except Exception as exc:  # noqa: BLE001 - reported below, all at once
+                errors.append(f"{fn.spec.logical_id}: {exc}")
+
+        threads = [threading.Thread(target=warm, args=(f,)) for f in self.functions.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for error in errors:
+            self.log(f"warning: {error}")
+
+    def _sandbox_credentials(self, specs: Mapping[str, Any], env_json: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+        """Let the sandbox accept whatever literal keys the functions were configured with."""
+        creds = {k: list(v) for k, v in DEFAULT_CREDENTIALS.items()}
+        wanted = {"SENDGRID_API_KEY": "sendgrid", "BRAZE_API_KEY": "braze", "INFOBIP_API_KEY": "infobip"}
+        for spec in specs.values():
+            env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell)
+            for key, provider in wanted.items():
+                value = env.get(key, "")
+                if value and not value.startswith(("ssm:", "secretsmanager:")) and value not in creds[provider]:
+                    creds[provider].append(value)
+        return creds
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if hasattr(self, "gateway"):
+            self.gateway.stop()
+        for fn in self.functions.values():
+            fn.close()
+        if hasattr(self, "sandbox"):
+            self.sandbox.stop()
+        if hasattr(self, "moto"):
+            self.moto.stop()
+        if self.state_file and self.state_file.exists():
+            self.state_file.unlink()
+
+    def banner(self) -> str:
+        api, key = self.gateway.url, self._first_api_key()
+        auth = f"-H 'X-Api-Key: {key}' " if key else ""
+        lines = [
+            "Martech Bridge local stack",
+            f"  HTTP API       {api}",
+            f"  Sandbox        {self.sandbox.url}  (kintone, sendgrid, braze, infobip, karte; /_sandbox/health)",
+            f"  Embedded AWS   {self.moto.endpoint}  (AWS_ENDPOINT_URL={self.moto.endpoint} aws dynamodb list-tables)",
+            f"  Functions      {', '.join(self.functions)}",
+            "",
+            "Try the flows:",
+            "  # Subscriptions: set, then read back",
+            f"  curl -sS -X PUT {auth}-H 'Content-Type: application/json' "
+            f"-d '{{\"subscribed\": false, \"suppression\": \"unsubscribe\", \"reason\": \"clicked unsubscribe\"}}' "
+            f"{api}/subscriptions/taro@example.com",
+            f"  curl -sS {auth}{api}/subscriptions/taro@example.com",
+            "  # Relay a Marketo webhook to kintone (501 until the relay is built)",
+            f"  curl -sS -X POST -H 'Content-Type: application/json' "
+            f"-d '{{\"email\": \"taro@example.com\", \"event\": \"email_opened\"}}' {api}/relay/marketo-email-opened",
+            "  # Send mail through an ESP (501 until sending is built)",
+            f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
+            f"-d '{{\"to\": [{{\"email\": \"taro@example.com\"}}], \"subject\": \"hello\", \"text\": \"hi\"}}' {api}/mail/send",
+            "  # Post a SendGrid event batch (501 until event ingestion is built)",
+            f"  curl -sS -X POST -H 'Content-Type: application/json' --data-binary @events/events-sendgrid-apigw.json {api}/events/sendgrid",
+            "  # Look a message up",
+            f"  curl -sS {auth}{api}/messages/some-dispatch-id",
+            "  # What the sandbox received",
+            f"  curl -sS {self.sandbox.url}/_sandbox/sendgrid/requests",
+            "",
+            "Ctrl-C stops everything.",
+        ]
+        return "\n".join(lines)
+
+    def _first_api_key(self) -> str:
+        value = self.environments.get("QueryFunction", {}).get("API_KEYS", "")
+        if value.startswith(("ssm:", "secretsmanager:")):
+            return ""
+        return value.split(",")[0].strip()

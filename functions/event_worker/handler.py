@@ -1,0 +1,15 @@
+"""EventWorkerFunction: thin Lambda handler; the behaviour lives in martech_bridge.entrypoints.event_worker."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from martech_bridge.entrypoints import event_worker
+from martech_bridge.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context()
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return event_worker.handle(event, context)

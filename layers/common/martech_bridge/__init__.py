@@ -1,0 +1,1 @@
+"""Martech Bridge: shared code for every function."""

@@ -1,0 +1,103 @@
+"""Subscriptions in DynamoDB: one STATE item per address plus HIST# items, all under pk = the address.
+
+One Query (newest first) returns the state and its recent history; a change writes both in one
+transaction, conditioned on the version read, so concurrent writers cannot lose an update.
+"""
+
+from datetime import timedelta
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from martech_bridge.adapters import aws
+from martech_bridge.errors import Conflict, DependencyUnavailable
+from martech_bridge.models.subscription import Subscription, SubscriptionChange
+
+STATE_SK = "STATE"
+HISTORY_PREFIX = "HIST#"
+HISTORY_LIMIT = 50
+
+
+class SubscriptionStore(Protocol):
+    def get(self, email: str) -> tuple[Subscription | None, list[SubscriptionChange]]: ...
+
+    def save(
+        self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None
+    ) -> None: ...
+
+
+class DynamoSubscriptionStore:
+    def __init__(self, table_name: str, history_retention_days: int) -> None:
+        self._table_name = table_name
+        self._retention = timedelta(days=history_retention_days)
+
+    def get(self, email: str) -> tuple[Subscription | None, list[SubscriptionChange]]:
+        from boto3.dynamodb.conditions import Key
+
+        try:
+            # "STATE" sorts after every "HIST#...", so descending order yields state first, then newest history.
+            page = aws.dynamodb_table(self._table_name).query(
+                KeyConditionExpression=Key("pk").eq(email),
+                ScanIndexForward=False,
+                Limit=HISTORY_LIMIT + 1,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Subscription store is unavailable") from exc
+        state: Subscription | None = None
+        history: list[SubscriptionChange] = []
+        for item in page.get("Items", []):
+            if item["sk"] == STATE_SK:
+                state = Subscription.model_validate(_from_item(item))
+            elif item["sk"].startswith(HISTORY_PREFIX):
+                history.append(SubscriptionChange.model_validate(_from_item(item)))
+        return state, history[:HISTORY_LIMIT]
+
+    def save(self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None) -> None:
+        state_item = {"pk": new.email, "sk": STATE_SK, **new.model_dump(mode="json")}
+        history_item = {
+            "pk": new.email,
+            "sk": f"{HISTORY_PREFIX}{change.changed_at.isoformat()}#{new.version:010d}",
+            **change.model_dump(mode="json"),
+            "expires_at": int((change.changed_at + self._retention).timestamp()),
+        }
+        if expected_version is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#v = :v",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":v": {"N": str(expected_version)}},
+            }
+        try:
+            aws.client("dynamodb").transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table_name, "Item": _serialize(state_item), **condition}},
+                    {"Put": {"TableName": self._table_name, "Item": _serialize(history_item)}},
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons:
+                    raise Conflict(
+                        "The subscription changed while this request was applied; read it again and retry",
+                        code="concurrent_update",
+                    ) from None
+            raise DependencyUnavailable("Subscription store is unavailable") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("Subscription store is unavailable") from exc
+
+
+def _serialize(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in item.items() if k not in ("pk", "sk", "expires_at")}
+    if "version" in out:
+        out["version"] = int(out["version"])
+    return out
+

@@ -1,0 +1,1 @@
+"""One module per function: wires the API or batch processor to the logic; handlers call into these."""

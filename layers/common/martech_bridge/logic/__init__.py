@@ -1,0 +1,1 @@
+"""Rules of the bridge, pure where they can be: no boto3, no HTTP, no os.environ."""
