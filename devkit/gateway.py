@@ -18,6 +18,7 @@ from devkit.template import ACCOUNT_ID, HttpRoute
 API_ID = "localapi"
 # API Gateway's HTTP API payload quota; above it AWS answers 413 before any function runs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+_DRAIN_LIMIT = 64 * 1024 * 1024
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/graphql")
 
 
@@ -243,5 +244,12 @@ def _read_body(req: BaseHTTPRequestHandler) -> bytes:
     if length < 0:
         raise ValueError("negative Content-Length")
     if length > MAX_PAYLOAD_BYTES:
+        # Read (and drop) what the client is sending so it sees the 413 rather than a broken pipe.
+        remaining = min(length, _DRAIN_LIMIT)
+        while remaining > 0:
+            chunk = req.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
         raise _TooLarge
     return req.rfile.read(length) if length else b""

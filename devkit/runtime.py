@@ -113,8 +113,14 @@ class InvocationError(Exception):
         self.stack = stack or []
 
 
-def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str]) -> None:
+def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], log_file: str | None) -> None:
     """Body of a function process: set the environment, import the handler, answer invocations."""
+    if log_file:
+        # Like CloudWatch Logs: everything the function prints goes to its own log.
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     os.environ.clear()
     os.environ.update(env)
     sys.path.insert(0, spec_fields["code_uri"])  # Lambda puts the task root first
@@ -147,12 +153,12 @@ def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str]) -
 class _Instance:
     """One warm 'container' of a function."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str]) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_file: Path | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         fields = {"code_uri": str(spec.code_uri), "handler": spec.handler, "logical_id": spec.logical_id,
                   "memory_size": spec.memory_size, "timeout": spec.timeout}
-        self.process = ctx.Process(target=_serve, args=(child, fields, env), daemon=True,
+        self.process = ctx.Process(target=_serve, args=(child, fields, env, str(log_file) if log_file else None), daemon=True,
                                    name=f"lambda-{spec.logical_id}")
         self.process.start()
         child.close()
@@ -178,9 +184,11 @@ class _Instance:
 class LocalFunction:
     """A function's pool of warm instances (up to `concurrency`), each serving one event at a time."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], concurrency: int = 1) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], concurrency: int = 1,
+                 log_file: Path | None = None) -> None:
         self.spec = spec
         self.env = env
+        self.log_file = log_file
         self.concurrency = max(1, concurrency)
         self._idle: list[_Instance] = []
         self._count = 0
@@ -234,7 +242,7 @@ class LocalFunction:
                     break
                 self._cond.wait()
         try:
-            return _Instance(self.spec, self.env)
+            return _Instance(self.spec, self.env, self.log_file)
         except BaseException:
             with self._cond:
                 self._count -= 1

@@ -148,7 +148,9 @@ class LocalStack:
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
             f"-d '{{\"to\": [{{\"email\": \"taro@example.com\"}}], \"subject\": \"hello\", \"text\": \"hi\"}}' {api}/mail/send",
             "  # Post a SendGrid event batch (501 until event ingestion is built)",
-            f"  curl -sS -X POST -H 'Content-Type: application/json' --data-binary @events/events-sendgrid-apigw.json {api}/events/sendgrid",
+            f"  curl -sS -X POST -H 'Content-Type: application/json' "
+            f"-d '[{{\"email\": \"taro@example.com\", \"event\": \"delivered\", \"sg_event_id\": \"e1\", "
+            f"\"timestamp\": 1717402404}}]' {api}/events/sendgrid",
             "  # Look a message up",
             f"  curl -sS {auth}{api}/messages/some-dispatch-id",
             "  # What the sandbox received",

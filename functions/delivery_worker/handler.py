@@ -8,7 +8,7 @@ from martech_bridge.entrypoints import delivery_worker
 from martech_bridge.observability import logger, metrics, tracer
 
 
-@logger.inject_lambda_context()
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def _fetch(setting_name: str, store: str, name: str) -> str:
         else:
             value = parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS)
     except parameters.exceptions.GetParameterError as exc:
-        cause = exc.__cause__
+        # Powertools re-raises without `from`, so the ClientError is the implicit context.
+        cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ClientError) and cause.response["Error"]["Code"] in (
             "ParameterNotFound",
             "ResourceNotFoundException",

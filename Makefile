@@ -1,0 +1,77 @@
+# Martech Bridge - the README's vocabulary: run, test, invoke, lint, build, deploy, bench.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV  := .venv
+TOOLS := .venv-tools
+PY    := $(VENV)/bin/python
+# The Lambda runtime is Python 3.12; prefer it (pyenv's too) so `sam build` finds python3.12 in the venv.
+PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3; do \
+             if $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then echo $$p; break; fi; done)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+# The venvs come first, so the python3.12 that `sam build` looks for is the project's.
+TOOLPATH := $(abspath $(VENV))/bin:$(abspath $(TOOLS))/bin:$(PATH)
+
+FN    ?= QueryFunction
+EVENT ?= events/query-get-subscription.json
+ENV   ?= default
+
+.PHONY: help venv tools run test test-fast invoke lint build deploy bench clean
+
+help:
+	@echo "make run      start the bridge locally (HTTP API on 127.0.0.1:3000, sandbox, embedded AWS)"
+	@echo "make test     install and run every test, the template checks and the arm64 build check"
+	@echo "make invoke   FN=<LogicalId> EVENT=events/<file>.json: one function, one event, no Docker"
+	@echo "make lint     ruff, mypy, cfn-lint, sam validate --lint"
+	@echo "make build    sam build for arm64, then prune and check the layer"
+	@echo "make deploy   build, then sam deploy (ENV=dev|prod picks the samconfig.toml environment)"
+	@echo "make bench    benchmarks, each beside its baseline from the same run"
+
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	@test -x $(PY) || { test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed (3.12 preferred)"; exit 1; }; \
+	  echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+tools: $(TOOLS)/.installed
+
+run: venv
+	$(PY) -m devkit run
+
+test: venv tools
+	PATH="$(TOOLPATH)" $(PY) -m pytest
+
+# Everything but the slow template build check.
+test-fast: venv
+	PATH="$(TOOLPATH)" $(PY) -m pytest -m "not template"
+
+invoke: venv
+	$(PY) -m devkit invoke $(FN) -e $(EVENT)
+
+lint: venv tools
+	$(VENV)/bin/ruff check layers functions devkit tests bench
+	$(VENV)/bin/mypy layers/common/martech_bridge devkit
+	$(TOOLS)/bin/cfn-lint template.yaml
+	PATH="$(TOOLPATH)" sam validate --lint
+
+build: venv tools
+	PATH="$(TOOLPATH)" sam build --parallel
+	$(PY) -m devkit check-layer --build-dir .aws-sam/build
+
+deploy: build
+	PATH="$(TOOLPATH)" sam deploy --config-env $(ENV)
+
+bench: venv
+	@for script in bench/[a-z]*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache

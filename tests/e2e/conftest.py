@@ -1,0 +1,89 @@
+"""End-to-end fixtures: the local stack started exactly as `make run` starts it, in its own process, on
+free ports - or, with E2E_API_URL (and E2E_API_KEY) set, a deployed stack."""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+
+from devkit.aws import free_port
+from devkit.template import REPO_ROOT
+
+STARTUP_SECONDS = 90
+
+
+@dataclass
+class RunningStack:
+    api: str
+    api_key: str
+    aws_endpoint: str | None = None
+    sandbox: str | None = None
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def aws(self, service: str):  # noqa: ANN201 - a boto3 client
+        if self.aws_endpoint is None:
+            pytest.skip("needs the local stack's embedded AWS")
+        return boto3.client(service, endpoint_url=self.aws_endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106
+
+
+def start_stack(visibility_timeout: int = 1) -> RunningStack:
+    api_port, sandbox_port, aws_port = free_port(), free_port(), free_port()
+    command = [sys.executable, "-m", "devkit", "run", "--port", str(api_port), "--sandbox-port", str(sandbox_port),
+               "--aws-port", str(aws_port), "--visibility-timeout", str(visibility_timeout), "--no-state-file",
+               "--concurrency", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    stack = RunningStack(api=f"http://127.0.0.1:{api_port}", api_key="local-dev-key-1",
+                         aws_endpoint=f"http://127.0.0.1:{aws_port}", sandbox=f"http://127.0.0.1:{sandbox_port}",
+                         process=process)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            stack.output.append(line.rstrip("\n"))
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if lines.get(timeout=1).startswith("READY "):
+                return stack
+        except queue.Empty:
+            if process.poll() is not None:
+                break
+    process.kill()
+    raise RuntimeError("local stack did not start:\n" + "\n".join(stack.output[-40:]))
+
+
+def stop_stack(stack: RunningStack, sig: int = signal.SIGINT) -> int:
+    assert stack.process is not None
+    stack.process.send_signal(sig)
+    try:
+        return stack.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stack.process.kill()
+        return -9
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[RunningStack]:
+    url = os.environ.get("E2E_API_URL")
+    if url:
+        yield RunningStack(api=url.rstrip("/"), api_key=os.environ.get("E2E_API_KEY", ""))
+        return
+    running = start_stack()
+    yield running
+    stop_stack(running)

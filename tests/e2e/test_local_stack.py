@@ -1,0 +1,123 @@
+"""The bridge as a user meets it after `make run`: real HTTP to 127.0.0.1, real queues, real DynamoDB
+(moto), nothing patched."""
+
+import json
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def address() -> str:
+    return f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def put(stack: RunningStack, email: str, body: object, key: str | None = None, **kw: object) -> requests.Response:
+    headers = {"X-Api-Key": key if key is not None else stack.api_key}
+    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    return requests.put(f"{stack.api}/subscriptions/{email}", data=data,
+                        headers={**headers, "Content-Type": "application/json"}, timeout=20, **kw)
+
+
+def test_unknown_path_is_a_json_404(stack: RunningStack) -> None:
+    response = requests.get(f"{stack.api}/definitely/not/here", timeout=20)
+    assert response.status_code == 404 and response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_put_then_get_round_trips_through_dynamodb(stack: RunningStack) -> None:
+    email = address()
+    response = put(stack, email.upper(), {"subscribed": False, "suppression": "unsubscribe", "reason": "配信停止"})
+    assert response.status_code == 200, response.text
+    got = requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": "local-dev-key-2"}, timeout=20)
+    body = got.json()
+    assert (got.status_code, body["email"], body["subscribed"], body["reason"]) == (200, email, False, "配信停止")
+    item = stack.aws("dynamodb").get_item(TableName="SubscriptionsTable",
+                                          Key={"pk": {"S": email}, "sk": {"S": "STATE"}})["Item"]
+    assert item["suppression"]["S"] == "unsubscribe"
+
+
+@pytest.mark.parametrize("key", [None, "", "local-dev-key-3"])
+def test_missing_or_wrong_key_is_401_and_changes_nothing(stack: RunningStack, key: str | None) -> None:
+    email = address()
+    headers = {} if key is None else {"X-Api-Key": key}
+    response = requests.put(f"{stack.api}/subscriptions/{email}", json={"subscribed": False}, headers=headers, timeout=20)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+    got = requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": stack.api_key}, timeout=20)
+    assert got.status_code == 404
+
+
+@pytest.mark.parametrize("bad", ["taro", "taro@", "taro@example", "taro%20yamada@example.com", "%E3%81%82@example.com"])
+def test_malformed_address_is_400(stack: RunningStack, bad: str) -> None:
+    response = put(stack, bad, {"subscribed": True})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "email"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [(b"{", "invalid_json"), (b"[]", "invalid_json"), (b"\xc3\x28", "invalid_encoding"),
+     (b'{"subscribed": "yes"}', "validation_error"), (b'{"subscribed": null}', "validation_error")],
+)
+def test_hostile_bodies_are_400_and_change_nothing(stack: RunningStack, body: bytes, code: str) -> None:
+    email = address()
+    response = put(stack, email, body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == code
+    assert requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": stack.api_key}, timeout=20).status_code == 404
+
+
+def test_oversized_bodies_are_413(stack: RunningStack) -> None:
+    over_function_limit = put(stack, address(), b'{"reason": "' + b"x" * (1024 * 1024) + b'"}')
+    assert over_function_limit.status_code == 413
+    assert over_function_limit.json()["error"]["code"] == "payload_too_large"
+    over_gateway_limit = put(stack, address(), b"x" * (10 * 1024 * 1024 + 1))
+    assert over_gateway_limit.status_code == 413
+
+
+def test_concurrent_requests_all_land(stack: RunningStack) -> None:
+    emails = [address() for _ in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(lambda e: put(stack, e, {"subscribed": True}).status_code, emails))
+    assert statuses == [200] * len(emails)
+
+
+def test_a_message_the_worker_keeps_failing_ends_in_the_dlq(stack: RunningStack) -> None:
+    sqs = stack.aws("sqs")
+    queue_url = sqs.get_queue_url(QueueName="EventQueue")["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName="EventDLQ")["QueueUrl"]
+    marker = uuid.uuid4().hex
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"provider": "sendgrid", "marker": marker}))
+    deadline = time.monotonic() + 60
+    found = None
+    while time.monotonic() < deadline and found is None:
+        for message in sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                           AttributeNames=["All"]).get("Messages", []):
+            if marker in message["Body"]:
+                found = message
+    assert found is not None, "message never reached the DLQ"
+    # It was tried as often as the redrive policy allows (maxReceiveCount 5), then moved, not lost.
+    assert int(found["Attributes"]["ApproximateReceiveCount"]) >= 5
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages",
+                                                                              "ApproximateNumberOfMessagesNotVisible"])
+    assert attributes["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+def test_the_sandbox_answers_beside_the_api(stack: RunningStack) -> None:
+    if stack.sandbox is None:
+        pytest.skip("deployed stacks have no sandbox")
+    assert requests.get(f"{stack.sandbox}/_sandbox/health", timeout=5).json()["status"] == "ok"
+
+
+def test_ctrl_c_stops_everything_cleanly() -> None:
+    own = start_stack()
+    assert any("curl" in line and "/subscriptions/" in line for line in own.output)
+    code = stop_stack(own, signal.SIGINT)
+    assert code == 0 and own.output[-1] == "Stopped."
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{own.api}/x", timeout=2)

@@ -1,0 +1,83 @@
+"""Every function, run as the local stack runs it (own process, template handler, env.json environment,
+moto over HTTP), driven by the event files under events/ - the same files `sam local invoke -e` takes."""
+
+from pathlib import Path
+
+import pytest
+
+from devkit.template import REPO_ROOT, Template
+from tests.conftest import Functions, http_body, load_event
+
+EVENTS = sorted((REPO_ROOT / "events").glob("*.json"))
+
+
+def function_for(event_file: Path, template: Template) -> str:
+    """events/<folder-of-the-function>-<case>.json, e.g. delivery-worker-retry.json -> DeliveryWorkerFunction."""
+    for logical_id, spec in template.functions().items():
+        if event_file.name.startswith(spec.code_uri.name.replace("_", "-") + "-"):
+            return logical_id
+    raise AssertionError(f"{event_file.name} does not name a function folder")
+
+
+def test_every_function_has_an_event_file_and_every_file_a_function(template: Template) -> None:
+    covered = {function_for(path, template) for path in EVENTS}
+    assert covered == set(template.functions())
+
+
+@pytest.mark.parametrize(
+    ("event_file", "status", "code"),
+    [
+        ("query-get-subscription-bad-email.json", 400, "invalid_email"),
+        ("query-get-subscription-no-key.json", 401, "unauthorized"),
+        ("query-unknown-route.json", 404, "not_found"),
+        ("query-get-message.json", 501, "not_implemented"),
+        ("relay-marketo-email-opened.json", 501, "not_implemented"),
+        ("relay-karte-craft-no-content-type.json", 501, "not_implemented"),
+        ("send-mail-sendgrid.json", 501, "not_implemented"),
+        ("events-sendgrid-delivered.json", 501, "not_implemented"),
+    ],
+)
+def test_http_events_get_the_contract_answer(functions: Functions, template: Template, event_file: str,
+                                              status: int, code: str) -> None:
+    result = functions.invoke(function_for(REPO_ROOT / "events" / event_file, template), load_event(event_file))
+    assert result["statusCode"] == status
+    assert result["headers"]["Content-Type"] == "application/json"
+    assert http_body(result)["error"]["code"] == code
+
+
+def test_put_then_get_subscription_round_trips_through_dynamodb(functions: Functions, moto_server) -> None:
+    put = functions.invoke("QueryFunction", load_event("query-put-subscription.json"))
+    assert put["statusCode"] == 200, put
+    got = functions.invoke("QueryFunction", load_event("query-get-subscription.json"))
+    body = http_body(got)
+    assert got["statusCode"] == 200
+    assert (body["email"], body["subscribed"], body["suppression"]) == ("taro.yamada@example.com", False, "hard_bounce")
+    # The state really is in DynamoDB, with its history entry beside it.
+    items = moto_server.client("dynamodb").query(
+        TableName="SubscriptionsTable", KeyConditionExpression="pk = :e",
+        ExpressionAttributeValues={":e": {"S": "taro.yamada@example.com"}})["Items"]
+    kinds = sorted(i["sk"]["S"].split("#")[0] for i in items)
+    assert kinds[-1] == "STATE" and "HIST" in kinds
+
+    again = functions.invoke("QueryFunction", load_event("query-put-subscription-resubscribe.json"))
+    body = http_body(again)
+    assert (body["subscribed"], body["suppression"], body["reason"]) == (True, None, "お客様からの再登録依頼")
+    assert [h["subscribed"] for h in body["history"]][:2] == [True, False]
+
+
+@pytest.mark.parametrize("event_file", ["delivery-worker-retry.json", "event-worker-batch.json"])
+def test_queue_workers_hand_every_record_back(functions: Functions, template: Template, event_file: str) -> None:
+    event = load_event(event_file)
+    result = functions.invoke(function_for(REPO_ROOT / "events" / event_file, template), event)
+    assert result == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+
+def test_log_lines_carry_the_request_id_and_nothing_from_earlier_requests(functions: Functions) -> None:
+    functions.invoke("QueryFunction", load_event("query-get-subscription.json"))  # appends a recipient key
+    event = load_event("query-get-subscription-bad-email.json")
+    functions.invoke("QueryFunction", event)
+    refused = [line for line in functions.log_lines("QueryFunction") if line.get("message") == "Request refused"]
+    assert refused[-1]["correlation_id"] == event["requestContext"]["requestId"]
+    assert "recipient" not in refused[-1]  # warm instances must not carry keys over
+    log_text = functions.log_file("QueryFunction").read_text(encoding="utf-8")
+    assert "local-dev-key-1" not in log_text and "taro.yamada@example.com" not in log_text

@@ -1,0 +1,57 @@
+"""Settings come from the environment once, validated; secrets are references, literals only when allowed."""
+
+import pytest
+
+from martech_bridge import secrets
+from martech_bridge.config import Settings, get_settings, reset
+from martech_bridge.errors import ConfigurationError
+
+
+def test_every_declared_variable_maps_to_a_field() -> None:
+    settings = Settings.from_environ({"STAGE": "prod", "RETENTION_DAYS": "90", "SUBSCRIPTIONS_TABLE": "subs",
+                                      "SENDGRID_BASE_URL": "https://api.sendgrid.com/", "UNRELATED": "x"})
+    assert (settings.stage, settings.retention_days, settings.subscriptions_table) == ("prod", 90, "subs")
+    assert settings.sendgrid_base_url == "https://api.sendgrid.com"
+
+
+def test_invalid_values_name_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="RETENTION_DAYS"):
+        Settings.from_environ({"RETENTION_DAYS": "forever"})
+    with pytest.raises(ConfigurationError, match="DEFAULT_PROVIDER"):
+        Settings.from_environ({"DEFAULT_PROVIDER": "mailchimp"})
+
+
+def test_missing_required_setting_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="SUBSCRIPTIONS_TABLE is not configured"):
+        Settings.from_environ({}).require("subscriptions_table")
+
+
+def test_settings_are_read_once_until_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAGE", "first")
+    reset()
+    assert get_settings().stage == "first"
+    monkeypatch.setenv("STAGE", "second")
+    assert get_settings().stage == "first"
+    reset()
+    assert get_settings().stage == "second"
+    reset()
+
+
+def test_secret_values_are_not_in_the_settings_repr() -> None:
+    settings = Settings.from_environ({"API_KEYS": "super-secret-value"})
+    assert "super-secret-value" not in repr(settings)
+
+
+def test_literal_secret_refused_unless_allowed_and_never_echoed() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        secrets.resolve("api_keys", "pasted-key-123", allow_plaintext=False)
+    assert "pasted-key-123" not in str(caught.value)
+    assert secrets.resolve("api_keys", "pasted-key-123", allow_plaintext=True) == "pasted-key-123"
+
+
+def test_empty_secret_means_not_configured() -> None:
+    assert secrets.resolve_list("api_keys", "", allow_plaintext=False) == ()
+
+
+def test_secret_lists_split_on_commas_and_newlines() -> None:
+    assert secrets.resolve_list("api_keys", " k1, k2\nk3,, ", allow_plaintext=True) == ("k1", "k2", "k3")

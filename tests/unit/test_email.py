@@ -1,0 +1,61 @@
+"""E-mail addresses are normalised once and refused with a reason a caller can act on."""
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from martech_bridge.models.email import EmailAddress, InvalidEmail, normalize_email
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("taro@example.com", "taro@example.com"),
+        ("  Taro.Yamada@Example.COM \n", "taro.yamada@example.com"),
+        ("hanako+news@sub.example.co.jp", "hanako+news@sub.example.co.jp"),
+        ("user@例え.jp", "user@xn--r8jz45g.jp"),
+        ("o'brien@example.org.", "o'brien@example.org"),
+    ],
+)
+def test_addresses_are_normalised(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("taro", "must look like name@domain"),
+        ("@example.com", "must look like name@domain"),
+        ("taro@", "must look like name@domain"),
+        ("taro yamada@example.com", "whitespace"),
+        ("taro@exa mple.com", "whitespace"),
+        ("taro@example", "invalid domain"),
+        ("taro@-example.com", "invalid domain"),
+        ("taro@example.c0m", "top-level domain"),
+        ("taro..y@example.com", "not allowed before the @"),
+        ("taro\x00@example.com", "control characters"),
+        ("a" * 65 + "@example.com", "longer than 64"),
+        ("taro@" + "a" * 250 + ".com", "invalid domain"),
+        ("<taro@example.com>", "not allowed before the @"),
+        ("taro@example.com\r\nBcc: x@y.z", "whitespace"),
+    ],
+)
+def test_malformed_addresses_are_refused_with_a_reason(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidEmail, match=reason):
+        normalize_email(raw)
+
+
+def test_non_string_is_refused() -> None:
+    with pytest.raises(InvalidEmail, match="must be a string"):
+        normalize_email(42)  # type: ignore[arg-type]
+
+
+def test_pydantic_fields_normalise_and_report_the_field() -> None:
+    class Recipient(BaseModel):
+        email: EmailAddress
+
+    assert Recipient(email=" A@B.co ").email == "a@b.co"
+    with pytest.raises(ValidationError) as caught:
+        Recipient(email="nope")
+    assert caught.value.errors()[0]["loc"] == ("email",)

@@ -1,0 +1,145 @@
+"""The operator API in-process: authentication first, then input, then logic; every answer is JSON."""
+
+import json
+from typing import Any
+
+import pytest
+
+from devkit.gateway import build_event
+from devkit.runtime import LambdaContext
+from devkit.template import HttpRoute
+from martech_bridge import config
+from martech_bridge.entrypoints import query
+from tests.unit.fakes import FakeSubscriptionStore
+
+KEYS = "key-one,key-two"
+
+
+@pytest.fixture()
+def store(monkeypatch: pytest.MonkeyPatch) -> FakeSubscriptionStore:
+    monkeypatch.setenv("API_KEYS", KEYS)
+    monkeypatch.setenv("ALLOW_PLAINTEXT_SECRETS", "true")
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "4096")
+    config.reset()
+    fake = FakeSubscriptionStore()
+    monkeypatch.setattr(query, "subscription_store", lambda: fake)
+    yield fake
+    config.reset()
+
+
+def call(method: str, path: str, *, key: str | None = "key-one", body: bytes = b"",
+         content_type: str = "application/json", route_path: str = "/subscriptions/{email}") -> tuple[int, Any]:
+    headers = [("content-type", content_type)] if content_type else []
+    if key is not None:
+        headers.append(("x-api-key", key))
+    event = build_event(method=method, target=path, headers=headers, body=body,
+                        route=HttpRoute(method, route_path, "QueryFunction"), path_parameters={})
+    result = query.handle(event, LambdaContext("QueryFunction", 512, 15, "req-1"))
+    assert result["headers"]["Content-Type"] == "application/json"
+    return result["statusCode"], json.loads(result["body"])
+
+
+def test_put_then_get_round_trip(store: FakeSubscriptionStore) -> None:
+    status, body = call("PUT", "/subscriptions/Taro%40Example.com",
+                        body=b'{"subscribed": false, "suppression": "spam_report"}')
+    assert status == 200 and body["email"] == "taro@example.com" and body["suppression"] == "spam_report"
+    status, body = call("GET", "/subscriptions/taro@example.com", key="key-two")
+    assert status == 200 and body["subscribed"] is False and len(body["history"]) == 1
+
+
+def test_unknown_recipient_is_404(store: FakeSubscriptionStore) -> None:
+    status, body = call("GET", "/subscriptions/nobody@example.com")
+    assert status == 404 and body["error"]["code"] == "subscription_not_found"
+
+
+@pytest.mark.parametrize(("key", "message"), [(None, "Missing API key"), ("", "Missing API key"),
+                                              ("key-three", "Invalid API key"), ("key-one ", "Invalid API key")])
+def test_missing_or_wrong_key_is_401_before_anything_else(store: FakeSubscriptionStore, key: str | None,
+                                                          message: str) -> None:
+    status, body = call("PUT", "/subscriptions/not-an-address", key=key, body=b"{broken")
+    assert status == 401 and body["error"]["code"] == "unauthorized" and message in body["error"]["message"]
+    assert store.state == {}
+
+
+def test_no_configured_keys_refuses_everyone(store: FakeSubscriptionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "")
+    config.reset()
+    status, body = call("GET", "/subscriptions/a@b.co", key="anything")
+    assert status == 401 and "no API keys configured" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code", "field"),
+    [
+        (b"", "application/json", "empty_body", None),
+        (b'{"subscribed": fal', "application/json", "invalid_json", None),  # truncated
+        (b"[true]", "application/json", "invalid_json", None),
+        (b'"false"', "application/json", "invalid_json", None),
+        (b'{"subscribed": "no"}', "application/json", "validation_error", "subscribed"),
+        (b'{"subscribed": false, "extra": 1}', "application/json", "validation_error", "extra"),
+        (b'{"subscribed": false, "suppression": "x"}', "application/json", "validation_error", "suppression"),
+        (b"\xff\xfe{}", "application/octet-stream", "invalid_encoding", None),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "payload_too_large", None),
+        (b"[" * 2000 + b"]" * 2000, "application/json", "invalid_json", None),  # past the recursion limit
+    ],
+)
+def test_bad_bodies_are_400_naming_the_problem_and_change_nothing(
+    store: FakeSubscriptionStore, body: bytes, content_type: str, code: str, field: str | None
+) -> None:
+    status, answer = call("PUT", "/subscriptions/taro@example.com", body=body, content_type=content_type)
+    assert answer["error"]["code"] == code
+    assert status == (413 if code == "payload_too_large" else 400)
+    assert answer["error"].get("field") == field
+    assert store.state == {}
+
+
+def test_invalid_base64_flag_is_400(store: FakeSubscriptionStore) -> None:
+    event = build_event(method="PUT", target="/subscriptions/a@b.co", headers=[("x-api-key", "key-one")],
+                        body=b"x", route=HttpRoute("PUT", "/subscriptions/{email}", "Q"), path_parameters={})
+    event["body"], event["isBase64Encoded"] = "***not base64***", True
+    result = query.handle(event, LambdaContext("QueryFunction", 512, 15, "r"))
+    assert result["statusCode"] == 400 and "base64" in json.loads(result["body"])["error"]["message"]
+
+
+def test_base64_encoded_body_is_decoded(store: FakeSubscriptionStore) -> None:
+    body = json.dumps({"subscribed": False, "reason": "配信停止"}, ensure_ascii=False).encode()
+    # No Content-Type: the gateway base64-encodes the body, as API Gateway does.
+    status, answer = call("PUT", "/subscriptions/a@b.co", body=body, content_type="")
+    assert status == 200 and answer["reason"] == "配信停止"
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@b", "%00@b.co", "a%20b@c.co"])
+def test_malformed_address_in_path_is_400(store: FakeSubscriptionStore, address: str) -> None:
+    status, body = call("GET", f"/subscriptions/{address}")
+    assert status == 400 and body["error"]["code"] == "invalid_email" and body["error"]["field"] == "email"
+
+
+def test_stale_write_is_a_409_conflict(store: FakeSubscriptionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    call("PUT", "/subscriptions/a@b.co", body=b'{"subscribed": false}')
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda email: (None, []))  # a reader that missed the first write
+    status, body = call("PUT", "/subscriptions/a@b.co", body=b'{"subscribed": true}')
+    assert status == 409 and body["error"]["code"] == "concurrent_update"
+    monkeypatch.setattr(store, "get", real_get)
+    assert store.state["a@b.co"].subscribed is False
+
+
+def test_routes_not_built_yet_answer_501_json(store: FakeSubscriptionStore) -> None:
+    status, body = call("GET", "/messages/d-1", route_path="/messages/{dispatch_id}")
+    assert status == 501 and body["error"]["code"] == "not_implemented"
+
+
+def test_unknown_route_is_json_404(store: FakeSubscriptionStore) -> None:
+    status, body = call("DELETE", "/subscriptions/a@b.co", route_path="$default")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_a_bug_is_a_json_500_without_internals(store: FakeSubscriptionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(email: str) -> Any:
+        raise KeyError("internal detail")
+
+    monkeypatch.setattr(store, "get", broken)
+    status, body = call("GET", "/subscriptions/a@b.co")
+    assert status == 500 and body["error"]["code"] == "internal_error"
+    assert "internal detail" not in json.dumps(body)
+
