@@ -229,7 +229,8 @@ class _TooLarge(Exception):
 
 def _read_body(req: BaseHTTPRequestHandler) -> bytes:
     if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             size = int(req.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
             if size == 0:

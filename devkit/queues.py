@@ -99,9 +99,10 @@ class QueuePoller:
             failed = batch_ids
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
+            chunk = done[start:start + 10]
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start:start + 10])],
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         if failed:
             self.log(f"{self.source.queue}: {len(failed)} of {len(messages)} message(s) failed; "

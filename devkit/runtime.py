@@ -158,7 +158,8 @@ class _Instance:
         self.conn, child = ctx.Pipe()
         fields = {"code_uri": str(spec.code_uri), "handler": spec.handler, "logical_id": spec.logical_id,
                   "memory_size": spec.memory_size, "timeout": spec.timeout}
-        self.process = ctx.Process(target=_serve, args=(child, fields, env, str(log_file) if log_file else None), daemon=True,
+        log_path = str(log_file) if log_file else None
+        self.process = ctx.Process(target=_serve, args=(child, fields, env, log_path), daemon=True,
                                    name=f"lambda-{spec.logical_id}")
         self.process.start()
         child.close()

@@ -99,7 +99,9 @@ class LocalStack:
         for error in errors:
             self.log(f"warning: {error}")
 
-    def _sandbox_credentials(self, specs: Mapping[str, Any], env_json: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+    def _sandbox_credentials(
+        self, specs: Mapping[str, Any], env_json: dict[str, dict[str, str]]
+    ) -> dict[str, list[str]]:
         """Let the sandbox accept whatever literal keys the functions were configured with."""
         creds = {k: list(v) for k, v in DEFAULT_CREDENTIALS.items()}
         wanted = {"SENDGRID_API_KEY": "sendgrid", "BRAZE_API_KEY": "braze", "INFOBIP_API_KEY": "infobip"}
@@ -146,7 +148,8 @@ class LocalStack:
             f"-d '{{\"email\": \"taro@example.com\", \"event\": \"email_opened\"}}' {api}/relay/marketo-email-opened",
             "  # Send mail through an ESP (501 until sending is built)",
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
-            f"-d '{{\"to\": [{{\"email\": \"taro@example.com\"}}], \"subject\": \"hello\", \"text\": \"hi\"}}' {api}/mail/send",
+            f"-d '{{\"to\": [{{\"email\": \"taro@example.com\"}}], \"subject\": \"hello\", "
+            f"\"text\": \"hi\"}}' {api}/mail/send",
             "  # Post a SendGrid event batch (501 until event ingestion is built)",
             f"  curl -sS -X POST -H 'Content-Type: application/json' "
             f"-d '[{{\"email\": \"taro@example.com\", \"event\": \"delivered\", \"sg_event_id\": \"e1\", "

@@ -31,13 +31,15 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | byt
     )
     if not message.is_multipart():
         raise ValueError("body is not multipart")
-    parts = []
+    parts: list[tuple[str, str | bytes, str | None]] = []
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
         filename = part.get_filename()
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = b""
         if filename is None:
             charset = part.get_content_charset() or "utf-8"
             parts.append((str(name), payload.decode(charset), None))

@@ -68,11 +68,11 @@ class Kintone:
                     self._insert(app, record)
                 self.apps[app_id] = app
                 return Reply(200, {"app": app_id, "records": len(app.records)})
-            app = self.apps.get(app_id)
-            if app is None:
+            existing = self.apps.get(app_id)
+            if existing is None:
                 return Reply(404, {"error": f"no app {app_id}"})
-            return Reply(200, {"app": app_id, "records": list(app.records.values()),
-                               "requests": app.requests_today})
+            return Reply(200, {"app": app_id, "records": list(existing.records.values()),
+                               "requests": existing.requests_today})
 
     # ------------------------------------------------------------------ API
     def handle(self, request: Request) -> Reply:
@@ -109,9 +109,9 @@ class Kintone:
             return kintone_error(400, "CB_VA01", "Missing or invalid input.",
                                  {"app": {"messages": ["Required field."]}})
         with self._lock:
-            app = self.apps.get(app_id)
-            if app is None:
-                app = self.apps[app_id] = App(app_id, tokens=list(self.default_tokens))
+            if app_id not in self.apps:
+                self.apps[app_id] = App(app_id, tokens=list(self.default_tokens))
+            app = self.apps[app_id]
             denied = self._check_token(app, request)
             if denied:
                 return denied

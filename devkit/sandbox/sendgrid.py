@@ -86,7 +86,7 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
                 total += 1
                 address = str(recipient.get("email", "")).lower() if isinstance(recipient, dict) else ""
                 if not _looks_like_email(address):
-                    return f"Does not contain a valid address.", f"personalizations.{i}.{kind}"
+                    return "Does not contain a valid address.", f"personalizations.{i}.{kind}"
                 if address in seen:
                     return "Each unique email address in the personalizations array should only be included once.", f"personalizations.{i}.{kind}"
                 seen.add(address)

@@ -212,9 +212,9 @@ class Sandbox:
                 state.provider.reset()
             return Reply(200, {"reset": True})
         name, _, sub = path.lstrip("/").partition("/")
-        state = self.states.get(name)
-        if state is None:
+        if name not in self.states:
             return Reply(404, {"error": f"no sandboxed provider {name!r}"})
+        state = self.states[name]
         sub = "/" + sub
         if sub == "/faults":
             with state.lock:

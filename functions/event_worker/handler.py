@@ -3,7 +3,6 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from martech_bridge.entrypoints import event_worker
 from martech_bridge.observability import logger, metrics, tracer
 

@@ -4,7 +4,6 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from martech_bridge.entrypoints import relay
 from martech_bridge.observability import logger, metrics, tracer
 

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore
 from martech_bridge.errors import Conflict
 from martech_bridge.logic.subscriptions import apply_update

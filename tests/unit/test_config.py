@@ -1,7 +1,6 @@
 """Settings come from the environment once, validated; secrets are references, literals only when allowed."""
 
 import pytest
-
 from martech_bridge import secrets
 from martech_bridge.config import Settings, get_settings, reset
 from martech_bridge.errors import ConfigurationError

@@ -1,9 +1,8 @@
 """E-mail addresses are normalised once and refused with a reason a caller can act on."""
 
 import pytest
-from pydantic import BaseModel, ValidationError
-
 from martech_bridge.models.email import EmailAddress, InvalidEmail, normalize_email
+from pydantic import BaseModel, ValidationError
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ import json
 from typing import Any
 
 import pytest
+from martech_bridge import config
+from martech_bridge.entrypoints import query
 
 from devkit.gateway import build_event
 from devkit.runtime import LambdaContext
 from devkit.template import HttpRoute
-from martech_bridge import config
-from martech_bridge.entrypoints import query
 from tests.unit.fakes import FakeSubscriptionStore
 
 KEYS = "key-one,key-two"

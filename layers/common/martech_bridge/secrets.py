@@ -42,9 +42,8 @@ def resolve_list(setting_name: str, reference: str, *, allow_plaintext: bool) ->
 
 def _fetch(setting_name: str, store: str, name: str) -> str:
     # Imported here: Parameters pulls in boto3, which functions without secrets should not pay for.
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from aws_lambda_powertools.utilities import parameters
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         if store == "ssm":

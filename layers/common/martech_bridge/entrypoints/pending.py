@@ -37,8 +37,8 @@ def queue_handler(feature: str) -> Any:
         raise NotImplementedYet(f"{feature} is not available in this version of the bridge")
 
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+        return dict(
+            process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
         )
 
     return handle

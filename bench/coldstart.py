@@ -1,0 +1,64 @@
+"""Cold-start import time of every handler module, each in a fresh interpreter (median of N runs), printed
+beside `import boto3` measured the same way in the same run, as a ratio. Machines here are shared and noisy:
+compare the ratios, not the milliseconds.
+
+Each handler is imported with the environment it has when deployed: the template's values (tracing on) and
+the variables the Lambda service sets - the X-Ray SDK takes a much cheaper path inside Lambda."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None  # noqa: E402 - run as a script
+from devkit.runtime import function_environment, runtime_environment  # noqa: E402
+from devkit.template import Resolver, Template  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_RUNS", "10"))
+PROBE = """
+import sys, time
+sys.path.insert(0, sys.argv[1]) if sys.argv[1] else None
+t = time.perf_counter()
+exec(sys.argv[2])
+print((time.perf_counter() - t) * 1000)
+"""
+
+
+def measure(code: str, env: dict[str, str], path: str = "") -> float:
+    samples = []
+    for _ in range(RUNS):
+        out = subprocess.run([sys.executable, "-c", PROBE, path, code], capture_output=True, text=True,
+                             env=env, check=True)
+        samples.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(samples)
+
+
+def main() -> dict[str, dict[str, float]]:
+    template = Template()
+    resolver = Resolver(template)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    base |= {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "0"}
+    baseline = measure("import boto3", base)
+    results: dict[str, dict[str, float]] = {"import boto3 (baseline)": {"ms": baseline, "ratio": 1.0}}
+    for logical_id, spec in template.functions().items():
+        lambda_env = runtime_environment(spec, {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
+        lambda_env.pop("AWS_SAM_LOCAL")  # deployed, not `sam local`: the Tracer is on
+        env = {**base, **lambda_env, **function_environment(spec, resolver, env_json={}, shell={})}
+        ms = measure("import handler", env, str(spec.code_uri))
+        results[logical_id] = {"ms": ms, "ratio": ms / baseline}
+    print(f"Cold-start import, median of {RUNS} fresh interpreters (Python {sys.version.split()[0]})")
+    print(f"  {'module':32} {'ms':>8} {'x boto3':>8}")
+    for name, row in results.items():
+        print(f"  {name:32} {row['ms']:8.1f} {row['ratio']:8.2f}")
+    return results
+
+
+if __name__ == "__main__":
+    figures = main()
+    out = REPO / "bench" / "results.json"
+    existing = json.loads(out.read_text()) if out.exists() else {}
+    existing["coldstart"] = figures
+    out.write_text(json.dumps(existing, indent=2) + "\n")

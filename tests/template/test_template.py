@@ -1,0 +1,185 @@
+"""template.yaml stays deployable: linted by cfn-lint and `sam validate --lint`, built by `sam build` for
+arm64 with nothing x86_64 inside, and consistent with env.json, the settings model and the contract."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from martech_bridge.config import Settings
+
+from devkit.layer import check_layer, compiled_extensions
+from devkit.runtime import load_env_json
+from devkit.template import REPO_ROOT, Resolver, Template
+
+pytestmark = pytest.mark.template
+
+CONTRACT_ROUTES = {
+    "POST /relay/{route}", "GET /relay/{route}", "POST /mail/send", "POST /events/{provider}",
+    "GET /messages/{dispatch_id}", "GET /messages", "GET /reports", "GET /deliveries/{delivery_id}",
+    "POST /deliveries/{delivery_id}/retry", "GET /subscriptions/{email}", "PUT /subscriptions/{email}",
+}
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH; `make test` installs it into .venv-tools")
+    return path
+
+
+def run(*command: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    result = run(tool("cfn-lint"), "template.yaml")
+    assert result.returncode == 0 and result.stdout.strip() == "", result.stdout + result.stderr
+
+
+def test_sam_validate_lint_reports_nothing() -> None:
+    result = run(tool("sam"), "validate", "--lint", "--template-file", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def python312_available() -> bool:
+    exe = shutil.which("python3.12")
+    return bool(exe) and subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                        capture_output=True).returncode == 0
+
+
+def test_sam_build_for_arm64_has_no_x86_extension_and_a_small_layer(tmp_path: Path) -> None:
+    if not python312_available():
+        pytest.skip("sam build needs python3.12 on PATH (the Lambda runtime's version); none runs on this machine")
+    build = tmp_path / "build"
+    result = run(tool("sam"), "build", "--parallel", "--build-dir", str(build), "--template-file", "template.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    extensions = compiled_extensions(build)
+    assert any("pydantic_core" in str(e.path) for e in extensions), "pydantic_core should be in the layer"
+    assert check_layer(build, max_mb=30, prune=True) == 0
+    for logical_id in Template().functions():
+        assert (build / logical_id / "handler.py").is_file()
+        assert not (build / logical_id / "martech_bridge").exists(), "the package belongs in the layer only"
+
+
+# ------------------------------------------------------------------ consistency
+@pytest.fixture(scope="module")
+def t() -> Template:
+    return Template()
+
+
+def declared(t: Template) -> dict[str, set[str]]:
+    return {fid: set(spec.environment) for fid, spec in t.functions().items()}
+
+
+def test_env_json_only_sets_declared_variables(t: Template) -> None:
+    env_json = load_env_json()
+    everywhere = set.intersection(*declared(t).values())
+    assert set(env_json["Parameters"]) <= everywhere
+    for fid, values in env_json.items():
+        if fid != "Parameters":
+            assert fid in declared(t), f"env.json names {fid}, which the template does not define"
+            assert set(values) <= declared(t)[fid], f"{fid}: {set(values) - declared(t)[fid]} not declared"
+
+
+def test_env_json_points_at_the_resources_the_local_stack_creates(t: Template) -> None:
+    resolver, env_json = Resolver(t), load_env_json()
+    for fid, spec in t.functions().items():
+        for key, value in spec.environment.items():
+            if isinstance(value, dict) and value.get("Ref") in t.resources:
+                assert env_json[fid][key] == resolver.resolve(value), f"{fid}.{key}"
+
+
+def test_every_secret_setting_has_a_local_value(t: Template) -> None:
+    env_json = load_env_json()
+    for fid, spec in t.functions().items():
+        for key, value in spec.environment.items():
+            if isinstance(value, dict) and str(value.get("Ref", "")).endswith("Ref"):
+                assert env_json[fid].get(key), f"{fid}.{key} needs a local value in env.json"
+
+
+def test_every_setting_is_declared_and_every_declared_variable_is_a_setting(t: Template) -> None:
+    variables = set.union(*declared(t).values())
+    fields = {name.upper() for name in Settings.model_fields}
+    assert {v for v in variables if not v.startswith("POWERTOOLS_")} == fields
+
+
+def test_each_function_has_its_own_code_uri(t: Template) -> None:
+    uris = [spec.code_uri for spec in t.functions().values()]
+    assert len(set(uris)) == len(uris)
+    for spec in t.functions().values():
+        assert spec.code_uri.parent == REPO_ROOT / "functions" and spec.handler_file.is_file()
+
+
+def test_layer_is_built_by_sam_for_arm64(t: Template) -> None:
+    layer = t.resources["CommonLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    globals_fn = t.doc["Globals"]["Function"]
+    assert (globals_fn["Runtime"], globals_fn["Architectures"], globals_fn["Tracing"]) == ("python3.12", ["arm64"], "Active")
+
+
+def test_every_contract_route_is_wired(t: Template) -> None:
+    assert CONTRACT_ROUTES <= {r.route_key for r in t.http_routes()}
+
+
+def refs(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref":
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0])
+            else:
+                found |= refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= refs(inner)
+    return found
+
+
+def test_policies_grant_only_the_tables_and_queues_a_function_uses(t: Template) -> None:
+    stateful = set(t.of_type("AWS::DynamoDB::Table")) | set(t.of_type("AWS::SQS::Queue")) | set(t.of_type("AWS::S3::Bucket"))
+    for fid, res in t.of_type("AWS::Serverless::Function").items():
+        props = res["Properties"]
+        used = refs(props.get("Environment")) & stateful
+        sources = {s.queue for s in t.functions()[fid].queue_sources}
+        granted = refs(props.get("Policies")) & stateful
+        assert granted == used | (sources & granted), f"{fid}: granted {granted}, uses {used}"
+        assert used <= granted | sources, f"{fid} uses {used - granted} without a policy"
+
+
+def test_queues_have_dlqs_and_workers_report_partial_failures(t: Template) -> None:
+    queues = t.of_type("AWS::SQS::Queue")
+    for name, queue in queues.items():
+        if not name.endswith("DLQ"):
+            assert queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
+    for spec in t.functions().values():
+        for source in spec.queue_sources:
+            assert source.report_batch_item_failures and source.maximum_concurrency
+
+
+def test_tables_are_on_demand_with_ttl_and_point_in_time_recovery(t: Template) -> None:
+    for name, table in t.of_type("AWS::DynamoDB::Table").items():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST", name
+        assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}, name
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+
+
+def test_secrets_are_references_never_values(t: Template) -> None:
+    for name, param in t.parameters.items():
+        if name.endswith("Ref"):
+            assert param["Default"] == "" and re.search("ssm:", param["AllowedPattern"]), name
+
+
+def test_static_egress_ip_is_optional_and_exposed(t: Template) -> None:
+    assert t.parameters["EnableStaticEgressIp"]["Default"] == "false"
+    assert t.doc["Outputs"]["StaticEgressIp"]["Condition"] == "StaticEgressIp"
+    assert all(t.resources[r].get("Condition") == "StaticEgressIp" for r in ("NatGateway", "EgressIp", "EgressVpc"))
