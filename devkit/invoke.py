@@ -16,6 +16,7 @@ from devkit.runtime import (
     DEFAULT_API_ADDRESS,
     DEFAULT_SANDBOX_ADDRESS,
     ENV_JSON,
+    STDERR,
     InvocationError,
     LocalFunction,
     function_environment,
@@ -64,7 +65,7 @@ def invoke(logical_id: str, event_path: Path, env_json_path: Path = ENV_JSON) ->
     spec = specs[logical_id]
     env = function_environment(spec, resolver, env_json=load_env_json(env_json_path), shell=os.environ,
                                addresses=addresses)
-    function = LocalFunction(spec, {**runtime_environment(spec, aws_env), **env})
+    function = LocalFunction(spec, {**runtime_environment(spec, aws_env), **env}, log_file=STDERR)
     try:
         result = function.invoke(event)
         print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -23,6 +23,8 @@ ENV_JSON = REPO_ROOT / "env.json"
 DEFAULT_API_ADDRESS = "http://127.0.0.1:3000"
 DEFAULT_SANDBOX_ADDRESS = "http://127.0.0.1:3100"
 # What a Lambda process inherits from nowhere: only what Python itself needs crosses from the shell.
+# `log_file` value that sends a function's output to stderr instead of a file.
+STDERR = "<stderr>"
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYENV_VERSION", "SYSTEMROOT")
 
 
@@ -115,7 +117,9 @@ class InvocationError(Exception):
 
 def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], log_file: str | None) -> None:
     """Body of a function process: set the environment, import the handler, answer invocations."""
-    if log_file:
+    if log_file == STDERR:
+        os.dup2(2, 1)  # as `sam local invoke`: the result alone on stdout, logs on stderr
+    elif log_file:
         # Like CloudWatch Logs: everything the function prints goes to its own log.
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 1)
@@ -153,7 +157,7 @@ def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], l
 class _Instance:
     """One warm 'container' of a function."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_file: Path | None) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log_file: Path | str | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         fields = {"code_uri": str(spec.code_uri), "handler": spec.handler, "logical_id": spec.logical_id,
@@ -186,7 +190,7 @@ class LocalFunction:
     """A function's pool of warm instances (up to `concurrency`), each serving one event at a time."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], concurrency: int = 1,
-                 log_file: Path | None = None) -> None:
+                 log_file: Path | str | None = None) -> None:
         self.spec = spec
         self.env = env
         self.log_file = log_file

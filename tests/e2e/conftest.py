@@ -28,6 +28,7 @@ class RunningStack:
     sandbox: str | None = None
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def aws(self, service: str):  # noqa: ANN201 - a boto3 client
         if self.aws_endpoint is None:
@@ -55,7 +56,8 @@ def start_stack(visibility_timeout: int = 1) -> RunningStack:
             stack.output.append(line.rstrip("\n"))
             lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
+    stack.reader = threading.Thread(target=pump, daemon=True)
+    stack.reader.start()
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         try:
@@ -72,10 +74,13 @@ def stop_stack(stack: RunningStack, sig: int = signal.SIGINT) -> int:
     assert stack.process is not None
     stack.process.send_signal(sig)
     try:
-        return stack.process.wait(timeout=30)
+        code = stack.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         stack.process.kill()
-        return -9
+        code = -9
+    if stack.reader is not None:
+        stack.reader.join(timeout=10)  # every line the stack printed is in stack.output now
+    return code
 
 
 @pytest.fixture(scope="session")
