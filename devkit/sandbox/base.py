@@ -1,6 +1,7 @@
 """What every sandboxed provider shares: the request and reply types and the provider interface."""
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -65,3 +66,27 @@ def bearer_token(request: Request) -> str | None:
     value = request.headers.get("authorization", "")
     scheme, _, token = value.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class AcceptedLog:
+    """What a provider accepted (mail sent, events written), readable at GET /_sandbox/<name>/<listing>."""
+
+    listing = "/sent"
+
+    def __init__(self) -> None:
+        self.accepted: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def accept(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            self.accepted.append(item)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.accepted.clear()
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        if path == self.listing and method == "GET":
+            with self._lock:
+                return Reply(200, list(self.accepted))
+        return None

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from devkit.sandbox.base import Reply, Request, bearer_token
+from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token
 
 _SEND = re.compile(r"^/transactional/v1/campaigns/(?P<campaign>[^/]+)/send$")
 _EXTERNAL_SEND_ID = re.compile(r"^[a-zA-Z0-9-_+/=]+$")
@@ -20,21 +20,23 @@ def braze_error(status: int, message: str) -> Reply:
     return Reply(status, {"message": message})
 
 
-class Braze:
+class Braze(AcceptedLog):
+    """Sends that created a dispatch ({"dispatch_id", "campaign_id", "request"}) at /_sandbox/braze/sent."""
+
     name = "braze"
 
     def __init__(self, api_keys: list[str]) -> None:
+        super().__init__()
         self.api_keys = list(api_keys)
         # campaign id -> state; unknown ids are accepted as active transactional campaigns.
         self.campaigns: dict[str, str] = {}
-        self.sent: list[dict[str, Any]] = []
         self._by_external_id: dict[str, tuple[float, str]] = {}
-        self._lock = threading.Lock()
+        self._dedupe_lock = threading.Lock()
 
     def reset(self) -> None:
-        with self._lock:
+        super().reset()
+        with self._dedupe_lock:
             self.campaigns.clear()
-            self.sent.clear()
             self._by_external_id.clear()
 
     def control(self, method: str, path: str, body: Any) -> Reply | None:
@@ -45,10 +47,7 @@ class Braze:
                 return Reply(400, {"error": f"unknown state {state}"})
             self.campaigns[found.group(1)] = state
             return Reply(200, {"campaign": found.group(1), "state": state})
-        if path == "/sent" and method == "GET":
-            with self._lock:
-                return Reply(200, list(self.sent))
-        return None
+        return super().control(method, path, body)
 
     def handle(self, request: Request) -> Reply:
         token = bearer_token(request)
@@ -91,7 +90,7 @@ class Braze:
             not isinstance(trigger, dict) or len(json.dumps(trigger).encode("utf-8")) > MAX_TRIGGER_PROPERTIES
         ):
             return braze_error(400, "trigger_properties must be an object of at most 50 KB")
-        with self._lock:
+        with self._dedupe_lock:
             now = time.time()
             if external_send_id:
                 seen = self._by_external_id.get(external_send_id)
@@ -103,7 +102,7 @@ class Braze:
             dispatch_id = secrets.token_hex(16)
             if external_send_id:
                 self._by_external_id[external_send_id] = (now, dispatch_id)
-            self.sent.append({"dispatch_id": dispatch_id, "campaign_id": campaign, "request": body})
+            self.accept({"dispatch_id": dispatch_id, "campaign_id": campaign, "request": body})
         metadata: dict[str, Any] = {"campaign_api_id": campaign}
         if external_send_id:
             metadata["external_send_id"] = external_send_id

@@ -5,12 +5,11 @@ Infobip's requestError/serviceException error shape."""
 import json
 import re
 import secrets
-import threading
 from email import policy
 from email.parser import BytesParser
 from typing import Any
 
-from devkit.sandbox.base import Reply, Request
+from devkit.sandbox.base import AcceptedLog, Reply, Request
 
 PENDING = {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED",
            "description": "Message accepted, pending for delivery."}
@@ -48,23 +47,14 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | byt
     return parts
 
 
-class Infobip:
+class Infobip(AcceptedLog):
+    """Accepted sends (v3 form fields or v4 request, with the ids issued) at /_sandbox/infobip/sent."""
+
     name = "infobip"
 
     def __init__(self, api_keys: list[str]) -> None:
+        super().__init__()
         self.api_keys = list(api_keys)
-        self.sent: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.sent.clear()
-
-    def control(self, method: str, path: str, body: Any) -> Reply | None:
-        if path == "/sent" and method == "GET":
-            with self._lock:
-                return Reply(200, list(self.sent))
-        return None
 
     def handle(self, request: Request) -> Reply:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -120,8 +110,7 @@ class Infobip:
             if own_id and len(recipients) > 1 and not r.get("messageId"):
                 message_id = f"{own_id}-{i}"
             messages.append({"to": r["to"], "messageId": message_id, "status": dict(PENDING)})
-        with self._lock:
-            self.sent.append({"api": "v3", "bulkId": bulk_id, "fields": fields, "messages": messages})
+        self.accept({"api": "v3", "bulkId": bulk_id, "fields": fields, "messages": messages})
         return Reply(200, {"bulkId": bulk_id, "messages": messages})
 
     def _send_v4(self, request: Request) -> Reply:
@@ -140,6 +129,5 @@ class Infobip:
         if not results:
             return infobip_error(400, "BAD_REQUEST", "Bad request", {"destinations": ["must not be empty"]})
         bulk_id = body.get("bulkId") or secrets.token_hex(10)
-        with self._lock:
-            self.sent.append({"api": "v4", "bulkId": bulk_id, "request": body, "messages": results})
+        self.accept({"api": "v4", "bulkId": bulk_id, "request": body, "messages": results})
         return Reply(200, {"bulkId": bulk_id, "messages": results})

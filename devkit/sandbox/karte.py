@@ -1,28 +1,17 @@
 """KARTE Track API stand-in (`POST /v2/track/event/write`, Bearer app token): the event sinks' target."""
 
-import threading
-from typing import Any
-
-from devkit.sandbox.base import Reply, Request, bearer_token
+from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token
 
 
-class Karte:
+class Karte(AcceptedLog):
+    """Events written, as received, at /_sandbox/karte/events."""
+
     name = "karte"
+    listing = "/events"
 
     def __init__(self, tokens: list[str]) -> None:
+        super().__init__()
         self.tokens = list(tokens)
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.events.clear()
-
-    def control(self, method: str, path: str, body: Any) -> Reply | None:
-        if path == "/events" and method == "GET":
-            with self._lock:
-                return Reply(200, list(self.events))
-        return None
 
     def handle(self, request: Request) -> Reply:
         token = bearer_token(request)
@@ -42,6 +31,5 @@ class Karte:
         if not isinstance(event, dict) or not event.get("event_name"):
             return Reply(400, {"error": {"status": 400, "code": "invalid_argument",
                                          "message": "event.event_name is required"}})
-        with self._lock:
-            self.events.append(body)
+        self.accept(body)
         return Reply(200, {})

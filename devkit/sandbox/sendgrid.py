@@ -3,10 +3,9 @@
 
 import re
 import secrets
-import threading
 from typing import Any
 
-from devkit.sandbox.base import Reply, Request, bearer_token
+from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token
 
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 
@@ -16,23 +15,14 @@ def sendgrid_error(status: int, message: str, field: str | None = None) -> Reply
     return Reply(status, {"errors": [{"message": message, "field": field, "help": f"{_HELP}{anchor}"}]})
 
 
-class SendGrid:
+class SendGrid(AcceptedLog):
+    """Accepted mail: {"x_message_id", "request"} at /_sandbox/sendgrid/sent."""
+
     name = "sendgrid"
 
     def __init__(self, api_keys: list[str]) -> None:
+        super().__init__()
         self.api_keys = list(api_keys)
-        self.sent: list[dict[str, Any]] = []  # accepted messages: {"x_message_id", "request"}
-        self._lock = threading.Lock()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.sent.clear()
-
-    def control(self, method: str, path: str, body: Any) -> Reply | None:
-        if path == "/sent" and method == "GET":
-            with self._lock:
-                return Reply(200, list(self.sent))
-        return None
 
     def handle(self, request: Request) -> Reply:
         if request.path != "/v3/mail/send" or request.method != "POST":
@@ -52,8 +42,7 @@ class SendGrid:
         if (mail.get("mail_settings") or {}).get("sandbox_mode", {}).get("enable") is True:
             return Reply(200)
         message_id = secrets.token_urlsafe(16)[:22]
-        with self._lock:
-            self.sent.append({"x_message_id": message_id, "request": mail})
+        self.accept({"x_message_id": message_id, "request": mail})
         return Reply(202, None, {"X-Message-Id": message_id})
 
 
