@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devkit.runtime import function_environment, runtime_environment
+from devkit.template import Resolver, Template
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None  # noqa: E402 - run as a script
-from devkit.runtime import function_environment, runtime_environment  # noqa: E402
-from devkit.template import Resolver, Template  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "10"))
 PROBE = """
@@ -30,8 +30,9 @@ print((time.perf_counter() - t) * 1000)
 def measure(code: str, env: dict[str, str], path: str = "") -> float:
     samples = []
     for _ in range(RUNS):
-        out = subprocess.run([sys.executable, "-c", PROBE, path, code], capture_output=True, text=True,
-                             env=env, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, path, code], capture_output=True, text=True, env=env, check=True
+        )
         samples.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(samples)
 

@@ -16,9 +16,16 @@ def _run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.quiet else sys.stdout, flush=True)
 
-    stack = LocalStack(port=args.port, sandbox_port=args.sandbox_port, moto_port=args.aws_port,
-                       visibility_timeout=args.visibility_timeout, env_json=Path(args.env_vars), log=log,
-                       concurrency=args.concurrency, state_file=STATE_FILE if args.state_file else None)
+    stack = LocalStack(
+        port=args.port,
+        sandbox_port=args.sandbox_port,
+        moto_port=args.aws_port,
+        visibility_timeout=args.visibility_timeout,
+        env_json=Path(args.env_vars),
+        log=log,
+        concurrency=args.concurrency,
+        state_file=STATE_FILE if args.state_file else None,
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -30,8 +37,10 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"Cannot start the local stack: {exc} (is another one running? PORT=... picks another port)",
-              file=sys.stderr)
+        print(
+            f"Cannot start the local stack: {exc} (is another one running? PORT=... picks another port)",
+            file=sys.stderr,
+        )
         stack.stop()
         return 1
     print("Stopping...", flush=True)
@@ -59,14 +68,23 @@ def main() -> int:
     run = sub.add_parser("run", help="start the local stack (make run)")
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     run.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "3100")))
-    run.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_PORT", "0")),
-                     help="moto server port (default: any free port)")
-    run.add_argument("--visibility-timeout", type=int, default=None,
-                     help="override the queues' visibility timeout, in seconds, so retries come sooner")
+    run.add_argument(
+        "--aws-port",
+        type=int,
+        default=int(os.environ.get("AWS_PORT", "0")),
+        help="moto server port (default: any free port)",
+    )
+    run.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        help="override the queues' visibility timeout, in seconds, so retries come sooner",
+    )
     run.add_argument("--concurrency", type=int, default=2, help="warm instances per function")
     run.add_argument("--env-vars", "-n", default=str(ENV_JSON))
-    run.add_argument("--no-state-file", dest="state_file", action="store_false",
-                     help="do not advertise this stack to `make invoke`")
+    run.add_argument(
+        "--no-state-file", dest="state_file", action="store_false", help="do not advertise this stack to `make invoke`"
+    )
     run.add_argument("--quiet", action="store_true", help="request log lines to stderr")
     run.set_defaults(func=_run)
 

@@ -52,15 +52,18 @@ class MotoServer:
 
     def session(self) -> boto3.session.Session:
         return boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION  # noqa: S106
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+            region_name=REGION,
         )
 
     def client(self, service: str) -> Any:
         return self.session().client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
 
 
-def create_resources(template: Template, resolver: Resolver, server: MotoServer,
-                     visibility_timeout: int | None = None) -> dict[str, str]:
+def create_resources(
+    template: Template, resolver: Resolver, server: MotoServer, visibility_timeout: int | None = None
+) -> dict[str, str]:
     """Create every DynamoDB table, SQS queue and S3 bucket of the template; returns logical id -> name.
 
     `visibility_timeout` overrides the queues' own (a local knob so retries do not take minutes)."""

@@ -134,8 +134,14 @@ def translate_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 class Gateway:
-    def __init__(self, routes: list[HttpRoute], functions: Mapping[str, LocalFunction],
-                 host: str = "127.0.0.1", port: int = 3000, log: Any = None) -> None:
+    def __init__(
+        self,
+        routes: list[HttpRoute],
+        functions: Mapping[str, LocalFunction],
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        log: Any = None,
+    ) -> None:
         self.routes = routes
         self.functions = functions
         self.log = log or (lambda line: None)
@@ -189,9 +195,16 @@ class Gateway:
             self._reply(req, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
             return
         route, params = found
-        event = build_event(method=method, target=req.path, headers=list(req.headers.items()), body=body,
-                            route=route, path_parameters=params, source_ip=req.client_address[0],
-                            host=req.headers.get("Host", f"127.0.0.1:{self.port}"))
+        event = build_event(
+            method=method,
+            target=req.path,
+            headers=list(req.headers.items()),
+            body=body,
+            route=route,
+            path_parameters=params,
+            source_ip=req.client_address[0],
+            host=req.headers.get("Host", f"127.0.0.1:{self.port}"),
+        )
         function = self.functions[route.function]
         try:
             status, headers, data = translate_response(function.invoke(event))
@@ -204,13 +217,16 @@ class Gateway:
             status = 503 if timed_out else 500
             message = b'{"message":"Service Unavailable"}' if timed_out else b'{"message":"Internal Server Error"}'
             headers, data = [("Content-Type", "application/json")], message
-        self.log(f"{method} {req.path.split('?', 1)[0]} -> {route.function} {status} "
-                 f"{(time.monotonic() - started) * 1000:.0f} ms")
+        self.log(
+            f"{method} {req.path.split('?', 1)[0]} -> {route.function} {status} "
+            f"{(time.monotonic() - started) * 1000:.0f} ms"
+        )
         self._reply(req, status, headers, data, head=method == "HEAD")
 
     @staticmethod
-    def _reply(req: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes,
-               head: bool = False) -> None:
+    def _reply(
+        req: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes, head: bool = False
+    ) -> None:
         req.send_response(status)
         names = {k.lower() for k, _ in headers}
         for name, value in headers:

@@ -63,16 +63,22 @@ def invoke(logical_id: str, event_path: Path, env_json_path: Path = ENV_JSON) ->
         aws_env = moto.env()
         addresses = {DEFAULT_SANDBOX_ADDRESS: sandbox.url}
     spec = specs[logical_id]
-    env = function_environment(spec, resolver, env_json=load_env_json(env_json_path), shell=os.environ,
-                               addresses=addresses)
+    env = function_environment(
+        spec, resolver, env_json=load_env_json(env_json_path), shell=os.environ, addresses=addresses
+    )
     function = LocalFunction(spec, {**runtime_environment(spec, aws_env), **env}, log_file=STDERR)
     try:
         result = function.invoke(event)
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
     except InvocationError as exc:
-        print(json.dumps({"errorType": exc.error_type, "errorMessage": exc.message, "stackTrace": exc.stack},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {"errorType": exc.error_type, "errorMessage": exc.message, "stackTrace": exc.stack},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 1
     finally:
         function.close()

@@ -71,8 +71,9 @@ def check_layer(build_dir: Path, *, max_mb: float, prune: bool) -> int:
             print(f"NOT aarch64: {ext.path.relative_to(build_dir)} is {ext.machine}", file=sys.stderr)
     print(f"Compiled extensions: {len(extensions)}, all aarch64: {problems == 0}")
     size_mb = tree_size(layer) / 1_048_576
-    packages = sorted(((tree_size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()),
-                      reverse=True)
+    packages = sorted(
+        ((tree_size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()), reverse=True
+    )
     print(f"CommonLayer: {size_mb:.1f} MB unzipped (budget {max_mb:g} MB)")
     for size, name in packages[:12]:
         print(f"  {size / 1_048_576:6.2f} MB  {name}")

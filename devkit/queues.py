@@ -22,17 +22,19 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
                 "binaryListValues": attr.get("BinaryListValues", []),
                 "dataType": attr["DataType"],
             }
-        records.append({
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": attributes,
-            "messageAttributes": message_attributes,
-            "md5OfBody": m.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": queue_arn,
-            "awsRegion": REGION,
-        })
+        records.append(
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+        )
     return {"Records": records}
 
 
@@ -65,9 +67,9 @@ class QueuePoller:
         self.sqs = sqs
         self.log = log or (lambda line: None)
         self.queue_url = local_queue_url(source.queue)
-        self.queue_arn = sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"poller-{source.queue}", daemon=True)
 
@@ -99,14 +101,16 @@ class QueuePoller:
             failed = batch_ids
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
-            chunk = done[start:start + 10]
+            chunk = done[start : start + 10]
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
         if failed:
-            self.log(f"{self.source.queue}: {len(failed)} of {len(messages)} message(s) failed; "
-                     "they return after the visibility timeout")
+            self.log(
+                f"{self.source.queue}: {len(failed)} of {len(messages)} message(s) failed; "
+                "they return after the visibility timeout"
+            )
         return len(messages)
 
     def _run(self) -> None:

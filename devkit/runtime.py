@@ -2,11 +2,13 @@
 environment, its own module state, its CodeUri first on sys.path, `handler` imported by name), invoked one
 event at a time, stopped and replaced when it overruns the template's Timeout."""
 
+import hashlib
 import importlib
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -19,6 +21,7 @@ from typing import Any
 from devkit.template import ACCOUNT_ID, REGION, REPO_ROOT, FunctionSpec, Resolver
 
 ENV_JSON = REPO_ROOT / "env.json"
+LAYER_ROOT = REPO_ROOT / "layers" / "common"  # where relative BRIDGE_CONFIG_FILE paths start
 # Addresses env.json uses for the local stack's own servers; rewritten when they run on other ports.
 DEFAULT_API_ADDRESS = "http://127.0.0.1:3000"
 DEFAULT_SANDBOX_ADDRESS = "http://127.0.0.1:3100"
@@ -57,7 +60,7 @@ def function_environment(
         else:
             env[key] = value
     for default, actual in (addresses or {}).items():
-        env = {k: actual + v[len(default):] if v.startswith(default) else v for k, v in env.items()}
+        env = {k: actual + v[len(default) :] if v.startswith(default) else v for k, v in env.items()}
     return env
 
 
@@ -133,8 +136,16 @@ def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], l
         handler = getattr(importlib.import_module(module_name), attr)
         conn.send(("ready", None))
     except BaseException as exc:  # noqa: BLE001 - an init error is reported to the caller, like Lambda's
-        conn.send(("init_error", {"errorType": type(exc).__name__, "errorMessage": str(exc),
-                                  "stackTrace": traceback.format_exc().splitlines()}))
+        conn.send(
+            (
+                "init_error",
+                {
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exc().splitlines(),
+                },
+            )
+        )
         return
     while True:
         try:
@@ -144,14 +155,23 @@ def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], l
         if message is None:
             return
         event, request_id = message
-        context = LambdaContext(spec_fields["logical_id"], spec_fields["memory_size"],
-                                spec_fields["timeout"], request_id)
+        context = LambdaContext(
+            spec_fields["logical_id"], spec_fields["memory_size"], spec_fields["timeout"], request_id
+        )
         try:
             result = handler(event, context)
             conn.send(("ok", json.loads(json.dumps(result, default=str))))
         except BaseException as exc:  # noqa: BLE001 - the runtime reports every failure, like Lambda's
-            conn.send(("error", {"errorType": type(exc).__name__, "errorMessage": str(exc),
-                                 "stackTrace": traceback.format_exc().splitlines()}))
+            conn.send(
+                (
+                    "error",
+                    {
+                        "errorType": type(exc).__name__,
+                        "errorMessage": str(exc),
+                        "stackTrace": traceback.format_exc().splitlines(),
+                    },
+                )
+            )
 
 
 class _Instance:
@@ -160,11 +180,17 @@ class _Instance:
     def __init__(self, spec: FunctionSpec, env: dict[str, str], log_file: Path | str | None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        fields = {"code_uri": str(spec.code_uri), "handler": spec.handler, "logical_id": spec.logical_id,
-                  "memory_size": spec.memory_size, "timeout": spec.timeout}
+        fields = {
+            "code_uri": str(spec.code_uri),
+            "handler": spec.handler,
+            "logical_id": spec.logical_id,
+            "memory_size": spec.memory_size,
+            "timeout": spec.timeout,
+        }
         log_path = str(log_file) if log_file else None
-        self.process = ctx.Process(target=_serve, args=(child, fields, env, log_path), daemon=True,
-                                   name=f"lambda-{spec.logical_id}")
+        self.process = ctx.Process(
+            target=_serve, args=(child, fields, env, log_path), daemon=True, name=f"lambda-{spec.logical_id}"
+        )
         self.process.start()
         child.close()
         self.init_error: dict[str, Any] | None = None
@@ -189,8 +215,9 @@ class _Instance:
 class LocalFunction:
     """A function's pool of warm instances (up to `concurrency`), each serving one event at a time."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], concurrency: int = 1,
-                 log_file: Path | str | None = None) -> None:
+    def __init__(
+        self, spec: FunctionSpec, env: dict[str, str], concurrency: int = 1, log_file: Path | str | None = None
+    ) -> None:
         self.spec = spec
         self.env = env
         self.log_file = log_file
@@ -216,9 +243,7 @@ class LocalFunction:
             instance.conn.send((event, request_id))
             if not instance.conn.poll(self.spec.timeout):
                 healthy = False
-                raise InvocationError(
-                    "Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds"
-                )
+                raise InvocationError("Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds")
             status, payload = instance.conn.recv()
             if status == "error":
                 raise InvocationError(payload["errorType"], payload["errorMessage"], payload["stackTrace"])

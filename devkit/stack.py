@@ -25,6 +25,44 @@ from devkit.template import REPO_ROOT, Resolver, Template
 
 STATE_FILE = REPO_ROOT / ".local-stack.json"
 
+# kintone apps the shipped local routes (layers/common/config/bridge.local.json) write to.
+DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
+    "7": {  # marketo-email-opened: update by e-mail
+        "fields": {
+            "email": {"type": "SINGLE_LINE_TEXT", "unique": True},
+            "mail_status": {"type": "DROP_DOWN"},
+            "last_campaign": {"type": "SINGLE_LINE_TEXT"},
+            "marketo_lead_id": {"type": "NUMBER"},
+            "last_opened_at": {"type": "DATETIME"},
+            "name": {"type": "SINGLE_LINE_TEXT"},
+        },
+        "records": [{"email": {"value": "taro@example.com"}, "name": {"value": "山田 太郎"}}],
+    },
+    "8": {  # marketo-lead-upsert: upsert by e-mail
+        "fields": {
+            "email": {"type": "SINGLE_LINE_TEXT", "unique": True},
+            "name": {"type": "SINGLE_LINE_TEXT"},
+            "company": {"type": "SINGLE_LINE_TEXT"},
+            "marketo_lead_id": {"type": "NUMBER"},
+            "lead_source": {"type": "SINGLE_LINE_TEXT"},
+        },
+    },
+    "9": {  # karte-cart-abandon: add
+        "fields": {
+            "karte_user_id": {"type": "SINGLE_LINE_TEXT", "required": True},
+            "email": {"type": "SINGLE_LINE_TEXT"},
+            "event": {"type": "SINGLE_LINE_TEXT"},
+            "campaign": {"type": "SINGLE_LINE_TEXT"},
+        },
+    },
+}
+
+
+def seed_demo_apps(sandbox: Sandbox) -> None:
+    kintone = sandbox.provider("kintone")
+    for app_id, spec in DEMO_KINTONE_APPS.items():
+        kintone.control("PUT", f"/apps/{app_id}", json.loads(json.dumps(spec)))
+
 
 class LocalStack:
     def __init__(
@@ -60,11 +98,11 @@ class LocalStack:
         env_json = load_env_json(self.env_json)
         self.sandbox = Sandbox(port=self.sandbox_port, credentials=self._sandbox_credentials(specs, env_json))
         self.sandbox.start()
+        seed_demo_apps(self.sandbox)
         self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
         addresses = {DEFAULT_API_ADDRESS: self.gateway.url, DEFAULT_SANDBOX_ADDRESS: self.sandbox.url}
         for logical_id, spec in specs.items():
-            env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell,
-                                       addresses=addresses)
+            env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell, addresses=addresses)
             self.environments[logical_id] = env
             self.functions[logical_id] = LocalFunction(
                 spec, {**runtime_environment(spec, self.moto.env()), **env}, concurrency=self.concurrency
@@ -76,10 +114,16 @@ class LocalStack:
                 self.pollers.append(QueuePoller(source, self.functions[spec.logical_id], sqs, log=self.log).start())
         self.gateway.start()
         if self.state_file:
-            self.state_file.write_text(json.dumps({
-                "pid": os.getpid(), "api": self.gateway.url, "sandbox": self.sandbox.url,
-                "aws_endpoint": self.moto.endpoint,
-            }))
+            self.state_file.write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "api": self.gateway.url,
+                        "sandbox": self.sandbox.url,
+                        "aws_endpoint": self.moto.endpoint,
+                    }
+                )
+            )
         return self
 
     def _warm_all(self) -> None:
@@ -140,20 +184,20 @@ class LocalStack:
             "Try the flows:",
             "  # Subscriptions: set, then read back",
             f"  curl -sS -X PUT {auth}-H 'Content-Type: application/json' "
-            f"-d '{{\"subscribed\": false, \"suppression\": \"unsubscribe\", \"reason\": \"clicked unsubscribe\"}}' "
+            f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
             f"{api}/subscriptions/taro@example.com",
             f"  curl -sS {auth}{api}/subscriptions/taro@example.com",
             "  # Relay a Marketo webhook to kintone (501 until the relay is built)",
             f"  curl -sS -X POST -H 'Content-Type: application/json' "
-            f"-d '{{\"email\": \"taro@example.com\", \"event\": \"email_opened\"}}' {api}/relay/marketo-email-opened",
+            f'-d \'{{"email": "taro@example.com", "event": "email_opened"}}\' {api}/relay/marketo-email-opened',
             "  # Send mail through an ESP (501 until sending is built)",
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
-            f"-d '{{\"to\": [{{\"email\": \"taro@example.com\"}}], \"subject\": \"hello\", "
-            f"\"text\": \"hi\"}}' {api}/mail/send",
+            f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '
+            f'"text": "hi"}}\' {api}/mail/send',
             "  # Post a SendGrid event batch (501 until event ingestion is built)",
             f"  curl -sS -X POST -H 'Content-Type: application/json' "
-            f"-d '[{{\"email\": \"taro@example.com\", \"event\": \"delivered\", \"sg_event_id\": \"e1\", "
-            f"\"timestamp\": 1717402404}}]' {api}/events/sendgrid",
+            f'-d \'[{{"email": "taro@example.com", "event": "delivered", "sg_event_id": "e1", '
+            f'"timestamp": 1717402404}}]\' {api}/events/sendgrid',
             "  # Look a message up",
             f"  curl -sS {auth}{api}/messages/some-dispatch-id",
             "  # What the sandbox received",

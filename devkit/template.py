@@ -121,9 +121,7 @@ class Template:
             for event in res["Properties"].get("Events", {}).values():
                 ev_props = event.get("Properties", {})
                 if event["Type"] == "HttpApi":
-                    spec.http_routes.append(
-                        HttpRoute(ev_props["Method"].upper(), ev_props["Path"], logical_id)
-                    )
+                    spec.http_routes.append(HttpRoute(ev_props["Method"].upper(), ev_props["Path"], logical_id))
                 elif event["Type"] == "SQS":
                     queue = ev_props["Queue"]
                     queue_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else queue
@@ -168,9 +166,9 @@ class Resolver:
 
     def __init__(self, template: Template, parameter_overrides: dict[str, str] | None = None) -> None:
         self.template = template
-        self.parameters = {
-            name: str(p.get("Default", "")) for name, p in template.parameters.items()
-        } | (parameter_overrides or {})
+        self.parameters = {name: str(p.get("Default", "")) for name, p in template.parameters.items()} | (
+            parameter_overrides or {}
+        )
         self.parameters |= {
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT_ID,
@@ -217,7 +215,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return self.ref(arg)
         if key == "Fn::GetAtt":

@@ -55,8 +55,9 @@ def sandbox() -> Iterator[Sandbox]:
 class Functions:
     """Each function of the template in its own process, configured as `make run` configures it."""
 
-    def __init__(self, template: Template, resolver: Resolver, moto: MotoServer, sandbox: Sandbox,
-                 log_dir: Path) -> None:
+    def __init__(
+        self, template: Template, resolver: Resolver, moto: MotoServer, sandbox: Sandbox, log_dir: Path
+    ) -> None:
         self.template, self.resolver, self.moto, self.sandbox = template, resolver, moto, sandbox
         self.log_dir = log_dir
         self._running: dict[tuple[str, tuple[tuple[str, str], ...]], LocalFunction] = {}
@@ -65,10 +66,16 @@ class Functions:
         key = (logical_id, tuple(sorted(overrides.items())))
         if key not in self._running:
             spec = self.template.functions()[logical_id]
-            env = function_environment(spec, self.resolver, env_json=load_env_json(), shell=overrides,
-                                       addresses={DEFAULT_SANDBOX_ADDRESS: self.sandbox.url})
-            self._running[key] = LocalFunction(spec, {**runtime_environment(spec, self.moto.env()), **env},
-                                               log_file=self.log_file(logical_id))
+            env = function_environment(
+                spec,
+                self.resolver,
+                env_json=load_env_json(),
+                shell=overrides,
+                addresses={DEFAULT_SANDBOX_ADDRESS: self.sandbox.url},
+            )
+            self._running[key] = LocalFunction(
+                spec, {**runtime_environment(spec, self.moto.env()), **env}, log_file=self.log_file(logical_id)
+            )
         return self._running[key]
 
     def log_file(self, logical_id: str) -> Path:
@@ -89,8 +96,13 @@ class Functions:
 
 
 @pytest.fixture(scope="session")
-def functions(template: Template, resolver: Resolver, moto_server: MotoServer, sandbox: Sandbox,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Functions]:
+def functions(
+    template: Template,
+    resolver: Resolver,
+    moto_server: MotoServer,
+    sandbox: Sandbox,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Functions]:
     registry = Functions(template, resolver, moto_server, sandbox, tmp_path_factory.mktemp("function-logs"))
     yield registry
     registry.close()

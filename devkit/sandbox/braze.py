@@ -61,11 +61,17 @@ class Braze(AcceptedLog):
         if state == "missing":
             return braze_error(404, "Campaign does not exist")
         if state == "not_transactional":
-            return braze_error(400, "The campaign is not a transactional campaign. Only transactional campaigns may use this endpoint")
+            return braze_error(
+                400, "The campaign is not a transactional campaign. Only transactional campaigns may use this endpoint"
+            )
         if state == "archived":
-            return braze_error(400, "The campaign is archived. Unarchive the campaign in order for trigger requests to take effect.")
+            return braze_error(
+                400, "The campaign is archived. Unarchive the campaign in order for trigger requests to take effect."
+            )
         if state == "paused":
-            return braze_error(400, "The campaign is paused. Resume the campaign in order for trigger requests to take effect.")
+            return braze_error(
+                400, "The campaign is paused. Resume the campaign in order for trigger requests to take effect."
+            )
         try:
             body = request.json()
         except ValueError:
@@ -84,7 +90,9 @@ class Braze(AcceptedLog):
         if external_send_id is not None and (
             not isinstance(external_send_id, str) or not _EXTERNAL_SEND_ID.match(external_send_id)
         ):
-            return braze_error(400, "external_send_id must be a Base64 compatible string matching /^[a-zA-Z0-9-_+\\/=]+$/")
+            return braze_error(
+                400, "external_send_id must be a Base64 compatible string matching /^[a-zA-Z0-9-_+\\/=]+$/"
+            )
         trigger = body.get("trigger_properties")
         if trigger is not None and (
             not isinstance(trigger, dict) or len(json.dumps(trigger).encode("utf-8")) > MAX_TRIGGER_PROPERTIES
@@ -96,9 +104,14 @@ class Braze(AcceptedLog):
                 seen = self._by_external_id.get(external_send_id)
                 if seen and now - seen[0] < DEDUPE_SECONDS:
                     # Same identifier within 24 h: no new send.
-                    return Reply(200, {"dispatch_id": seen[1], "status": "sent",
-                                       "metadata": {"external_send_id": external_send_id,
-                                                    "campaign_api_id": campaign}})
+                    return Reply(
+                        200,
+                        {
+                            "dispatch_id": seen[1],
+                            "status": "sent",
+                            "metadata": {"external_send_id": external_send_id, "campaign_api_id": campaign},
+                        },
+                    )
             dispatch_id = secrets.token_hex(16)
             if external_send_id:
                 self._by_external_id[external_send_id] = (now, dispatch_id)

@@ -11,8 +11,13 @@ from typing import Any
 
 from devkit.sandbox.base import AcceptedLog, Reply, Request
 
-PENDING = {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED",
-           "description": "Message accepted, pending for delivery."}
+PENDING = {
+    "groupId": 1,
+    "groupName": "PENDING",
+    "id": 26,
+    "name": "PENDING_ACCEPTED",
+    "description": "Message accepted, pending for delivery.",
+}
 MAX_RECIPIENTS = 1000
 
 
@@ -105,8 +110,9 @@ class Infobip(AcceptedLog):
         own_id = (fields.get("messageId") or [None])[0]
         messages = []
         for i, r in enumerate(recipients):
-            message_id = r.get("messageId") or (own_id if own_id and len(recipients) == 1 else None) \
-                or secrets.token_hex(12)
+            message_id = (
+                r.get("messageId") or (own_id if own_id and len(recipients) == 1 else None) or secrets.token_hex(12)
+            )
             if own_id and len(recipients) > 1 and not r.get("messageId"):
                 message_id = f"{own_id}-{i}"
             messages.append({"to": r["to"], "messageId": message_id, "status": dict(PENDING)})
@@ -124,8 +130,13 @@ class Infobip(AcceptedLog):
         for message in body["messages"]:
             for destination in message.get("destinations", []) if isinstance(message, dict) else []:
                 for to in destination.get("to", []):
-                    results.append({"messageId": to.get("messageId") or secrets.token_hex(12),
-                                    "destination": to.get("destination"), "status": dict(PENDING)})
+                    results.append(
+                        {
+                            "messageId": to.get("messageId") or secrets.token_hex(12),
+                            "destination": to.get("destination"),
+                            "status": dict(PENDING),
+                        }
+                    )
         if not results:
             return infobip_error(400, "BAD_REQUEST", "Bad request", {"destinations": ["must not be empty"]})
         bulk_id = body.get("bulkId") or secrets.token_hex(10)

@@ -26,10 +26,19 @@ class Karte(AcceptedLog):
         keys = body.get("keys") if isinstance(body, dict) else None
         event = body.get("event") if isinstance(body, dict) else None
         if not isinstance(keys, dict) or not (keys.get("user_id") or keys.get("visitor_id")):
-            return Reply(400, {"error": {"status": 400, "code": "invalid_argument",
-                                         "message": "keys.user_id or keys.visitor_id is required"}})
+            return Reply(
+                400,
+                {
+                    "error": {
+                        "status": 400,
+                        "code": "invalid_argument",
+                        "message": "keys.user_id or keys.visitor_id is required",
+                    }
+                },
+            )
         if not isinstance(event, dict) or not event.get("event_name"):
-            return Reply(400, {"error": {"status": 400, "code": "invalid_argument",
-                                         "message": "event.event_name is required"}})
+            return Reply(
+                400, {"error": {"status": 400, "code": "invalid_argument", "message": "event.event_name is required"}}
+            )
         self.accept(body)
         return Reply(200, {})

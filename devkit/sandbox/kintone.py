@@ -61,9 +61,12 @@ class Kintone:
         with self._lock:
             if method == "PUT":
                 spec = body or {}
-                app = App(app_id, fields=spec.get("fields", {}),
-                          tokens=spec.get("tokens") or list(self.default_tokens),
-                          readonly_tokens=spec.get("readonly_tokens", []))
+                app = App(
+                    app_id,
+                    fields=spec.get("fields", {}),
+                    tokens=spec.get("tokens") or list(self.default_tokens),
+                    readonly_tokens=spec.get("readonly_tokens", []),
+                )
                 for record in spec.get("records", []):
                     self._insert(app, record)
                 self.apps[app_id] = app
@@ -71,8 +74,9 @@ class Kintone:
             existing = self.apps.get(app_id)
             if existing is None:
                 return Reply(404, {"error": f"no app {app_id}"})
-            return Reply(200, {"app": app_id, "records": list(existing.records.values()),
-                               "requests": existing.requests_today})
+            return Reply(
+                200, {"app": app_id, "records": list(existing.records.values()), "requests": existing.requests_today}
+            )
 
     # ------------------------------------------------------------------ API
     def handle(self, request: Request) -> Reply:
@@ -106,8 +110,9 @@ class Kintone:
                 return kintone_error(400, "CB_IJ01", "Invalid JSON string.")
         app_id = str(params.get("app", ""))
         if not app_id.isdigit():
-            return kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                 {"app": {"messages": ["Required field."]}})
+            return kintone_error(
+                400, "CB_VA01", "Missing or invalid input.", {"app": {"messages": ["Required field."]}}
+            )
         with self._lock:
             if app_id not in self.apps:
                 self.apps[app_id] = App(app_id, tokens=list(self.default_tokens))
@@ -154,12 +159,20 @@ class Kintone:
             staged = self._staged(app)
             created = [self._insert(staged, r) for r in rows]
             self._commit(app, staged)
-            return Reply(200, {"ids": [r["$id"]["value"] for r in created],
-                               "revisions": [r["$revision"]["value"] for r in created]})
+            return Reply(
+                200,
+                {"ids": [r["$id"]["value"] for r in created], "revisions": [r["$revision"]["value"] for r in created]},
+            )
         if resource == "record" and method == "PUT":
             if "upsert" in params:
-                raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                             {"upsert": {"messages": ["Unknown parameter on this API."]}}))
+                raise _Invalid(
+                    kintone_error(
+                        400,
+                        "CB_VA01",
+                        "Missing or invalid input.",
+                        {"upsert": {"messages": ["Unknown parameter on this API."]}},
+                    )
+                )
             record = self._update(app, params, upsert=False)[0]
             return Reply(200, {"revision": record["$revision"]["value"]})
         if resource == "records" and method == "PUT":
@@ -192,8 +205,7 @@ class Kintone:
         fields = self._validate(app, values, creating=True, exclude_id=None)
         record_id = str(app.next_id)
         app.next_id += 1
-        record = {"$id": {"type": "__ID__", "value": record_id},
-                  "$revision": {"type": "__REVISION__", "value": "1"}}
+        record = {"$id": {"type": "__ID__", "value": record_id}, "$revision": {"type": "__REVISION__", "value": "1"}}
         record.update(fields)
         app.records[record_id] = record
         return record
@@ -201,22 +213,42 @@ class Kintone:
     def _update(self, app: App, params: dict[str, Any], *, upsert: bool) -> tuple[dict[str, Any], str]:
         has_id, key = "id" in params and params["id"] not in (None, ""), params.get("updateKey")
         if has_id and key:
-            raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                         {"id": {"messages": ["Specify either id or updateKey, not both."]}}))
+            raise _Invalid(
+                kintone_error(
+                    400,
+                    "CB_VA01",
+                    "Missing or invalid input.",
+                    {"id": {"messages": ["Specify either id or updateKey, not both."]}},
+                )
+            )
         values = params.get("record") or {}
         if has_id:
             record = app.records.get(str(params["id"]))
         elif isinstance(key, dict) and key.get("field") and "value" in key:
             spec = app.fields.get(key["field"], {})
             if app.fields and not spec.get("unique"):
-                raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.", {
-                    "updateKey.field": {"messages": ["The field must be a text or number field that "
-                                                     "prohibits duplicate values."]}}))
-            record = next((r for r in app.records.values()
-                           if str(r.get(key["field"], {}).get("value")) == str(key["value"])), None)
+                raise _Invalid(
+                    kintone_error(
+                        400,
+                        "CB_VA01",
+                        "Missing or invalid input.",
+                        {
+                            "updateKey.field": {
+                                "messages": [
+                                    "The field must be a text or number field that prohibits duplicate values."
+                                ]
+                            }
+                        },
+                    )
+                )
+            record = next(
+                (r for r in app.records.values() if str(r.get(key["field"], {}).get("value")) == str(key["value"])),
+                None,
+            )
         else:
-            raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                         {"id": {"messages": ["Required field."]}}))
+            raise _Invalid(
+                kintone_error(400, "CB_VA01", "Missing or invalid input.", {"id": {"messages": ["Required field."]}})
+            )
         if record is None:
             if not upsert:
                 raise _Invalid(_not_found(params.get("id") or (key or {}).get("value")))
@@ -225,8 +257,9 @@ class Kintone:
             return self._insert(app, values), "INSERT"
         revision = params.get("revision")
         if revision not in (None, -1, "-1") and str(revision) != record["$revision"]["value"]:
-            raise _Invalid(kintone_error(409, "GAIA_CO02",
-                                         "The revision is not the latest. Someone may update a record."))
+            raise _Invalid(
+                kintone_error(409, "GAIA_CO02", "The revision is not the latest. Someone may update a record.")
+            )
         record.update(self._validate(app, values, creating=False, exclude_id=record["$id"]["value"]))
         record["$revision"]["value"] = str(int(record["$revision"]["value"]) + 1)
         return record, "UPDATE"
@@ -234,8 +267,11 @@ class Kintone:
     @staticmethod
     def _validate(app: App, values: Any, *, creating: bool, exclude_id: str | None) -> dict[str, Any]:
         if not isinstance(values, dict):
-            raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                         {"record": {"messages": ["Must be an object."]}}))
+            raise _Invalid(
+                kintone_error(
+                    400, "CB_VA01", "Missing or invalid input.", {"record": {"messages": ["Must be an object."]}}
+                )
+            )
         errors: dict[str, Any] = {}
         out: dict[str, Any] = {}
         for code, cell in values.items():
@@ -257,8 +293,10 @@ class Kintone:
                     errors[f"record.{code}.value"] = {"messages": [f"The value must be {spec['max']} or less."]}
                     continue
             if spec.get("unique") and value not in ("", None):
-                clash = any(str(r.get(code, {}).get("value")) == str(value) and r["$id"]["value"] != exclude_id
-                            for r in app.records.values())
+                clash = any(
+                    str(r.get(code, {}).get("value")) == str(value) and r["$id"]["value"] != exclude_id
+                    for r in app.records.values()
+                )
                 if clash:
                     errors[f"record.{code}.value"] = {"messages": ["This value already exists in another record."]}
                     continue
@@ -279,9 +317,16 @@ def _not_found(record_id: Any) -> Reply:
 def _rows(params: dict[str, Any], key: str) -> list[Any]:
     rows = params.get(key)
     if not isinstance(rows, list) or not rows:
-        raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                     {key: {"messages": ["Required field."]}}))
+        raise _Invalid(
+            kintone_error(400, "CB_VA01", "Missing or invalid input.", {key: {"messages": ["Required field."]}})
+        )
     if len(rows) > MAX_RECORDS:
-        raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.",
-                                     {key: {"messages": [f"Specify up to {MAX_RECORDS} records."]}}))
+        raise _Invalid(
+            kintone_error(
+                400,
+                "CB_VA01",
+                "Missing or invalid input.",
+                {key: {"messages": [f"Specify up to {MAX_RECORDS} records."]}},
+            )
+        )
     return rows

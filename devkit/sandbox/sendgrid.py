@@ -57,7 +57,10 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
         return "The personalizations field must have no more than 1000 items.", "personalizations"
     sender = mail.get("from")
     if not isinstance(sender, dict) or not sender.get("email"):
-        return "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.", "from.email"
+        return (
+            "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.",
+            "from.email",
+        )
     if not _looks_like_email(sender["email"]):
         return "The from email does not contain a valid address.", "from.email"
     if sender.get("name") and any(ord(c) > 127 for c in str(sender.get("email"))):
@@ -69,7 +72,10 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
     for i, p in enumerate(personalizations):
         to = p.get("to") if isinstance(p, dict) else None
         if not isinstance(to, list) or not to:
-            return "The to array is required for all personalization objects, and must have at least one email object with a valid email address.", f"personalizations.{i}.to"
+            return (
+                "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                f"personalizations.{i}.to",
+            )
         for kind in ("to", "cc", "bcc"):
             for recipient in p.get(kind) or []:
                 total += 1
@@ -77,7 +83,10 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
                 if not _looks_like_email(address):
                     return "Does not contain a valid address.", f"personalizations.{i}.{kind}"
                 if address in seen:
-                    return "Each unique email address in the personalizations array should only be included once.", f"personalizations.{i}.{kind}"
+                    return (
+                        "Each unique email address in the personalizations array should only be included once.",
+                        f"personalizations.{i}.{kind}",
+                    )
                 seen.add(address)
                 name = recipient.get("name") or ""
                 if ";" in name or "," in name:
@@ -91,14 +100,24 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
         return "There is a limit of 1000 total recipients (to + cc + bcc) per request.", "personalizations"
     template_id = mail.get("template_id")
     if not template_id:
-        subject_everywhere = mail.get("subject") or all(isinstance(p, dict) and p.get("subject") for p in personalizations)
+        subject_everywhere = mail.get("subject") or all(
+            isinstance(p, dict) and p.get("subject") for p in personalizations
+        )
         if not subject_everywhere:
-            return "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.", "subject"
+            return (
+                "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+                "subject",
+            )
         content = mail.get("content")
-        if not isinstance(content, list) or not content or not all(
-            isinstance(c, dict) and c.get("type") and c.get("value") for c in content
+        if (
+            not isinstance(content, list)
+            or not content
+            or not all(isinstance(c, dict) and c.get("type") and c.get("value") for c in content)
         ):
-            return "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.", "content"
+            return (
+                "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block. We typically suggest both text/plain and text/html blocks are included, but only one block is required.",
+                "content",
+            )
     categories = mail.get("categories") or []
     if len(categories) > 10:
         return "Too many categories. You may only specify up to 10 categories per request.", "categories"

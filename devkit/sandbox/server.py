@@ -1,5 +1,5 @@
 """One loopback HTTP server for every sandboxed provider, each under its own prefix (/kintone, /sendgrid,
-/braze, /infobip, /karte), so a provider's base URL setting is all that points the bridge at it.
+/braze, /infobip, /karte, and /http for any other API), so a provider's base URL setting is all that points the bridge at it.
 
 Control API (JSON), for tests and for poking at flows by hand:
   GET    /_sandbox/health
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from devkit.sandbox.base import Provider, Reply, Request
 from devkit.sandbox.braze import Braze
+from devkit.sandbox.generic import GenericApi
 from devkit.sandbox.infobip import Infobip
 from devkit.sandbox.karte import Karte
 from devkit.sandbox.kintone import Kintone
@@ -42,6 +43,7 @@ DEFAULT_CREDENTIALS = {
     "braze": ["local-braze-key"],
     "infobip": ["local-infobip-key"],
     "karte": ["local-karte-token"],
+    "http": ["local-http-token"],
 }
 
 
@@ -100,9 +102,13 @@ class _ProviderState:
 
 
 class Sandbox:
-    def __init__(self, host: str = "127.0.0.1", port: int = 3100,
-                 credentials: dict[str, list[str]] | None = None,
-                 kintone_basic_auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 3100,
+        credentials: dict[str, list[str]] | None = None,
+        kintone_basic_auth: tuple[str, str] | None = None,
+    ) -> None:
         creds = {**DEFAULT_CREDENTIALS, **(credentials or {})}
         providers: list[Provider] = [
             Kintone(creds["kintone"], basic_auth=kintone_basic_auth),
@@ -110,6 +116,7 @@ class Sandbox:
             Braze(creds["braze"]),
             Infobip(creds["infobip"]),
             Karte(creds["karte"]),
+            GenericApi(creds["http"]),
         ]
         self.states = {p.name: _ProviderState(p) for p in providers}
         sandbox = self
@@ -163,8 +170,7 @@ class Sandbox:
         if state is None:
             self._reply(req, Reply(404, {"error": f"no sandboxed provider at /{first}"}))
             return
-        request = Request.build(req.command, rest, split.query,
-                                {k.lower(): v for k, v in req.headers.items()}, body)
+        request = Request.build(req.command, rest, split.query, {k.lower(): v for k, v in req.headers.items()}, body)
         fault = state.next_fault()
         record = {
             "time": time.time(),
@@ -192,8 +198,9 @@ class Sandbox:
             headers = dict(fault.headers)
             if fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
-            reply = Reply(fault.status, fault.body if fault.body is not None else _default_error(first, fault.status),
-                          headers)
+            reply = Reply(
+                fault.status, fault.body if fault.body is not None else _default_error(first, fault.status), headers
+            )
         assert reply is not None
         self._reply(req, reply)
 
@@ -272,11 +279,21 @@ def _reset_connection(req: BaseHTTPRequestHandler) -> None:
 
 def _default_error(provider: str, status: int) -> Any:
     """A provider-shaped error body for an injected status without a body of its own."""
-    text = {429: "too many requests", 500: "internal server error", 502: "bad gateway",
-            503: "service unavailable", 504: "gateway timeout", 408: "request timeout"}.get(status, "error")
+    text = {
+        429: "too many requests",
+        500: "internal server error",
+        502: "bad gateway",
+        503: "service unavailable",
+        504: "gateway timeout",
+        408: "request timeout",
+    }.get(status, "error")
     if provider == "kintone":
         if status == 429:
-            return {"code": "GAIA_TO04", "id": "sandbox", "message": "The number of concurrent requests exceeded the limit."}
+            return {
+                "code": "GAIA_TO04",
+                "id": "sandbox",
+                "message": "The number of concurrent requests exceeded the limit.",
+            }
         return {"code": "GAIA_UN03", "id": "sandbox", "message": f"An unexpected error occurred ({text})."}
     if provider == "sendgrid":
         return {"errors": [{"field": None, "message": text}]}

@@ -33,22 +33,46 @@ class RunningStack:
     def aws(self, service: str):  # noqa: ANN201 - a boto3 client
         if self.aws_endpoint is None:
             pytest.skip("needs the local stack's embedded AWS")
-        return boto3.client(service, endpoint_url=self.aws_endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
 
 def start_stack(visibility_timeout: int = 1) -> RunningStack:
     api_port, sandbox_port, aws_port = free_port(), free_port(), free_port()
-    command = [sys.executable, "-m", "devkit", "run", "--port", str(api_port), "--sandbox-port", str(sandbox_port),
-               "--aws-port", str(aws_port), "--visibility-timeout", str(visibility_timeout), "--no-state-file",
-               "--concurrency", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "devkit",
+        "run",
+        "--port",
+        str(api_port),
+        "--sandbox-port",
+        str(sandbox_port),
+        "--aws-port",
+        str(aws_port),
+        "--visibility-timeout",
+        str(visibility_timeout),
+        "--no-state-file",
+        "--concurrency",
+        "2",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     lines: queue.Queue[str] = queue.Queue()
-    stack = RunningStack(api=f"http://127.0.0.1:{api_port}", api_key="local-dev-key-1",
-                         aws_endpoint=f"http://127.0.0.1:{aws_port}", sandbox=f"http://127.0.0.1:{sandbox_port}",
-                         process=process)
+    stack = RunningStack(
+        api=f"http://127.0.0.1:{api_port}",
+        api_key="local-dev-key-1",
+        aws_endpoint=f"http://127.0.0.1:{aws_port}",
+        sandbox=f"http://127.0.0.1:{sandbox_port}",
+        process=process,
+    )
 
     def pump() -> None:
         assert process.stdout is not None

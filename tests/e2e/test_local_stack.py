@@ -22,8 +22,13 @@ def address() -> str:
 def put(stack: RunningStack, email: str, body: object, key: str | None = None, **kw: object) -> requests.Response:
     headers = {"X-Api-Key": key if key is not None else stack.api_key}
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    return requests.put(f"{stack.api}/subscriptions/{email}", data=data,
-                        headers={**headers, "Content-Type": "application/json"}, timeout=20, **kw)
+    return requests.put(
+        f"{stack.api}/subscriptions/{email}",
+        data=data,
+        headers={**headers, "Content-Type": "application/json"},
+        timeout=20,
+        **kw,
+    )
 
 
 def test_unknown_path_is_a_json_404(stack: RunningStack) -> None:
@@ -39,8 +44,9 @@ def test_put_then_get_round_trips_through_dynamodb(stack: RunningStack) -> None:
     got = requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": "local-dev-key-2"}, timeout=20)
     body = got.json()
     assert (got.status_code, body["email"], body["subscribed"], body["reason"]) == (200, email, False, "配信停止")
-    item = stack.aws("dynamodb").get_item(TableName="SubscriptionsTable",
-                                          Key={"pk": {"S": email}, "sk": {"S": "STATE"}})["Item"]
+    item = stack.aws("dynamodb").get_item(
+        TableName="SubscriptionsTable", Key={"pk": {"S": email}, "sk": {"S": "STATE"}}
+    )["Item"]
     assert item["suppression"]["S"] == "unsubscribe"
 
 
@@ -48,7 +54,9 @@ def test_put_then_get_round_trips_through_dynamodb(stack: RunningStack) -> None:
 def test_missing_or_wrong_key_is_401_and_changes_nothing(stack: RunningStack, key: str | None) -> None:
     email = address()
     headers = {} if key is None else {"X-Api-Key": key}
-    response = requests.put(f"{stack.api}/subscriptions/{email}", json={"subscribed": False}, headers=headers, timeout=20)
+    response = requests.put(
+        f"{stack.api}/subscriptions/{email}", json={"subscribed": False}, headers=headers, timeout=20
+    )
     assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
     got = requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": stack.api_key}, timeout=20)
     assert got.status_code == 404
@@ -62,14 +70,22 @@ def test_malformed_address_is_400(stack: RunningStack, bad: str) -> None:
 
 @pytest.mark.parametrize(
     ("body", "code"),
-    [(b"{", "invalid_json"), (b"[]", "invalid_json"), (b"\xc3\x28", "invalid_encoding"),
-     (b'{"subscribed": "yes"}', "validation_error"), (b'{"subscribed": null}', "validation_error")],
+    [
+        (b"{", "invalid_json"),
+        (b"[]", "invalid_json"),
+        (b"\xc3\x28", "invalid_encoding"),
+        (b'{"subscribed": "yes"}', "validation_error"),
+        (b'{"subscribed": null}', "validation_error"),
+    ],
 )
 def test_hostile_bodies_are_400_and_change_nothing(stack: RunningStack, body: bytes, code: str) -> None:
     email = address()
     response = put(stack, email, body)
     assert response.status_code == 400 and response.json()["error"]["code"] == code
-    assert requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": stack.api_key}, timeout=20).status_code == 404
+    assert (
+        requests.get(f"{stack.api}/subscriptions/{email}", headers={"X-Api-Key": stack.api_key}, timeout=20).status_code
+        == 404
+    )
 
 
 def test_oversized_bodies_are_413(stack: RunningStack) -> None:
@@ -96,16 +112,21 @@ def test_a_message_the_worker_keeps_failing_ends_in_the_dlq(stack: RunningStack)
     deadline = time.monotonic() + 60
     found = None
     while time.monotonic() < deadline and found is None:
-        for message in sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                           AttributeNames=["All"]).get("Messages", []):
+        for message in sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        ).get("Messages", []):
             if marker in message["Body"]:
                 found = message
     assert found is not None, "message never reached the DLQ"
     # It was tried as often as the redrive policy allows (maxReceiveCount 5), then moved, not lost.
     assert int(found["Attributes"]["ApproximateReceiveCount"]) >= 5
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages",
-                                                                              "ApproximateNumberOfMessagesNotVisible"])
-    assert attributes["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attributes["Attributes"] == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
 
 
 def test_the_sandbox_answers_beside_the_api(stack: RunningStack) -> None:

@@ -37,8 +37,9 @@ def test_every_function_has_an_event_file_and_every_file_a_function(template: Te
         ("events-sendgrid-delivered.json", 501, "not_implemented"),
     ],
 )
-def test_http_events_get_the_contract_answer(functions: Functions, template: Template, event_file: str,
-                                              status: int, code: str) -> None:
+def test_http_events_get_the_contract_answer(
+    functions: Functions, template: Template, event_file: str, status: int, code: str
+) -> None:
     result = functions.invoke(function_for(REPO_ROOT / "events" / event_file, template), load_event(event_file))
     assert result["statusCode"] == status
     assert result["headers"]["Content-Type"] == "application/json"
@@ -54,8 +55,10 @@ def test_put_then_get_subscription_round_trips_through_dynamodb(functions: Funct
     assert (body["email"], body["subscribed"], body["suppression"]) == ("taro.yamada@example.com", False, "hard_bounce")
     # The state really is in DynamoDB, with its history entry beside it.
     items = moto_server.client("dynamodb").query(
-        TableName="SubscriptionsTable", KeyConditionExpression="pk = :e",
-        ExpressionAttributeValues={":e": {"S": "taro.yamada@example.com"}})["Items"]
+        TableName="SubscriptionsTable",
+        KeyConditionExpression="pk = :e",
+        ExpressionAttributeValues={":e": {"S": "taro.yamada@example.com"}},
+    )["Items"]
     kinds = sorted(i["sk"]["S"].split("#")[0] for i in items)
     assert kinds[-1] == "STATE" and "HIST" in kinds
 

@@ -9,8 +9,14 @@ from devkit.template import REPO_ROOT
 
 def invoke(function: str, event: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "devkit", "invoke", function, "-e", f"events/{event}"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "devkit", "invoke", function, "-e", f"events/{event}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_invoke_prints_the_function_result_and_logs_to_stderr() -> None:

@@ -18,40 +18,71 @@ def box(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def kintone(box: Sandbox, method: str, resource: str, body: dict, headers: dict | None = None,
-            guest: str | None = None) -> requests.Response:
+def kintone(
+    box: Sandbox, method: str, resource: str, body: dict, headers: dict | None = None, guest: str | None = None
+) -> requests.Response:
     prefix = f"/k/guest/{guest}/v1" if guest else "/k/v1"
-    return requests.request(method, f"{box.base_url('kintone')}{prefix}/{resource}.json",
-                            json=body, headers=headers if headers is not None else KINTONE_TOKEN, timeout=5)
+    return requests.request(
+        method,
+        f"{box.base_url('kintone')}{prefix}/{resource}.json",
+        json=body,
+        headers=headers if headers is not None else KINTONE_TOKEN,
+        timeout=5,
+    )
 
 
 def setup_app(box: Sandbox, app: int = 7, **spec: object) -> None:
-    fields = {"email": {"type": "SINGLE_LINE_TEXT", "unique": True}, "score": {"type": "NUMBER", "max": 150},
-              "name": {"type": "SINGLE_LINE_TEXT", "required": True}, "status": {"type": "SINGLE_LINE_TEXT"}}
-    requests.put(f"{box.url}/_sandbox/kintone/apps/{app}", json={"fields": fields, **spec}, timeout=5).raise_for_status()
+    fields = {
+        "email": {"type": "SINGLE_LINE_TEXT", "unique": True},
+        "score": {"type": "NUMBER", "max": 150},
+        "name": {"type": "SINGLE_LINE_TEXT", "required": True},
+        "status": {"type": "SINGLE_LINE_TEXT"},
+    }
+    requests.put(
+        f"{box.url}/_sandbox/kintone/apps/{app}", json={"fields": fields, **spec}, timeout=5
+    ).raise_for_status()
 
 
 # ------------------------------------------------------------------ kintone
 def test_kintone_add_get_update_by_id_and_update_key(box: Sandbox) -> None:
     setup_app(box)
-    added = kintone(box, "POST", "record", {"app": 7, "record": {"email": {"value": "taro@example.com"},
-                                                                  "name": {"value": "山田太郎"}}})
+    added = kintone(
+        box,
+        "POST",
+        "record",
+        {"app": 7, "record": {"email": {"value": "taro@example.com"}, "name": {"value": "山田太郎"}}},
+    )
     assert added.status_code == 200 and added.json() == {"id": "1", "revision": "1"}
-    updated = kintone(box, "PUT", "record", {"app": 7, "updateKey": {"field": "email", "value": "taro@example.com"},
-                                             "record": {"status": {"value": "opened"}}})
+    updated = kintone(
+        box,
+        "PUT",
+        "record",
+        {
+            "app": 7,
+            "updateKey": {"field": "email", "value": "taro@example.com"},
+            "record": {"status": {"value": "opened"}},
+        },
+    )
     assert updated.json() == {"revision": "2"}
     got = kintone(box, "GET", "record", {}, headers=KINTONE_TOKEN)
     assert got.status_code == 400  # app is required
-    got = requests.get(f"{box.base_url('kintone')}/k/v1/record.json", params={"app": 7, "id": 1},
-                       headers=KINTONE_TOKEN, timeout=5).json()["record"]
-    assert got["status"]["value"] == "opened" and got["name"]["value"] == "山田太郎" and got["$revision"]["value"] == "2"
-    assert kintone(box, "PUT", "record", {"app": 7, "id": 1, "record": {"score": {"value": "10"}}}).json() == {"revision": "3"}
+    got = requests.get(
+        f"{box.base_url('kintone')}/k/v1/record.json", params={"app": 7, "id": 1}, headers=KINTONE_TOKEN, timeout=5
+    ).json()["record"]
+    assert (
+        got["status"]["value"] == "opened" and got["name"]["value"] == "山田太郎" and got["$revision"]["value"] == "2"
+    )
+    assert kintone(box, "PUT", "record", {"app": 7, "id": 1, "record": {"score": {"value": "10"}}}).json() == {
+        "revision": "3"
+    }
 
 
 def test_kintone_bulk_upsert_updates_and_inserts_all_or_nothing(box: Sandbox) -> None:
     setup_app(box, records=[{"email": {"value": "a@example.com"}, "name": {"value": "A"}}])
-    rows = [{"updateKey": {"field": "email", "value": "a@example.com"}, "record": {"status": {"value": "x"}}},
-            {"updateKey": {"field": "email", "value": "b@example.com"}, "record": {"name": {"value": "B"}}}]
+    rows = [
+        {"updateKey": {"field": "email", "value": "a@example.com"}, "record": {"status": {"value": "x"}}},
+        {"updateKey": {"field": "email", "value": "b@example.com"}, "record": {"name": {"value": "B"}}},
+    ]
     response = kintone(box, "PUT", "records", {"app": 7, "upsert": True, "records": rows})
     assert [r["operation"] for r in response.json()["records"]] == ["UPDATE", "INSERT"]
     bad = rows + [{"id": 999, "record": {"score": {"value": "1000"}}}]
@@ -76,18 +107,31 @@ def test_kintone_errors_are_kintones_own(box: Sandbox) -> None:
     assert stale.status_code == 409 and stale.json()["code"] == "GAIA_CO02"
     no_upsert = kintone(box, "PUT", "record", {"app": 7, "id": 1, "upsert": True})
     assert no_upsert.status_code == 400
-    viewer = kintone(box, "PUT", "record", {"app": 7, "id": 1, "record": {}}, headers={"X-Cybozu-API-Token": "viewer-token"})
+    viewer = kintone(
+        box, "PUT", "record", {"app": 7, "id": 1, "record": {}}, headers={"X-Cybozu-API-Token": "viewer-token"}
+    )
     assert viewer.status_code == 403 and viewer.json()["code"] == "CB_NO02"
     wrong = kintone(box, "PUT", "record", {"app": 7, "id": 1}, headers={"X-Cybozu-API-Token": "nope"})
     assert wrong.status_code == 401 and wrong.json()["code"] == "GAIA_IA02"
-    too_many = kintone(box, "PUT", "record", {"app": 7, "id": 1},
-                       headers={"X-Cybozu-API-Token": ",".join(["nope"] * 9 + ["local-kintone-token"])})
+    too_many = kintone(
+        box,
+        "PUT",
+        "record",
+        {"app": 7, "id": 1},
+        headers={"X-Cybozu-API-Token": ",".join(["nope"] * 9 + ["local-kintone-token"])},
+    )
     assert too_many.status_code == 400
 
 
 def test_kintone_guest_space_comma_joined_tokens_and_limits_headers(box: Sandbox) -> None:
-    response = kintone(box, "POST", "record", {"app": 9, "record": {"x": {"value": "1"}}},
-                       headers={"X-Cybozu-API-Token": "other-app-token,local-kintone-token-2"}, guest="3")
+    response = kintone(
+        box,
+        "POST",
+        "record",
+        {"app": 9, "record": {"x": {"value": "1"}}},
+        headers={"X-Cybozu-API-Token": "other-app-token,local-kintone-token-2"},
+        guest="3",
+    )
     assert response.status_code == 200 and response.headers["X-ConcurrencyLimit-Limit"] == "100"
 
 
@@ -104,9 +148,12 @@ def test_kintone_basic_auth_for_ip_restricted_domains() -> None:
 
 
 # ------------------------------------------------------------------ SendGrid
-MAIL = {"personalizations": [{"to": [{"email": "taro@example.com"}], "custom_args": {"dispatch_id": "d-1"}}],
-        "from": {"email": "no-reply@example.co.jp"}, "subject": "こんにちは",
-        "content": [{"type": "text/plain", "value": "hi"}]}
+MAIL = {
+    "personalizations": [{"to": [{"email": "taro@example.com"}], "custom_args": {"dispatch_id": "d-1"}}],
+    "from": {"email": "no-reply@example.co.jp"},
+    "subject": "こんにちは",
+    "content": [{"type": "text/plain", "value": "hi"}],
+}
 
 
 def sendgrid(box: Sandbox, body: dict, key: str | None = "SG.local-sandbox-key") -> requests.Response:
@@ -129,11 +176,17 @@ def test_sendgrid_sandbox_mode_is_200_and_sends_nothing(box: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"personalizations": []}, "personalizations"), ({"from": {}}, "from.email"),
-     ({"categories": [str(i) for i in range(11)]}, "categories"),
-     ({"personalizations": [{"to": [{"email": "a@b.co"}], "custom_args": {"n": 1}}]}, "personalizations.0.custom_args"),
-     ({"content": []}, "content"),
-     ({"mail_settings": {"sandbox_mode": {"enable": "true"}}}, "mail_settings.sandbox_mode.enable")],
+    [
+        ({"personalizations": []}, "personalizations"),
+        ({"from": {}}, "from.email"),
+        ({"categories": [str(i) for i in range(11)]}, "categories"),
+        (
+            {"personalizations": [{"to": [{"email": "a@b.co"}], "custom_args": {"n": 1}}]},
+            "personalizations.0.custom_args",
+        ),
+        ({"content": []}, "content"),
+        ({"mail_settings": {"sandbox_mode": {"enable": "true"}}}, "mail_settings.sandbox_mode.enable"),
+    ],
 )
 def test_sendgrid_validation_errors(box: Sandbox, change: dict, field: str) -> None:
     response = sendgrid(box, {**MAIL, **change})
@@ -141,16 +194,28 @@ def test_sendgrid_validation_errors(box: Sandbox, change: dict, field: str) -> N
 
 
 def test_sendgrid_auth(box: Sandbox) -> None:
-    assert sendgrid(box, MAIL, key=None).json() == {"errors": [{"message": "authorization required", "field": None,
-        "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"}]}
+    assert sendgrid(box, MAIL, key=None).json() == {
+        "errors": [
+            {
+                "message": "authorization required",
+                "field": None,
+                "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html",
+            }
+        ]
+    }
     assert sendgrid(box, MAIL, key="SG.wrong").status_code == 401
 
 
 # ------------------------------------------------------------------ Braze
-def braze(box: Sandbox, body: dict, campaign: str = "4f1c1b62-6b1e-4a8e-9d0c-3c2f5e9a7b10",
-          key: str = "local-braze-key") -> requests.Response:
-    return requests.post(f"{box.base_url('braze')}/transactional/v1/campaigns/{campaign}/send", json=body,
-                         headers={"Authorization": f"Bearer {key}"}, timeout=5)
+def braze(
+    box: Sandbox, body: dict, campaign: str = "4f1c1b62-6b1e-4a8e-9d0c-3c2f5e9a7b10", key: str = "local-braze-key"
+) -> requests.Response:
+    return requests.post(
+        f"{box.base_url('braze')}/transactional/v1/campaigns/{campaign}/send",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+    )
 
 
 def test_braze_send_dedupes_external_send_id_for_24h(box: Sandbox) -> None:
@@ -162,10 +227,15 @@ def test_braze_send_dedupes_external_send_id_for_24h(box: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [({"recipient": {"external_user_id": "u", "user_alias": {"alias_name": "a", "alias_label": "l"}}}, "exactly one"),
-     ({"recipient": {}}, "exactly one"),
-     ({"external_send_id": "has space", "recipient": {"external_user_id": "u"}}, "Base64 compatible"),
-     ({"recipient": {"external_user_id": "u"}, "trigger_properties": {"x": "y" * 52000}}, "50 KB")],
+    [
+        (
+            {"recipient": {"external_user_id": "u", "user_alias": {"alias_name": "a", "alias_label": "l"}}},
+            "exactly one",
+        ),
+        ({"recipient": {}}, "exactly one"),
+        ({"external_send_id": "has space", "recipient": {"external_user_id": "u"}}, "Base64 compatible"),
+        ({"recipient": {"external_user_id": "u"}, "trigger_properties": {"x": "y" * 52000}}, "50 KB"),
+    ],
 )
 def test_braze_rejects_bad_requests(box: Sandbox, body: dict, message: str) -> None:
     response = braze(box, body)
@@ -180,17 +250,29 @@ def test_braze_campaign_states_and_auth(box: Sandbox) -> None:
 
 # ------------------------------------------------------------------ Infobip
 def test_infobip_v3_multipart_many_recipients_and_attachment(box: Sandbox) -> None:
-    fields = [("from", "Example Shop <no-reply@example.co.jp>"), ("to", "taro@example.com"),
-              ("to", json.dumps({"to": "hanako@example.net", "messageId": "m-hanako"})),
-              ("subject", "ご注文ありがとうございます"), ("html", "<p>ok</p>"), ("bulkId", "bulk-1"),
-              ("notifyUrl", "http://127.0.0.1:3000/events/infobip?token=t"), ("callbackData", '{"d":"1"}')]
-    response = requests.post(f"{box.base_url('infobip')}/email/3/send", data=fields,
-                             files={"attachment": ("invoice.pdf", b"%PDF-1.4 fake", "application/pdf")},
-                             headers={"Authorization": "App local-infobip-key"}, timeout=5)
+    fields = [
+        ("from", "Example Shop <no-reply@example.co.jp>"),
+        ("to", "taro@example.com"),
+        ("to", json.dumps({"to": "hanako@example.net", "messageId": "m-hanako"})),
+        ("subject", "ご注文ありがとうございます"),
+        ("html", "<p>ok</p>"),
+        ("bulkId", "bulk-1"),
+        ("notifyUrl", "http://127.0.0.1:3000/events/infobip?token=t"),
+        ("callbackData", '{"d":"1"}'),
+    ]
+    response = requests.post(
+        f"{box.base_url('infobip')}/email/3/send",
+        data=fields,
+        files={"attachment": ("invoice.pdf", b"%PDF-1.4 fake", "application/pdf")},
+        headers={"Authorization": "App local-infobip-key"},
+        timeout=5,
+    )
     body = response.json()
     assert response.status_code == 200 and body["bulkId"] == "bulk-1"
     assert [(m["to"], m["status"]["name"]) for m in body["messages"]] == [
-        ("taro@example.com", "PENDING_ACCEPTED"), ("hanako@example.net", "PENDING_ACCEPTED")]
+        ("taro@example.com", "PENDING_ACCEPTED"),
+        ("hanako@example.net", "PENDING_ACCEPTED"),
+    ]
     assert body["messages"][1]["messageId"] == "m-hanako"
     sent = requests.get(f"{box.url}/_sandbox/infobip/sent", timeout=5).json()[0]
     assert sent["fields"]["attachment"] == [{"filename": "invoice.pdf", "size": 13}]
@@ -200,8 +282,12 @@ def test_infobip_v3_multipart_many_recipients_and_attachment(box: Sandbox) -> No
 def test_infobip_errors(box: Sandbox) -> None:
     url = f"{box.base_url('infobip')}/email/3/send"
     denied = requests.post(url, data={"to": "a@b.co"}, headers={"Authorization": "App wrong"}, timeout=5)
-    assert denied.status_code == 401 and denied.json()["requestError"]["serviceException"]["messageId"] == "UNAUTHORIZED"
-    bad = requests.post(url, files={"subject": (None, "s")}, headers={"Authorization": "App local-infobip-key"}, timeout=5)
+    assert (
+        denied.status_code == 401 and denied.json()["requestError"]["serviceException"]["messageId"] == "UNAUTHORIZED"
+    )
+    bad = requests.post(
+        url, files={"subject": (None, "s")}, headers={"Authorization": "App local-infobip-key"}, timeout=5
+    )
     errors = bad.json()["requestError"]["serviceException"]["validationErrors"]
     assert bad.status_code == 400 and errors["to"] == ["must not be empty"]
 
@@ -210,8 +296,16 @@ def test_infobip_errors(box: Sandbox) -> None:
 def test_karte_track_event(box: Sandbox) -> None:
     url = f"{box.base_url('karte')}/v2/track/event/write"
     event = {"keys": {"user_id": "user_8842"}, "event": {"event_name": "_sendgrid_bounce", "values": {}}}
-    assert requests.post(url, json=event, headers={"Authorization": "Bearer local-karte-token"}, timeout=5).status_code == 200
-    assert requests.post(url, json={"keys": {}}, headers={"Authorization": "Bearer local-karte-token"}, timeout=5).status_code == 400
+    assert (
+        requests.post(url, json=event, headers={"Authorization": "Bearer local-karte-token"}, timeout=5).status_code
+        == 200
+    )
+    assert (
+        requests.post(
+            url, json={"keys": {}}, headers={"Authorization": "Bearer local-karte-token"}, timeout=5
+        ).status_code
+        == 400
+    )
     assert requests.post(url, json=event, headers={"Authorization": "Bearer x"}, timeout=5).status_code == 401
 
 
@@ -224,7 +318,9 @@ def test_status_fault_with_retry_after_for_n_calls_then_normal(box: Sandbox) -> 
     fault(box, "sendgrid", count=2, status=429, retry_after=3)
     first, second, third = (sendgrid(box, MAIL) for _ in range(3))
     assert (first.status_code, second.status_code, third.status_code) == (429, 429, 202)
-    assert first.headers["Retry-After"] == "3" and first.json() == {"errors": [{"field": None, "message": "too many requests"}]}
+    assert first.headers["Retry-After"] == "3" and first.json() == {
+        "errors": [{"field": None, "message": "too many requests"}]
+    }
     recorded = requests.get(f"{box.url}/_sandbox/sendgrid/requests", timeout=5).json()
     assert [r["fault"] for r in recorded] == ["429", "429", None]
     assert requests.get(f"{box.url}/_sandbox/sendgrid/sent", timeout=5).json()[0]["x_message_id"]
@@ -235,8 +331,12 @@ def test_delay_past_the_client_timeout_is_ambiguous(box: Sandbox) -> None:
     fault(box, "sendgrid", delay=1.5)
     started = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):
-        requests.post(f"{box.base_url('sendgrid')}/v3/mail/send", json=MAIL,
-                      headers={"Authorization": "Bearer SG.local-sandbox-key"}, timeout=0.5)
+        requests.post(
+            f"{box.base_url('sendgrid')}/v3/mail/send",
+            json=MAIL,
+            headers={"Authorization": "Bearer SG.local-sandbox-key"},
+            timeout=0.5,
+        )
     assert time.monotonic() - started < 1.4
     # The provider did carry the call out: exactly the case a blind resend would duplicate.
     assert len(requests.get(f"{box.url}/_sandbox/sendgrid/sent", timeout=5).json()) == 1

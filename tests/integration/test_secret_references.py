@@ -18,8 +18,9 @@ def get_with_key(functions: Functions, key: str | None, **env: str) -> dict:
 
 
 def test_api_keys_from_an_ssm_secure_string(functions: Functions, moto_server) -> None:
-    moto_server.client("ssm").put_parameter(Name="/martech-bridge/test/api-keys", Type="SecureString",
-                                            Value="ssm-key-old,ssm-key-new", Overwrite=True)
+    moto_server.client("ssm").put_parameter(
+        Name="/martech-bridge/test/api-keys", Type="SecureString", Value="ssm-key-old,ssm-key-new", Overwrite=True
+    )
     env = {**REF_ENV, "API_KEYS": "ssm:/martech-bridge/test/api-keys"}
     assert get_with_key(functions, "ssm-key-new", **env)["statusCode"] in (200, 404)
     assert get_with_key(functions, "ssm-key-old", **env)["statusCode"] in (200, 404)

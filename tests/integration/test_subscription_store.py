@@ -15,16 +15,23 @@ def test_history_is_newest_first_and_expires(aws_env) -> None:
     store = DynamoSubscriptionStore("SubscriptionsTable", history_retention_days=30)
     current = None
     for i, subscribed in enumerate([False, True, False]):
-        new, change = apply_update("store@example.com", current, SubscriptionUpdate(subscribed=subscribed),
-                                   source="api", now=T0 + timedelta(minutes=i))
+        new, change = apply_update(
+            "store@example.com",
+            current,
+            SubscriptionUpdate(subscribed=subscribed),
+            source="api",
+            now=T0 + timedelta(minutes=i),
+        )
         store.save(new, change, expected_version=current.version if current else None)
         current = new
     state, history = store.get("store@example.com")
     assert state is not None and state.version == 3 and state.subscribed is False
     assert [h.subscribed for h in history] == [False, True, False]
     item = aws_env.client("dynamodb").query(
-        TableName="SubscriptionsTable", KeyConditionExpression="pk = :e AND begins_with(sk, :h)",
-        ExpressionAttributeValues={":e": {"S": "store@example.com"}, ":h": {"S": "HIST#"}})["Items"][0]
+        TableName="SubscriptionsTable",
+        KeyConditionExpression="pk = :e AND begins_with(sk, :h)",
+        ExpressionAttributeValues={":e": {"S": "store@example.com"}, ":h": {"S": "HIST#"}},
+    )["Items"][0]
     assert int(item["expires_at"]["N"]) == int((T0 + timedelta(days=30)).timestamp())
 
 

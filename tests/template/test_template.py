@@ -18,9 +18,17 @@ from devkit.template import REPO_ROOT, Resolver, Template
 pytestmark = pytest.mark.template
 
 CONTRACT_ROUTES = {
-    "POST /relay/{route}", "GET /relay/{route}", "POST /mail/send", "POST /events/{provider}",
-    "GET /messages/{dispatch_id}", "GET /messages", "GET /reports", "GET /deliveries/{delivery_id}",
-    "POST /deliveries/{delivery_id}/retry", "GET /subscriptions/{email}", "PUT /subscriptions/{email}",
+    "POST /relay/{route}",
+    "GET /relay/{route}",
+    "POST /mail/send",
+    "POST /events/{provider}",
+    "GET /messages/{dispatch_id}",
+    "GET /messages",
+    "GET /reports",
+    "GET /deliveries/{delivery_id}",
+    "POST /deliveries/{delivery_id}/retry",
+    "GET /subscriptions/{email}",
+    "PUT /subscriptions/{email}",
 }
 
 
@@ -32,7 +40,11 @@ def tool(name: str) -> str:
 
 
 def run(*command: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -49,8 +61,13 @@ def test_sam_validate_lint_reports_nothing() -> None:
 
 def python312_available() -> bool:
     exe = shutil.which("python3.12")
-    return bool(exe) and subprocess.run([exe, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
-                                        capture_output=True).returncode == 0
+    return (
+        bool(exe)
+        and subprocess.run(
+            [exe, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_sam_build_for_arm64_has_no_x86_extension_and_a_small_layer(tmp_path: Path) -> None:
@@ -121,7 +138,11 @@ def test_layer_is_built_by_sam_for_arm64(t: Template) -> None:
     assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     globals_fn = t.doc["Globals"]["Function"]
-    assert (globals_fn["Runtime"], globals_fn["Architectures"], globals_fn["Tracing"]) == ("python3.12", ["arm64"], "Active")
+    assert (globals_fn["Runtime"], globals_fn["Architectures"], globals_fn["Tracing"]) == (
+        "python3.12",
+        ["arm64"],
+        "Active",
+    )
 
 
 def test_every_contract_route_is_wired(t: Template) -> None:
@@ -145,7 +166,9 @@ def refs(value: Any) -> set[str]:
 
 
 def test_policies_grant_only_the_tables_and_queues_a_function_uses(t: Template) -> None:
-    stateful = set(t.of_type("AWS::DynamoDB::Table")) | set(t.of_type("AWS::SQS::Queue")) | set(t.of_type("AWS::S3::Bucket"))
+    stateful = (
+        set(t.of_type("AWS::DynamoDB::Table")) | set(t.of_type("AWS::SQS::Queue")) | set(t.of_type("AWS::S3::Bucket"))
+    )
     for fid, res in t.of_type("AWS::Serverless::Function").items():
         props = res["Properties"]
         used = refs(props.get("Environment")) & stateful

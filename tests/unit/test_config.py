@@ -7,8 +7,15 @@ from martech_bridge.errors import ConfigurationError
 
 
 def test_every_declared_variable_maps_to_a_field() -> None:
-    settings = Settings.from_environ({"STAGE": "prod", "RETENTION_DAYS": "90", "SUBSCRIPTIONS_TABLE": "subs",
-                                      "SENDGRID_BASE_URL": "https://api.sendgrid.com/", "UNRELATED": "x"})
+    settings = Settings.from_environ(
+        {
+            "STAGE": "prod",
+            "RETENTION_DAYS": "90",
+            "SUBSCRIPTIONS_TABLE": "subs",
+            "SENDGRID_BASE_URL": "https://api.sendgrid.com/",
+            "UNRELATED": "x",
+        }
+    )
     assert (settings.stage, settings.retention_days, settings.subscriptions_table) == ("prod", 90, "subs")
     assert settings.sendgrid_base_url == "https://api.sendgrid.com"
 

@@ -17,8 +17,15 @@ from devkit.template import REPO_ROOT, HttpRoute, Template
 
 EVENTS = sorted((REPO_ROOT / "events").glob("*.json"))
 # Parts of SAM's sample that only exist with authorizers, mutual TLS or stage variables.
-OPTIONAL = {"cookies", "stageVariables", "authentication", "authorizer", "pathParameters",
-            "queryStringParameters", "body"}
+OPTIONAL = {
+    "cookies",
+    "stageVariables",
+    "authentication",
+    "authorizer",
+    "pathParameters",
+    "queryStringParameters",
+    "body",
+}
 
 
 @cache
@@ -26,8 +33,13 @@ def sam_reference_event() -> dict[str, Any]:
     sam = shutil.which("sam")
     if sam is None:
         pytest.skip("sam CLI not on PATH (make test puts .venv-tools/bin there)")
-    out = subprocess.run([sam, "local", "generate-event", "apigateway", "http-api-proxy"],
-                         capture_output=True, text=True, check=True, env={"SAM_CLI_TELEMETRY": "0", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sam, "local", "generate-event", "apigateway", "http-api-proxy"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"SAM_CLI_TELEMETRY": "0", "PATH": "/usr/bin:/bin"},
+    )
     return json.loads(out.stdout)
 
 
@@ -46,9 +58,14 @@ def shape(value: Any, path: str = "") -> dict[str, str]:
 
 
 def sample(**kwargs: Any) -> dict[str, Any]:
-    defaults = dict(method="POST", target="/relay/marketo?x=1&x=2&y=", headers=[("Content-Type", "application/json"),
-                    ("X-Token", "a"), ("x-token", "b"), ("Cookie", "a=1; b=2")], body=b'{"k": "v"}',
-                    route=HttpRoute("POST", "/relay/{route}", "RelayFunction"), path_parameters={"route": "marketo"})
+    defaults = dict(
+        method="POST",
+        target="/relay/marketo?x=1&x=2&y=",
+        headers=[("Content-Type", "application/json"), ("X-Token", "a"), ("x-token", "b"), ("Cookie", "a=1; b=2")],
+        body=b'{"k": "v"}',
+        route=HttpRoute("POST", "/relay/{route}", "RelayFunction"),
+        path_parameters={"route": "marketo"},
+    )
     return build_event(**(defaults | kwargs))
 
 
@@ -88,8 +105,14 @@ def test_query_string_is_raw_and_parsed() -> None:
 
 @pytest.mark.parametrize(
     ("content_type", "encoded"),
-    [("application/json", False), ("text/plain;charset=UTF-8", False), ("application/vnd.api+json", False),
-     ("application/x-www-form-urlencoded", True), (None, True), ("application/octet-stream", True)],
+    [
+        ("application/json", False),
+        ("text/plain;charset=UTF-8", False),
+        ("application/vnd.api+json", False),
+        ("application/x-www-form-urlencoded", True),
+        (None, True),
+        ("application/octet-stream", True),
+    ],
 )
 def test_bodies_are_base64_encoded_unless_text(content_type: str | None, encoded: bool) -> None:
     body = "名前=太郎&x=1".encode()
@@ -127,7 +150,12 @@ def test_routes_match_most_specific_first_and_fall_back_to_default() -> None:
 
 def test_response_translation_follows_payload_v2_rules() -> None:
     assert translate_response({"statusCode": 201, "headers": {"A": "1"}, "body": "x", "cookies": ["c=1"]}) == (
-        201, [("A", "1"), ("Set-Cookie", "c=1")], b"x")
-    assert translate_response({"statusCode": 200, "body": base64.b64encode(b"\x00").decode(),
-                               "isBase64Encoded": True})[2] == b"\x00"
+        201,
+        [("A", "1"), ("Set-Cookie", "c=1")],
+        b"x",
+    )
+    assert (
+        translate_response({"statusCode": 200, "body": base64.b64encode(b"\x00").decode(), "isBase64Encoded": True})[2]
+        == b"\x00"
+    )
     assert translate_response({"ok": True}) == (200, [("Content-Type", "application/json")], b'{"ok": true}')

@@ -27,21 +27,35 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeSubscriptionStore:
     config.reset()
 
 
-def call(method: str, path: str, *, key: str | None = "key-one", body: bytes = b"",
-         content_type: str = "application/json", route_path: str = "/subscriptions/{email}") -> tuple[int, Any]:
+def call(
+    method: str,
+    path: str,
+    *,
+    key: str | None = "key-one",
+    body: bytes = b"",
+    content_type: str = "application/json",
+    route_path: str = "/subscriptions/{email}",
+) -> tuple[int, Any]:
     headers = [("content-type", content_type)] if content_type else []
     if key is not None:
         headers.append(("x-api-key", key))
-    event = build_event(method=method, target=path, headers=headers, body=body,
-                        route=HttpRoute(method, route_path, "QueryFunction"), path_parameters={})
+    event = build_event(
+        method=method,
+        target=path,
+        headers=headers,
+        body=body,
+        route=HttpRoute(method, route_path, "QueryFunction"),
+        path_parameters={},
+    )
     result = query.handle(event, LambdaContext("QueryFunction", 512, 15, "req-1"))
     assert result["headers"]["Content-Type"] == "application/json"
     return result["statusCode"], json.loads(result["body"])
 
 
 def test_put_then_get_round_trip(store: FakeSubscriptionStore) -> None:
-    status, body = call("PUT", "/subscriptions/Taro%40Example.com",
-                        body=b'{"subscribed": false, "suppression": "spam_report"}')
+    status, body = call(
+        "PUT", "/subscriptions/Taro%40Example.com", body=b'{"subscribed": false, "suppression": "spam_report"}'
+    )
     assert status == 200 and body["email"] == "taro@example.com" and body["suppression"] == "spam_report"
     status, body = call("GET", "/subscriptions/taro@example.com", key="key-two")
     assert status == 200 and body["subscribed"] is False and len(body["history"]) == 1
@@ -52,10 +66,18 @@ def test_unknown_recipient_is_404(store: FakeSubscriptionStore) -> None:
     assert status == 404 and body["error"]["code"] == "subscription_not_found"
 
 
-@pytest.mark.parametrize(("key", "message"), [(None, "Missing API key"), ("", "Missing API key"),
-                                              ("key-three", "Invalid API key"), ("key-one ", "Invalid API key")])
-def test_missing_or_wrong_key_is_401_before_anything_else(store: FakeSubscriptionStore, key: str | None,
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (None, "Missing API key"),
+        ("", "Missing API key"),
+        ("key-three", "Invalid API key"),
+        ("key-one ", "Invalid API key"),
+    ],
+)
+def test_missing_or_wrong_key_is_401_before_anything_else(
+    store: FakeSubscriptionStore, key: str | None, message: str
+) -> None:
     status, body = call("PUT", "/subscriptions/not-an-address", key=key, body=b"{broken")
     assert status == 401 and body["error"]["code"] == "unauthorized" and message in body["error"]["message"]
     assert store.state == {}
@@ -94,8 +116,14 @@ def test_bad_bodies_are_400_naming_the_problem_and_change_nothing(
 
 
 def test_invalid_base64_flag_is_400(store: FakeSubscriptionStore) -> None:
-    event = build_event(method="PUT", target="/subscriptions/a@b.co", headers=[("x-api-key", "key-one")],
-                        body=b"x", route=HttpRoute("PUT", "/subscriptions/{email}", "Q"), path_parameters={})
+    event = build_event(
+        method="PUT",
+        target="/subscriptions/a@b.co",
+        headers=[("x-api-key", "key-one")],
+        body=b"x",
+        route=HttpRoute("PUT", "/subscriptions/{email}", "Q"),
+        path_parameters={},
+    )
     event["body"], event["isBase64Encoded"] = "***not base64***", True
     result = query.handle(event, LambdaContext("QueryFunction", 512, 15, "r"))
     assert result["statusCode"] == 400 and "base64" in json.loads(result["body"])["error"]["message"]
@@ -142,4 +170,3 @@ def test_a_bug_is_a_json_500_without_internals(store: FakeSubscriptionStore, mon
     status, body = call("GET", "/subscriptions/a@b.co")
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "internal detail" not in json.dumps(body)
-

@@ -27,8 +27,18 @@ def test_without_report_batch_item_failures_a_success_deletes_all() -> None:
 
 
 def test_sqs_event_carries_attributes() -> None:
-    event = sqs_event([{"MessageId": "m1", "ReceiptHandle": "r", "Body": "b", "Attributes": {"ApproximateReceiveCount": "2"},
-                        "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}}}], "arn:q")
+    event = sqs_event(
+        [
+            {
+                "MessageId": "m1",
+                "ReceiptHandle": "r",
+                "Body": "b",
+                "Attributes": {"ApproximateReceiveCount": "2"},
+                "MessageAttributes": {"k": {"DataType": "String", "StringValue": "v"}},
+            }
+        ],
+        "arn:q",
+    )
     record = event["Records"][0]
     assert record["attributes"]["ApproximateReceiveCount"] == "2"
     assert record["messageAttributes"]["k"]["stringValue"] == "v" and record["eventSourceARN"] == "arn:q"

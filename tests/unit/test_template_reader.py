@@ -5,8 +5,14 @@ from devkit.template import Resolver, Template, local_queue_url
 
 def test_functions_routes_and_queue_sources_come_from_the_template() -> None:
     functions = Template().functions()
-    assert set(functions) == {"RelayFunction", "DeliveryWorkerFunction", "SendFunction", "EventsFunction",
-                              "EventWorkerFunction", "QueryFunction"}
+    assert set(functions) == {
+        "RelayFunction",
+        "DeliveryWorkerFunction",
+        "SendFunction",
+        "EventsFunction",
+        "EventWorkerFunction",
+        "QueryFunction",
+    }
     worker = functions["EventWorkerFunction"].queue_sources[0]
     assert (worker.queue, worker.batch_size, worker.report_batch_item_failures) == ("EventQueue", 10, True)
     assert functions["RelayFunction"].timeout == 25 and functions["QueryFunction"].timeout == 15
@@ -18,6 +24,8 @@ def test_intrinsics_resolve_to_local_names() -> None:
     assert resolver.resolve({"Ref": "EventQueue"}) == local_queue_url("EventQueue")
     assert resolver.resolve({"Fn::GetAtt": ["EventDLQ", "Arn"]}) == "arn:aws:sqs:us-east-1:123456789012:EventDLQ"
     assert resolver.resolve({"Fn::Sub": "x-${Stage}-${AWS::Region}"}) == "x-dev-us-east-1"
-    assert resolver.resolve({"Fn::Sub": "${PayloadBucket.Arn}/*"}) == "arn:aws:s3:::martech-bridge-local-payloadbucket/*"
+    assert (
+        resolver.resolve({"Fn::Sub": "${PayloadBucket.Arn}/*"}) == "arn:aws:s3:::martech-bridge-local-payloadbucket/*"
+    )
     assert resolver.resolve({"Fn::If": ["StaticEgressIp", "on", "off"]}) == "off"
     assert Resolver(Template(), {"EnableStaticEgressIp": "true"}).condition("StaticEgressIp") is True

@@ -71,9 +71,7 @@ def _limit_body_size(app: APIGatewayHttpResolver, next_middleware: NextMiddlewar
     limit = get_settings().max_request_bytes
     if size > limit:
         metrics.add_metric(name="RequestsRejected", unit=MetricUnit.Count, value=1)
-        return error_response(
-            PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit}", limit_bytes=limit)
-        )
+        return error_response(PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit}", limit_bytes=limit))
     return next_middleware(app)
 
 
@@ -132,9 +130,7 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
     except RecursionError:
         raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
     if not isinstance(parsed, dict):
-        raise InvalidRequest(
-            f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json"
-        )
+        raise InvalidRequest(f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json")
     try:
         return model.model_validate(parsed)
     except ValidationError as exc:
@@ -146,4 +142,3 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     field = ".".join(str(p) for p in first["loc"]) or None
     message = first["msg"] if not field else f"{field}: {first['msg']}"
     return InvalidRequest(message, code="validation_error", field=field)
-

@@ -9,11 +9,14 @@ import json
 import os
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from martech_bridge.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from martech_bridge.models.routes import BridgeConfig
 
 Provider = Literal["sendgrid", "braze", "infobip"]
 # A secret setting: a reference, a literal (local only) or empty for "not configured".
@@ -42,6 +45,7 @@ class Settings(BaseModel):
     dedupe_table: str = ""
     payload_bucket: str = ""
     delivery_queue_url: str = ""
+    delivery_dlq_url: str = ""
     event_queue_url: str = ""
 
     # Operator API
@@ -74,9 +78,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
             raise ConfigurationError(f"Invalid settings: {problems}") from None
 
     def require(self, name: str) -> str:
@@ -98,16 +100,27 @@ def get_settings() -> Settings:
 
 
 @cache
-def load_bridge_config() -> dict[str, Any]:
-    """The routes and sinks file (its models come with the relay and events features)."""
+def load_bridge_config() -> "BridgeConfig":
+    """The routes and sinks file, validated; an invalid file stops every request with a clear error."""
+
     path = get_settings().config_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"Cannot read bridge config {path.name}: {exc.__class__.__name__}") from None
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise ConfigurationError(f"Bridge config {path.name} must be an object with \"version\": 1")
-    return data
+    return parse_bridge_config(data, path.name)
+
+
+def parse_bridge_config(data: Any, source: str = "bridge config") -> "BridgeConfig":
+    from martech_bridge.models.routes import BridgeConfig
+
+    try:
+        return BridgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:5]
+        )
+        raise ConfigurationError(f"Invalid {source}: {problems}") from None
 
 
 def reset() -> None:

@@ -1,10 +1,16 @@
 """Cached factories for the adapters the entrypoints use, built from Settings on first use."""
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from martech_bridge.adapters import aws
+from martech_bridge.adapters.delivery_queue import DeliveryQueue
+from martech_bridge.adapters.delivery_store import DeliveryStore
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore, SubscriptionStore
 from martech_bridge.config import get_settings
+
+if TYPE_CHECKING:
+    from martech_bridge.deliveries import Engine
 
 
 @cache
@@ -13,6 +19,17 @@ def subscription_store() -> SubscriptionStore:
     return DynamoSubscriptionStore(settings.require("subscriptions_table"), settings.retention_days)
 
 
+@cache
+def delivery_engine() -> "Engine":
+    from martech_bridge.deliveries import Engine
+
+    settings = get_settings()
+    store = DeliveryStore(settings.require("deliveries_table"), settings.retention_days)
+    queue = DeliveryQueue(settings.require("delivery_queue_url"), settings.delivery_dlq_url)
+    return Engine(store, queue, settings)
+
+
 def reset() -> None:
     subscription_store.cache_clear()
+    delivery_engine.cache_clear()
     aws.reset()

@@ -32,6 +32,10 @@ class NotFound(BridgeError):
     status, code = 404, "not_found"
 
 
+class MethodNotAllowed(BridgeError):
+    status, code = 405, "method_not_allowed"
+
+
 class Conflict(BridgeError):
     status, code = 409, "conflict"
 

@@ -29,9 +29,7 @@ def resolve(setting_name: str, reference: str, *, allow_plaintext: bool) -> str:
         _literal_warning_issued()
         return reference
     # Never echo the value: it may be the secret itself, pasted where a reference belongs.
-    raise ConfigurationError(
-        f"Setting {setting_name.upper()} must be a reference (ssm:/name or secretsmanager:name)"
-    )
+    raise ConfigurationError(f"Setting {setting_name.upper()} must be a reference (ssm:/name or secretsmanager:name)")
 
 
 def resolve_list(setting_name: str, reference: str, *, allow_plaintext: bool) -> tuple[str, ...]:

@@ -21,9 +21,7 @@ HISTORY_LIMIT = 50
 class SubscriptionStore(Protocol):
     def get(self, email: str) -> tuple[Subscription | None, list[SubscriptionChange]]: ...
 
-    def save(
-        self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None
-    ) -> None: ...
+    def save(self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None) -> None: ...
 
 
 class DynamoSubscriptionStore:
@@ -100,4 +98,3 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     if "version" in out:
         out["version"] = int(out["version"])
     return out
-

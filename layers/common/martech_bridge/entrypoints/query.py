@@ -9,7 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
-from martech_bridge.dependencies import subscription_store
+from martech_bridge.deliveries import replay_delivery
+from martech_bridge.dependencies import delivery_engine, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound, NotImplementedYet
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.email import InvalidEmail, normalize_email
@@ -73,12 +74,20 @@ def get_reports() -> Response:
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)
 def get_delivery(delivery_id: str) -> Response:
-    return _later("Delivery look-up")
+    delivery, attempts = delivery_engine().store.get(unquote(delivery_id))
+    if delivery is None:
+        raise NotFound("No delivery with this id", code="delivery_not_found")
+    return json_response(200, delivery.public(attempts))
 
 
 @app.post("/deliveries/<delivery_id>/retry", middlewares=AUTH)
 def retry_delivery(delivery_id: str) -> Response:
-    return _later("Delivery replay")
+    """Replay one failed (or rejected) delivery with a fresh allowance of attempts."""
+    engine = delivery_engine()
+    delivery_id = unquote(delivery_id)
+    logger.append_keys(delivery_id=delivery_id)
+    reopened = replay_delivery(engine, delivery_id)
+    return json_response(202, {"status": "queued", "delivery_id": delivery_id, "replays": reopened.replays})
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
