@@ -2,13 +2,11 @@
 environment, its own module state, its CodeUri first on sys.path, `handler` imported by name), invoked one
 event at a time, stopped and replaced when it overruns the template's Timeout."""
 
-import hashlib
 import importlib
 import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 import time
 import traceback

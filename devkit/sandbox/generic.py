@@ -1,7 +1,6 @@
 """A generic HTTPS API stand-in (the `http` target's local peer): any method and path under /http, a Bearer
 token checked, the request echoed back as JSON."""
 
-import json
 import secrets
 from typing import Any
 

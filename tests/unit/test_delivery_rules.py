@@ -3,7 +3,6 @@
 import random
 
 import pytest
-
 from martech_bridge.logic.delivery import backoff_seconds, classify_status, parse_retry_after, should_give_up
 
 

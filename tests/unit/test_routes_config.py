@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-
-from devkit.template import REPO_ROOT
 from martech_bridge.config import parse_bridge_config
 from martech_bridge.errors import ConfigurationError
+
+from devkit.template import REPO_ROOT
 
 SHIPPED = ["bridge.json", "bridge.local.json"]
 

@@ -5,7 +5,6 @@ import json
 from typing import Any
 
 import pytest
-
 from martech_bridge.adapters.targets.base import TargetResponse
 from martech_bridge.adapters.targets.http import HttpTargetAdapter
 from martech_bridge.adapters.targets.kintone import KintoneTargetAdapter

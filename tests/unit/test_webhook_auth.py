@@ -6,7 +6,6 @@ import hashlib
 import hmac
 
 import pytest
-
 from martech_bridge.logic.webhook_auth import AuthFailure, verify
 from martech_bridge.models.routes import HmacAuth, KarteHmacAuth, NoAuth, SharedSecretAuth
 
