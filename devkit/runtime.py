@@ -2,11 +2,13 @@
 environment, its own module state, its CodeUri first on sys.path, `handler` imported by name), invoked one
 event at a time, stopped and replaced when it overruns the template's Timeout."""
 
+import hashlib
 import importlib
 import json
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -59,7 +61,27 @@ def function_environment(
             env[key] = value
     for default, actual in (addresses or {}).items():
         env = {k: actual + v[len(default) :] if v.startswith(default) else v for k, v in env.items()}
+    if addresses and env.get("BRIDGE_CONFIG_FILE"):
+        env["BRIDGE_CONFIG_FILE"] = localized_config(env["BRIDGE_CONFIG_FILE"], addresses)
     return env
+
+
+def localized_config(setting: str, addresses: dict[str, str]) -> str:
+    """The routes file with the local stack's default addresses replaced by the ones in use (a copy, only
+    when something changes), so a sandbox on another port is still the routes' target."""
+    path = Path(setting) if Path(setting).is_absolute() else LAYER_ROOT / setting
+    if not path.is_file():
+        return setting
+    text = original = path.read_text(encoding="utf-8")
+    for default, actual in addresses.items():
+        text = text.replace(default, actual)
+    if text == original:
+        return setting
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"martech-bridge-{digest}-{path.name}"
+    if not copy.exists():
+        copy.write_text(text, encoding="utf-8")
+    return str(copy)
 
 
 def _as_env_value(value: Any) -> str:

@@ -36,7 +36,10 @@ DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
             "last_opened_at": {"type": "DATETIME"},
             "name": {"type": "SINGLE_LINE_TEXT"},
         },
-        "records": [{"email": {"value": "taro@example.com"}, "name": {"value": "山田 太郎"}}],
+        "records": [
+            {"email": {"value": "taro@example.com"}, "name": {"value": "山田 太郎"}},
+            {"email": {"value": "taro.yamada@example.com"}, "name": {"value": "山田 太郎"}},
+        ],
     },
     "8": {  # marketo-lead-upsert: upsert by e-mail
         "fields": {
