@@ -42,7 +42,7 @@ class RunningStack:
         )
 
 
-def start_stack(visibility_timeout: int = 1) -> RunningStack:
+def start_stack(visibility_timeout: int = 1, extra_env: dict[str, str] | None = None) -> RunningStack:
     api_port, sandbox_port, aws_port = free_port(), free_port(), free_port()
     command = [
         sys.executable,
@@ -61,7 +61,7 @@ def start_stack(visibility_timeout: int = 1) -> RunningStack:
         "--concurrency",
         "2",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | (extra_env or {})
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )

@@ -76,8 +76,10 @@ def test_delivery_worker_drops_a_message_for_an_unknown_delivery(functions: Func
     # The relay tests drive real deliveries through the worker; this file names none that exists.
     result = functions.invoke("DeliveryWorkerFunction", load_event("delivery-worker-retry.json"))
     assert result == {"batchItemFailures": []}
-    assert any(line.get("message") == "Delivery message for an unknown delivery; dropped"
-               for line in functions.log_lines("DeliveryWorkerFunction"))
+    assert any(
+        line.get("message") == "Delivery message for an unknown delivery; dropped"
+        for line in functions.log_lines("DeliveryWorkerFunction")
+    )
 
 
 def test_log_lines_carry_the_request_id_and_nothing_from_earlier_requests(functions: Functions) -> None:
