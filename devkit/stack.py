@@ -190,9 +190,22 @@ class LocalStack:
             f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
             f"{api}/subscriptions/taro@example.com",
             f"  curl -sS {auth}{api}/subscriptions/taro@example.com",
-            "  # Relay a Marketo webhook to kintone (501 until the relay is built)",
-            f"  curl -sS -X POST -H 'Content-Type: application/json' "
-            f'-d \'{{"email": "taro@example.com", "event": "email_opened"}}\' {api}/relay/marketo-email-opened',
+            "  # Relay: Marketo 'email opened' -> kintone app 7, record found by e-mail (updateKey)",
+            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' -H 'Idempotency-Key: open-1' "
+            f'-d \'{{"email": "taro@example.com", "campaign": "SPRING24", "lead_id": 1234567}}\' '
+            f"{api}/relay/marketo-email-opened",
+            "  # Relay: Marketo form-encoded lead -> kintone app 8 upsert",
+            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
+            f"--data-urlencode email=hanako@example.com --data-urlencode lead_id=42 "
+            f"--data-urlencode last_name=佐藤 --data-urlencode first_name=花子 {api}/relay/marketo-lead-upsert",
+            "  # Relay: KARTE Craft action (no Content-Type) -> queued -> kintone app 9 add",
+            f"  curl -sS -X POST -H 'X-Webhook-Token: local-karte-token' -H 'Content-Type:' "
+            f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon',
+            "  # ...then look the delivery up (its id is in the answer above)",
+            f"  curl -sS {auth}{api}/deliveries/DELIVERY_ID",
+            "  # See what kintone (the sandbox) holds now; make its next call fail: 503 then it retries",
+            f"  curl -sS {self.sandbox.url}/_sandbox/kintone/apps/7",
+            f"  curl -sS -X POST -d '{{\"status\": 503}}' {self.sandbox.url}/_sandbox/kintone/faults",
             "  # Send mail through an ESP (501 until sending is built)",
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
             f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '

@@ -193,3 +193,42 @@ def test_given_up_delivery_is_in_the_dlq_and_can_be_replayed(relay_stack: Runnin
     assert retried.status_code == 202
     final = wait_until_final(relay_stack, [delivery_id], 30)[delivery_id]
     assert final["status"] == "delivered" and final["replays"] == 1 and final["attempts"] == 7
+
+
+def test_redrive_command_requeues_the_dlq_with_progress_and_summary(relay_stack: RunningStack) -> None:
+    import subprocess
+    import sys
+
+    dead_lettered(relay_stack)  # earlier tests' DLQ messages are visible again in 30 s; start from a quiet queue
+    requests.post(
+        f"{relay_stack.sandbox}/_sandbox/kintone/faults", json={"count": 6, "status": 500}, timeout=10
+    ).raise_for_status()
+    delivery_id = post(relay_stack, "e2e-add-async", {"user_id": "user_redrive"}).json()["delivery_id"]
+    assert wait_until_final(relay_stack, [delivery_id], 60)[delivery_id]["status"] == "failed"
+
+    def bridgectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bridgectl",
+                "--endpoint-url",
+                relay_stack.aws_endpoint,
+                "redrive",
+                "--delivery-id",
+                delivery_id,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    dry = bridgectl("--dry-run")
+    assert dry.returncode == 0 and "1 would redrive" in dry.stdout, dry.stdout + dry.stderr
+    assert delivery(relay_stack, delivery_id)["status"] == "failed"
+    run = bridgectl()
+    assert run.returncode == 0 and "1 redriven" in run.stdout, run.stdout + run.stderr
+    assert "[" in run.stderr and "redriven" in run.stderr  # the progress bar
+    final = wait_until_final(relay_stack, [delivery_id], 30)[delivery_id]
+    assert final["status"] == "delivered" and final["replays"] == 1

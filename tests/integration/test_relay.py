@@ -372,3 +372,24 @@ def test_replay_reopens_a_failed_delivery(functions: Functions, sandbox: Sandbox
     record = delivery(functions, body["error"]["delivery_id"])
     assert record["status"] == "delivered" and record["replays"] == 1
     assert [a["status"] for a in record["attempt_history"]] == [404, 200]
+
+
+def test_form_encoded_event_file_upserts(functions: Functions, sandbox: Sandbox) -> None:
+    event = load_event("relay-marketo-lead-form.json")
+    assert event["isBase64Encoded"]  # API Gateway hands form posts over base64-encoded
+    result = functions.invoke("RelayFunction", event)
+    assert result["statusCode"] == 200 and json.loads(result["body"])["operation"] == "INSERT"
+    assert kintone_records(sandbox, 8)[0]["name"]["value"] == "佐藤 花子"
+
+
+def test_signed_event_file_is_refused_as_a_replay_until_signed_afresh(functions: Functions, sandbox: Sandbox) -> None:
+    event = load_event("relay-karte-hook-signed.json")
+    stale = functions.invoke("RelayFunction", event)
+    assert stale["statusCode"] == 401 and "window" in json.loads(stale["body"])["error"]["message"]
+    body = json.loads(event["body"]) | {"id": f"hook-{uuid.uuid4().hex[:12]}"}
+    raw, headers = karte_signed(body)
+    event["body"] = raw.decode()
+    event["headers"].update(dict(headers))
+    fresh = functions.invoke("RelayFunction", event)
+    assert fresh["statusCode"] == 200, fresh
+    assert received(sandbox, "http")[0]["path"] == "/v1/users/user_8842"

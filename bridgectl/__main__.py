@@ -1,0 +1,60 @@
+"""martech-bridge: operator commands. `python -m bridgectl --help`."""
+
+import argparse
+import json
+import sys
+
+from bridgectl import resources
+
+
+def _resources(args: argparse.Namespace) -> resources.StackResources:
+    if args.stack_name:
+        return resources.from_stack(args.stack_name)
+    return resources.local(args.endpoint_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="martech-bridge", description="Operate a Martech Bridge stack.")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--stack-name", help="a deployed stack (uses your AWS credentials)")
+    where.add_argument("--endpoint-url", help="the embedded AWS of a local stack (default: the running `make run`)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rd = sub.add_parser("redrive", help="queue the deliveries in the DLQ again")
+    rd.add_argument("--route", help="only deliveries of this route")
+    rd.add_argument("--delivery-id", action="append", help="only these deliveries (repeatable)")
+    rd.add_argument("--attempts", type=int, default=8, help="attempts allowed after the redrive (default 8)")
+    rd.add_argument("--dry-run", action="store_true", help="show what would be redriven, change nothing")
+
+    show = sub.add_parser("delivery", help="show one delivery and its attempts")
+    show.add_argument("delivery_id")
+
+    args = parser.parse_args(argv)
+    stack = _resources(args)
+    if args.command == "redrive":
+        from bridgectl.redrive import redrive
+
+        summary = redrive(
+            stack,
+            route=args.route,
+            delivery_ids=set(args.delivery_id or []) or None,
+            attempts=args.attempts,
+            dry_run=args.dry_run,
+        )
+        print(summary.render())
+        return 1 if summary.counts["error"] else 0
+    if args.command == "delivery":
+        stack.apply_to_environment()
+        from martech_bridge.adapters.delivery_store import DeliveryStore
+
+        delivery, attempts = DeliveryStore(stack.deliveries_table, 30).get(args.delivery_id)
+        if delivery is None:
+            print(f"No delivery {args.delivery_id}", file=sys.stderr)
+            return 1
+        print(json.dumps(delivery.public(attempts), ensure_ascii=False, indent=2))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

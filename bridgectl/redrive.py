@@ -1,0 +1,130 @@
+"""Redrive the delivery DLQ: each given-up delivery is reopened (a fresh allowance of attempts) and queued
+again, and its DLQ message removed - all of them, or those of one route, or named ones."""
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from martech_bridge.adapters.delivery_queue import DeliveryQueue
+from martech_bridge.adapters.delivery_store import DeliveryStore
+from martech_bridge.models.delivery import DeliveryStatus
+
+from bridgectl.resources import StackResources
+
+
+@dataclass
+class Summary:
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def add(self, outcome: str, delivery_id: str) -> None:
+        self.counts[outcome] += 1
+        self.examples.setdefault(outcome, delivery_id)
+
+    def render(self) -> str:
+        order = [
+            "redriven",
+            "would redrive",
+            "already delivered",
+            "still in progress",
+            "filtered out",
+            "unknown",
+            "unreadable",
+            "error",
+        ]
+        parts = [f"{self.counts[k]} {k}" for k in order if self.counts[k]]
+        return "Summary: " + (", ".join(parts) if parts else "the DLQ is empty")
+
+
+class Progress:
+    """A plain progress bar on stderr (no dependency): [#########...........] 12/40."""
+
+    def __init__(self, total: int, out: TextIO = sys.stderr, width: int = 30) -> None:
+        self.total, self.out, self.width, self.done = max(total, 1), out, width, 0
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        filled = min(self.width, int(self.width * self.done / self.total))
+        self.out.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} {label:<24}")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\n")
+
+
+def redrive(
+    resources: StackResources,
+    *,
+    route: str | None = None,
+    delivery_ids: set[str] | None = None,
+    attempts: int = 8,
+    dry_run: bool = False,
+    out: TextIO = sys.stderr,
+) -> Summary:
+    resources.apply_to_environment()
+    sqs = resources.client("sqs")
+    store = DeliveryStore(resources.deliveries_table, retention_days=30)
+    queue = DeliveryQueue(resources.delivery_queue_url, resources.delivery_dlq_url)
+    total = int(
+        sqs.get_queue_attributes(QueueUrl=resources.delivery_dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+    )
+    progress = Progress(total, out)
+    summary = Summary()
+    kept: list[str] = []  # receipt handles of messages left in the DLQ, made visible again at the end
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=resources.delivery_dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=120
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            outcome, delivery_id = _one(message, store, queue, route, delivery_ids, attempts, dry_run)
+            summary.add(outcome, delivery_id)
+            if outcome in ("redriven", "already delivered"):
+                sqs.delete_message(QueueUrl=resources.delivery_dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                kept.append(message["ReceiptHandle"])
+            progress.step(outcome)
+    for handle in kept:
+        sqs.change_message_visibility(QueueUrl=resources.delivery_dlq_url, ReceiptHandle=handle, VisibilityTimeout=0)
+    progress.close()
+    return summary
+
+
+def _one(
+    message: dict[str, Any],
+    store: DeliveryStore,
+    queue: DeliveryQueue,
+    route: str | None,
+    ids: set[str] | None,
+    attempts: int,
+    dry_run: bool,
+) -> tuple[str, str]:
+    try:
+        delivery_id = str(json.loads(message["Body"])["delivery_id"])
+    except (ValueError, KeyError, TypeError):
+        return "unreadable", message.get("MessageId", "?")
+    if ids and delivery_id not in ids:
+        return "filtered out", delivery_id
+    delivery, _ = store.get(delivery_id)
+    if delivery is None:
+        return "unknown", delivery_id
+    if route and delivery.route != route:
+        return "filtered out", delivery_id
+    if delivery.status == DeliveryStatus.DELIVERED:
+        return "already delivered", delivery_id
+    if not delivery.status.final:
+        return "still in progress", delivery_id
+    if dry_run:
+        return "would redrive", delivery_id
+    try:
+        if store.reopen(delivery_id, attempts) is None:
+            return "still in progress", delivery_id
+        queue.enqueue(delivery_id)
+    except Exception:  # noqa: BLE001 - one failure must not stop the redrive of the rest; it is counted
+        return "error", delivery_id
+    return "redriven", delivery_id
