@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.apply_to_environment()
         from martech_bridge.adapters.delivery_store import DeliveryStore
 
-        delivery, attempts = DeliveryStore(stack.deliveries_table, 30).get(args.delivery_id)
+        delivery = DeliveryStore(stack.deliveries_table, 30).get(args.delivery_id)
         if delivery is None:
             print(f"No delivery {args.delivery_id}", file=sys.stderr)
             return 1
-        print(json.dumps(delivery.public(attempts), ensure_ascii=False, indent=2))
+        print(json.dumps(delivery.public(), ensure_ascii=False, indent=2))
         return 0
     return 2
 

@@ -110,7 +110,7 @@ def _one(
         return "unreadable", message.get("MessageId", "?")
     if ids and delivery_id not in ids:
         return "filtered out", delivery_id
-    delivery, _ = store.get(delivery_id)
+    delivery = store.get(delivery_id)
     if delivery is None:
         return "unknown", delivery_id
     if route and delivery.route != route:

@@ -150,6 +150,9 @@ class Gateway:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "MartechBridgeLocal/1.0"
+            # Headers and body go out as separate writes; without TCP_NODELAY each answer waits ~40 ms
+            # for the client's delayed ACK.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass

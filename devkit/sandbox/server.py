@@ -124,6 +124,7 @@ class Sandbox:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "MartechBridgeSandbox/1.0"
+            disable_nagle_algorithm = True  # see devkit/gateway.py
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass

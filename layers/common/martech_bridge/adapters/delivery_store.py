@@ -1,7 +1,7 @@
-"""Deliveries in DynamoDB: pk = delivery id, with sk "D" for the record and "A#0001"... for its attempts, so one
-Query returns a delivery with its history. Status changes are conditional: an attempt is *claimed* (attempt
-number and lease checked), so a duplicate queue message can never repeat a call that is done or running.
-Daily request counters per kintone app live beside them (pk "BUDGET#...")."""
+"""Deliveries in DynamoDB: one item per delivery (pk = delivery id, sk "D") holding its payload, state and
+every attempt. Status changes are conditional: an attempt is *claimed* (attempt number and lease checked),
+so a duplicate queue message can never repeat a call that is done or running, and recording it is one
+conditional update. Daily request counters per kintone app live beside them (pk "BUDGET#...")."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -34,16 +34,12 @@ class DeliveryStore:
         return aws.dynamodb_table(self._table_name)
 
     # ------------------------------------------------------------------ reads
-    def get(self, delivery_id: str) -> tuple[Delivery | None, list[Attempt]]:
-        from boto3.dynamodb.conditions import Key
-
+    def get(self, delivery_id: str) -> Delivery | None:
         try:
-            items = self._table.query(KeyConditionExpression=Key("pk").eq(delivery_id), ConsistentRead=True)["Items"]
+            item = self._table.get_item(Key={"pk": delivery_id, "sk": RECORD_SK}, ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Delivery store is unavailable") from exc
-        record = next((i for i in items if i["sk"] == RECORD_SK), None)
-        attempts = [Attempt.model_validate(_plain(i)) for i in items if i["sk"].startswith("A#")]
-        return (self._from_item(record) if record else None), sorted(attempts, key=lambda a: a.number)
+        return self._from_item(item) if item else None
 
     # ------------------------------------------------------------------ writes
     def create(self, delivery: Delivery) -> Delivery | None:
@@ -56,8 +52,7 @@ class DeliveryStore:
                 raise DependencyUnavailable("Delivery store is unavailable") from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable("Delivery store is unavailable") from exc
-        existing, _ = self.get(delivery.delivery_id)
-        return existing
+        return self.get(delivery.delivery_id)
 
     def delete(self, delivery_id: str) -> None:
         try:
@@ -108,10 +103,8 @@ class DeliveryStore:
         response: tuple[int, dict[str, Any]] | None = None,
         last_error: str | None = None,
     ) -> Delivery:
-        """Write an attempt and the delivery's new state in one transaction (only if this caller holds the
-        attempt's lease)."""
-        from boto3.dynamodb.types import TypeSerializer
-
+        """Append an attempt and set the delivery's new state in one conditional update (only while this
+        caller holds the attempt's lease): atomic without a transaction."""
         now = _now()
         updated = delivery.model_copy(
             update={
@@ -121,38 +114,52 @@ class DeliveryStore:
                 "lease_until_ms": None,
                 "next_attempt_at": next_attempt_at,
                 "last_error": last_error,
+                "attempt_history": [*delivery.attempt_history, attempt],
                 **({"response_status": response[0], "response_body": response[1]} if response else {}),
             }
         )
-        serializer = TypeSerializer()
-        attempt_item = {
-            "pk": delivery.delivery_id,
-            "sk": f"A#{attempt.number:04d}",
-            **attempt.model_dump(mode="json"),
-            "expires_at": self._expires(delivery.created_at),
+        sets: dict[str, Any] = {
+            "#s": status.value,
+            "attempts": attempt.number,
+            "updated_at": now.isoformat(),
+            "gsi1pk": f"STATUS#{status.value}",
+            "gsi1sk": now.isoformat(),
         }
+        removes = ["lease_until_ms"]
+        optional = (
+            ("next_attempt_at", next_attempt_at.isoformat() if next_attempt_at else None),
+            ("last_error", last_error),
+        )
+        for name, value in optional:
+            if value is None:
+                removes.append(name)
+            else:
+                sets[name] = value
+        if response:
+            sets["response_status"] = response[0]
+            sets["response_json"] = json.dumps(response[1], ensure_ascii=False)
+        values: dict[str, Any] = {}
+        clauses = []
+        for i, (name, value) in enumerate(sets.items()):
+            values[f":v{i}"] = value
+            clauses.append(f"{name} = :v{i}")
+        clauses.append("attempt_history = list_append(if_not_exists(attempt_history, :empty), :attempt)")
+        attempt_item = {k: v for k, v in attempt.model_dump(mode="json").items() if v is not None}
+        values.update(
+            {
+                ":empty": [],
+                ":attempt": [attempt_item],
+                ":done": attempt.number - 1,
+                ":running": DeliveryStatus.IN_PROGRESS.value,
+            }
+        )
         try:
-            aws.client("dynamodb").transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": {k: serializer.serialize(v) for k, v in self._to_item(updated).items()},
-                            "ConditionExpression": "attempts = :done AND #s = :running",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": {
-                                ":done": {"N": str(attempt.number - 1)},
-                                ":running": {"S": DeliveryStatus.IN_PROGRESS.value},
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table_name,
-                            "Item": {k: serializer.serialize(v) for k, v in attempt_item.items() if v is not None},
-                        }
-                    },
-                ]
+            self._table.update_item(
+                Key={"pk": delivery.delivery_id, "sk": RECORD_SK},
+                UpdateExpression="SET " + ", ".join(clauses) + " REMOVE " + ", ".join(removes),
+                ConditionExpression="attempts = :done AND #s = :running",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Delivery store is unavailable") from exc
@@ -214,13 +221,13 @@ class DeliveryStore:
             raise DependencyUnavailable("Delivery store is unavailable") from exc
         return self._from_item(new)
 
-    def count_request(self, counter: str, day: str) -> int:
-        """Add one to a daily counter and return the new total."""
+    def count_request(self, counter: str, day: str, requests: int = 1) -> int:
+        """Add `requests` to a daily counter and return the new total."""
         try:
             result = self._table.update_item(
                 Key={"pk": f"BUDGET#{counter}", "sk": day},
                 UpdateExpression="ADD requests :one SET expires_at = if_not_exists(expires_at, :exp)",
-                ExpressionAttributeValues={":one": 1, ":exp": int((_now() + timedelta(days=3)).timestamp())},
+                ExpressionAttributeValues={":one": requests, ":exp": int((_now() + timedelta(days=3)).timestamp())},
                 ReturnValues="UPDATED_NEW",
             )
         except (ClientError, BotoCoreError) as exc:
@@ -233,6 +240,7 @@ class DeliveryStore:
 
     def _to_item(self, delivery: Delivery) -> dict[str, Any]:
         data = delivery.model_dump(mode="json", exclude={"payload", "response_body"})
+        data["attempt_history"] = [{k: v for k, v in a.items() if v is not None} for a in data["attempt_history"]]
         item = {k: v for k, v in data.items() if v is not None}
         item.update(
             {
@@ -251,6 +259,7 @@ class DeliveryStore:
     @staticmethod
     def _from_item(item: dict[str, Any]) -> Delivery:
         data = _plain(item)
+        data["attempt_history"] = [_plain(a) for a in data.get("attempt_history", [])]
         data["payload"] = json.loads(data.pop("payload_json", "{}"))
         if "response_json" in data:
             data["response_body"] = json.loads(data.pop("response_json"))

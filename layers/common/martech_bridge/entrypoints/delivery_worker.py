@@ -35,7 +35,7 @@ def record_handler(record: SQSRecord) -> None:
         engine.queue.dead_letter("?", f"unreadable message {record.message_id}")
         return
     logger.append_keys(delivery_id=delivery_id)
-    delivery, _ = engine.store.get(delivery_id)
+    delivery = engine.store.get(delivery_id)
     if delivery is None:
         logger.error("Delivery message for an unknown delivery; dropped")
         return
@@ -60,7 +60,7 @@ def record_handler(record: SQSRecord) -> None:
         raise HandBack("not enough time left in this invocation")
     claimed = engine.store.claim(delivery_id, delivery.attempts + 1, lease_seconds(remaining))
     if claimed is None:
-        fresh, _ = engine.store.get(delivery_id)
+        fresh = engine.store.get(delivery_id)
         if fresh is None or fresh.status.final:
             return
         # Someone else holds the attempt (the relay's own first try, or a duplicate message): look again later.

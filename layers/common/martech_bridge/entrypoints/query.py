@@ -74,10 +74,10 @@ def get_reports() -> Response:
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)
 def get_delivery(delivery_id: str) -> Response:
-    delivery, attempts = delivery_engine().store.get(unquote(delivery_id))
+    delivery = delivery_engine().store.get(unquote(delivery_id))
     if delivery is None:
         raise NotFound("No delivery with this id", code="delivery_not_found")
-    return json_response(200, delivery.public(attempts))
+    return json_response(200, delivery.public())
 
 
 @app.post("/deliveries/<delivery_id>/retry", middlewares=AUTH)

@@ -49,9 +49,8 @@ class Delivery(BaseModel):
     response_status: int | None = None  # what the caller was (or will be) answered, for replays
     response_body: dict[str, Any] | None = None
     replays: int = 0
+    attempt_history: list[Attempt] = Field(default_factory=list)
 
-    def public(self, attempts: list[Attempt]) -> dict[str, Any]:
-        """`GET /deliveries/{id}`: everything but the payload's raw values' internals."""
-        data = self.model_dump(mode="json", exclude={"lease_until_ms", "request_hash", "response_body"})
-        data["attempt_history"] = [a.model_dump(mode="json") for a in attempts]
-        return data
+    def public(self) -> dict[str, Any]:
+        """`GET /deliveries/{id}`: the delivery and every attempt (not its lease or answer bookkeeping)."""
+        return self.model_dump(mode="json", exclude={"lease_until_ms", "request_hash", "response_body"})

@@ -1,0 +1,174 @@
+"""Relay overhead: median latency of a webhook through the relay handler (auth, parsing, mapping, the
+delivery record and its attempt in DynamoDB - moto server here - and the target call) beside a direct
+`requests` call to the same loopback target, measured alternately in the same run.
+
+The target answers after a fixed service time. With 0 ms the ratio is pure bridge overhead against a
+loopback round trip; with a service time like a real API's (kintone answers in tens to hundreds of ms)
+the ratio shows what a user sees."""
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devkit.aws import MotoServer, create_resources, free_port
+from devkit.gateway import build_event
+from devkit.runtime import LambdaContext, function_environment, load_env_json
+from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
+
+CALLS = int(os.environ.get("BENCH_CALLS", "150"))
+SERVICE_TIMES_MS = tuple(int(x) for x in os.environ.get("BENCH_SERVICE_MS", "0,50").split(","))
+
+
+class Target(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # or every answer waits ~40 ms for a delayed ACK
+    service_time = 0.0
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(Target.service_time)
+        body = b'{"revision":"2"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> dict[str, Any]:
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{target.server_address[1]}"
+    routes = Path(tempfile.mkdtemp()) / "bench-routes.json"
+    routes.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "routes": {
+                    "bench": {
+                        "auth": {"type": "shared_secret", "secrets": ["bench-token"]},
+                        "input": {"required": ["email"]},
+                        "target": {"type": "kintone", "base_url": base, "app": 1, "api_tokens": ["t"]},
+                        "mapping": {
+                            "update_key": {"field": "email", "value": "email"},
+                            "record": {"status": {"const": "opened"}},
+                        },
+                    }
+                },
+            }
+        )
+    )
+    template = Template()
+    # moto in a process of its own, as in the local stack (in this one it would compete for the GIL).
+    moto = MotoServer.__new__(MotoServer)
+    moto.port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(moto.endpoint)
+    create_resources(template, Resolver(template), moto)
+    # The function's own environment (template + env.json), pointed at the bench's routes; quiet logs.
+    function_env = function_environment(
+        template.functions()["RelayFunction"], Resolver(template), env_json=load_env_json(), shell={}
+    )
+    os.environ.update(
+        {
+            **moto.env(),
+            **function_env,
+            "BRIDGE_CONFIG_FILE": str(routes),
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+    )
+    spec = importlib.util.spec_from_file_location("relay_handler", REPO_ROOT / "functions/relay/handler.py")
+    assert spec and spec.loader
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+
+    body = json.dumps({"email": "taro@example.com", "campaign": "SPRING24"}).encode()
+    event = build_event(
+        method="POST",
+        target="/relay/bench",
+        headers=[("x-webhook-token", "bench-token")],
+        body=body,
+        route=HttpRoute("POST", "/relay/{route}", "RelayFunction"),
+        path_parameters={"route": "bench"},
+    )
+    direct_body = json.dumps(
+        {
+            "app": 1,
+            "updateKey": {"field": "email", "value": "taro@example.com"},
+            "record": {"status": {"value": "opened"}},
+        }
+    ).encode()
+    session = requests.Session()
+    results: dict[str, Any] = {}
+    print(f"Relay overhead, median of {CALLS} calls each, alternating (moto server as DynamoDB)")
+    print(f"  {'target service time':20} {'direct ms':>10} {'relay ms':>10} {'overhead ms':>12} {'ratio':>7}")
+    for service_ms in SERVICE_TIMES_MS:
+        Target.service_time = service_ms / 1000
+        relay_ms, direct_ms = [], []
+        for i in range(CALLS + 10):
+            t0 = time.perf_counter()
+            result = handler.lambda_handler(event, LambdaContext("RelayFunction", 512, 25, f"bench-{i}"))
+            t1 = time.perf_counter()
+            session.put(
+                f"{base}/k/v1/record.json",
+                data=direct_body,
+                headers={"Content-Type": "application/json", "X-Cybozu-API-Token": "t"},
+                timeout=10,
+            ).raise_for_status()
+            t2 = time.perf_counter()
+            assert result["statusCode"] == 200, result
+            if i >= 10:  # warm-up
+                relay_ms.append((t1 - t0) * 1000)
+                direct_ms.append((t2 - t1) * 1000)
+        relay, direct = statistics.median(relay_ms), statistics.median(direct_ms)
+        results[f"{service_ms}ms"] = {
+            "direct_ms": direct,
+            "relay_ms": relay,
+            "overhead_ms": relay - direct,
+            "ratio": relay / direct,
+        }
+        print(
+            f"  {str(service_ms) + ' ms':20} {direct:10.2f} {relay:10.2f} {relay - direct:12.2f} {relay / direct:7.2f}"
+        )
+    server.terminate()
+    server.wait(timeout=10)
+    target.shutdown()
+    return results
+
+
+def _wait_for(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.exceptions.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not start")
+
+
+if __name__ == "__main__":
+    figures = main()
+    out = REPO_ROOT / "bench" / "results.json"
+    existing = json.loads(out.read_text()) if out.exists() else {}
+    existing["relay_overhead"] = figures
+    out.write_text(json.dumps(existing, indent=2) + "\n")
