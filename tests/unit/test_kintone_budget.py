@@ -1,7 +1,6 @@
 """The kintone daily budget is counted in batches and warned about when the count crosses the threshold."""
 
 import pytest
-
 from martech_bridge import deliveries
 from martech_bridge.config import Settings, parse_bridge_config
 from martech_bridge.deliveries import Engine
