@@ -122,7 +122,6 @@ class Engine:
             target_message=_clip(outcome.target_message),
             ambiguous=outcome.ambiguous,
         )
-        dims = {"route": delivery.route}
         log = {
             "delivery_id": delivery.delivery_id,
             "route": delivery.route,
@@ -136,7 +135,7 @@ class Engine:
             settled = self.store.record_attempt(
                 delivery, attempt, status=DeliveryStatus.DELIVERED, response=(200, body)
             )
-            _metric("DeliveriesSucceeded", dims)
+            _metric("DeliveriesSucceeded")
             logger.info("Delivered", extra=log)
             return Settled(settled, 200, body)
         if outcome.verdict == "rejected":
@@ -144,7 +143,7 @@ class Engine:
             settled = self.store.record_attempt(
                 delivery, attempt, status=DeliveryStatus.REJECTED, response=(502, body), last_error=outcome.error
             )
-            _metric("DeliveriesRejected", dims)
+            _metric("DeliveriesRejected")
             logger.warning("Target rejected the delivery", extra={**log, "target_code": outcome.target_code})
             return Settled(settled, 502, body)
         # Retryable - unless resending could do the work twice.
@@ -153,7 +152,7 @@ class Engine:
                 f"{outcome.error}; {request.method} is not idempotent, so it is not sent again "
                 "(check the target, then replay if needed)"
             )
-            return self._give_up(delivery, attempt, outcome, reason, dims, log)
+            return self._give_up(delivery, attempt, outcome, reason, log)
         wait = backoff_seconds(
             number,
             base=route.delivery.backoff_base_seconds,
@@ -169,12 +168,12 @@ class Engine:
             wait,
         )
         if gave_up:
-            return self._give_up(delivery, attempt, outcome, f"{outcome.error}; {gave_up}", dims, log)
+            return self._give_up(delivery, attempt, outcome, f"{outcome.error}; {gave_up}", log)
         next_at = datetime.now(UTC) + timedelta(seconds=wait)
         settled = self.store.record_attempt(
             delivery, attempt, status=DeliveryStatus.PENDING, next_attempt_at=next_at, last_error=outcome.error
         )
-        _metric("DeliveriesRetried", dims)
+        _metric("DeliveriesRetried")
         logger.info("Delivery will be retried", extra={**log, "error": outcome.error, "retry_in_s": round(wait, 1)})
         body = {
             "status": "queued",
@@ -191,7 +190,6 @@ class Engine:
         attempt: Attempt,
         outcome: Outcome,
         reason: str,
-        dims: dict[str, str],
         log: dict[str, Any],
     ) -> Settled:
         body = self.rejection(delivery, outcome, reason=reason, code="delivery_failed")
@@ -199,7 +197,7 @@ class Engine:
             delivery, attempt, status=DeliveryStatus.FAILED, response=(502, body), last_error=reason
         )
         self.queue.dead_letter(delivery.delivery_id, reason)
-        _metric("DeliveriesFailed", dims)
+        _metric("DeliveriesFailed")
         logger.error("Delivery failed; moved to the DLQ", extra={**log, "reason": reason})
         return Settled(settled, 502, body)
 
@@ -273,7 +271,7 @@ class Engine:
             )
 
 
-def _metric(name: str, dims: dict[str, str]) -> None:
+def _metric(name: str) -> None:
     # One metric per outcome; the route goes into the log line beside it (a dimension per route would
     # multiply custom-metric costs).
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -19,7 +19,6 @@ from martech_bridge.observability import logger
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 MIN_SECONDS_FOR_AN_ATTEMPT = 5.0
-_context: dict[str, Any] = {}
 
 
 class HandBack(Exception):
@@ -76,12 +75,10 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def _remaining_seconds() -> float:
-    context = _context.get("current")
-    return context.get_remaining_time_in_millis() / 1000 if context else 60.0
+    return processor.lambda_context.get_remaining_time_in_millis() / 1000
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _context["current"] = context
     started = time.monotonic()
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

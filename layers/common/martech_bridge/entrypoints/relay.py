@@ -173,14 +173,9 @@ def _enqueue_or_release(engine: Engine, delivery: Delivery) -> None:
         raise
 
 
-_context: dict[str, LambdaContext] = {}
-
-
 def _remaining_seconds() -> float:
-    context = _context.get("current")
-    return context.get_remaining_time_in_millis() / 1000 if context else 25.0
+    return app.lambda_context.get_remaining_time_in_millis() / 1000
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _context["current"] = context
     return app.resolve(event, context)
