@@ -142,3 +142,21 @@ def test_ctrl_c_stops_everything_cleanly() -> None:
     assert code == 0 and own.output[-1] == "Stopped."
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{own.api}/x", timeout=2)
+
+
+def test_the_curl_lines_make_run_prints_work(stack: RunningStack) -> None:
+    """What a user copies from `make run` must work: every subscription and relay line gets a non-error answer."""
+    import shutil
+    import subprocess
+
+    if stack.process is None or shutil.which("curl") is None:
+        pytest.skip("needs the local stack's banner and curl")
+    lines = [line.strip() for line in stack.output if line.strip().startswith("curl ")]
+    runnable = [
+        line for line in lines if ("/relay/" in line or "/subscriptions/" in line) and "DELIVERY_ID" not in line
+    ]
+    assert len(runnable) >= 5, lines
+    for line in runnable:
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
+        answer = json.loads(result.stdout)
+        assert "error" not in answer, (line, answer)

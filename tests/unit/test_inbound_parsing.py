@@ -27,6 +27,13 @@ def test_form_encoded_marketo_body() -> None:
     assert parse_payload(body.encode(), None, "")["name"] == "山田 太郎"  # no Content-Type either
 
 
+def test_json_labelled_as_a_form_is_still_json() -> None:
+    # What `curl -d '{...}'` sends, and some Marketo webhooks without a custom Content-Type header.
+    body = json.dumps(JA, ensure_ascii=False).encode()
+    assert parse_payload(body, "application/x-www-form-urlencoded", "") == JA
+    assert parse_payload(b"{a=1", "application/x-www-form-urlencoded", "") == {"{a": "1"}
+
+
 def test_get_and_empty_bodies_read_the_query_string() -> None:
     assert parse_payload(b"", None, "email=taro%40example.com&id=1") == {"email": "taro@example.com", "id": "1"}
     assert parse_payload(b"  ", "application/json", "") == {}

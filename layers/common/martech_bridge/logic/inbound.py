@@ -19,13 +19,16 @@ def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding") from None
-    if media == "application/x-www-form-urlencoded":
-        return _form(text)
+    form_label = media == "application/x-www-form-urlencoded"
     stripped = text.lstrip()
-    if stripped[:1] in ("{", "[", '"') or media.endswith("json"):
+    # The body's own shape wins over its label: `curl -d '{...}'` and some Marketo set-ups send JSON
+    # labelled as a form.
+    if stripped[:1] in ("{", "[", '"') or (media.endswith("json") and not form_label):
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
+            if form_label:
+                return _form(text)
             raise InvalidRequest(
                 f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                 code="invalid_json",
@@ -39,7 +42,7 @@ def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str
         if _depth(parsed) > MAX_DEPTH:
             raise InvalidRequest(f"Request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json")
         return parsed
-    if "=" in text:
+    if form_label or "=" in text:
         return _form(text)
     raise InvalidRequest("Request body is neither JSON nor form-encoded", code="unsupported_body")
 
