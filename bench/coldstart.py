@@ -27,14 +27,9 @@ print((time.perf_counter() - t) * 1000)
 """
 
 
-def measure(code: str, env: dict[str, str], path: str = "") -> float:
-    samples = []
-    for _ in range(RUNS):
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, path, code], capture_output=True, text=True, env=env, check=True
-        )
-        samples.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(samples)
+def sample(code: str, env: dict[str, str], path: str = "") -> float:
+    out = subprocess.run([sys.executable, "-c", PROBE, path, code], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> dict[str, dict[str, float]]:
@@ -42,14 +37,21 @@ def main() -> dict[str, dict[str, float]]:
     resolver = Resolver(template)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     base |= {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "0"}
-    baseline = measure("import boto3", base)
-    results: dict[str, dict[str, float]] = {"import boto3 (baseline)": {"ms": baseline, "ratio": 1.0}}
+    probes: dict[str, tuple[str, dict[str, str], str]] = {"import boto3 (baseline)": ("import boto3", base, "")}
     for logical_id, spec in template.functions().items():
         lambda_env = runtime_environment(spec, {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
         lambda_env.pop("AWS_SAM_LOCAL")  # deployed, not `sam local`: the Tracer is on
         env = {**base, **lambda_env, **function_environment(spec, resolver, env_json={}, shell={})}
-        ms = measure("import handler", env, str(spec.code_uri))
-        results[logical_id] = {"ms": ms, "ratio": ms / baseline}
+        probes[logical_id] = ("import handler", env, str(spec.code_uri))
+    # Rounds interleave the baseline with every handler, so each sample pair sees the same machine load.
+    samples: dict[str, list[float]] = {name: [] for name in probes}
+    for _ in range(RUNS):
+        for name, (code, env, path) in probes.items():
+            samples[name].append(sample(code, env, path))
+    baseline = statistics.median(samples["import boto3 (baseline)"])
+    results = {
+        name: {"ms": statistics.median(s), "ratio": statistics.median(s) / baseline} for name, s in samples.items()
+    }
     print(f"Cold-start import, median of {RUNS} fresh interpreters (Python {sys.version.split()[0]})")
     print(f"  {'module':32} {'ms':>8} {'x boto3':>8}")
     for name, row in results.items():
