@@ -153,7 +153,7 @@ def test_stale_write_is_a_409_conflict(store: FakeSubscriptionStore, monkeypatch
 
 
 def test_routes_not_built_yet_answer_501_json(store: FakeSubscriptionStore) -> None:
-    status, body = call("GET", "/messages/d-1", route_path="/messages/{dispatch_id}")
+    status, body = call("GET", "/reports", route_path="/reports")
     assert status == 501 and body["error"]["code"] == "not_implemented"
 
 

@@ -53,6 +53,13 @@ class Settings(BaseModel):
 
     # Sending
     default_provider: Provider = "sendgrid"
+    default_from_email: str = ""
+    default_from_name: str = ""
+    default_reply_to: str = ""
+    unknown_recipients: Literal["subscribed", "unsubscribed"] = "subscribed"
+    sendgrid_sandbox_mode: bool = False
+    send_deadline_seconds: float = Field(default=20, gt=1, le=28)
+    provider_timeout_seconds: float = Field(default=10, gt=0.5, le=25)
     public_base_url: str = ""
     sendgrid_api_key: SecretSetting
     sendgrid_base_url: str = "https://api.sendgrid.com"

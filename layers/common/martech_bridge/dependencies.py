@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 from martech_bridge.adapters import aws
 from martech_bridge.adapters.delivery_queue import DeliveryQueue
 from martech_bridge.adapters.delivery_store import DeliveryStore
+from martech_bridge.adapters.idempotency_store import IdempotencyStore
+from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore, SubscriptionStore
 from martech_bridge.config import get_settings
 
@@ -17,6 +19,17 @@ if TYPE_CHECKING:
 def subscription_store() -> SubscriptionStore:
     settings = get_settings()
     return DynamoSubscriptionStore(settings.require("subscriptions_table"), settings.retention_days)
+
+
+@cache
+def idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(get_settings().require("idempotency_table"))
+
+
+@cache
+def message_store() -> MessageStore:
+    settings = get_settings()
+    return MessageStore(settings.require("messages_table"), settings.retention_days)
 
 
 @cache
@@ -32,4 +45,6 @@ def delivery_engine() -> "Engine":
 def reset() -> None:
     subscription_store.cache_clear()
     delivery_engine.cache_clear()
+    idempotency_store.cache_clear()
+    message_store.cache_clear()
     aws.reset()

@@ -21,6 +21,8 @@ HISTORY_LIMIT = 50
 class SubscriptionStore(Protocol):
     def get(self, email: str) -> tuple[Subscription | None, list[SubscriptionChange]]: ...
 
+    def states(self, emails: list[str]) -> dict[str, Subscription]: ...
+
     def save(self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None) -> None: ...
 
 
@@ -49,6 +51,28 @@ class DynamoSubscriptionStore:
             elif item["sk"].startswith(HISTORY_PREFIX):
                 history.append(SubscriptionChange.model_validate(_from_item(item)))
         return state, history[:HISTORY_LIMIT]
+
+    def states(self, emails: list[str]) -> dict[str, Subscription]:
+        """Current state of many addresses: BatchGetItem, 100 keys a call (only addresses with a record)."""
+        found: dict[str, Subscription] = {}
+        unique = sorted(set(emails))
+        for start in range(0, len(unique), 100):
+            keys = [{"pk": {"S": e}, "sk": {"S": STATE_SK}} for e in unique[start : start + 100]]
+            request: dict[str, Any] = {self._table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(8):  # unprocessed keys come back under throttling; ask again
+                try:
+                    answer = aws.client("dynamodb").batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise DependencyUnavailable("Subscription store is unavailable") from exc
+                for item in answer["Responses"].get(self._table_name, []):
+                    plain = {k: _deserialize(v) for k, v in item.items()}
+                    found[plain["pk"]] = Subscription.model_validate(_from_item(plain))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise DependencyUnavailable("Subscription store kept throttling the read")
+        return found
 
     def save(self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None) -> None:
         state_item = {"pk": new.email, "sk": STATE_SK, **new.model_dump(mode="json")}
@@ -91,6 +115,12 @@ def _serialize(item: dict[str, Any]) -> dict[str, Any]:
 
     serializer = TypeSerializer()
     return {k: serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _deserialize(value: dict[str, Any]) -> Any:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer().deserialize(value)
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.deliveries import replay_delivery
-from martech_bridge.dependencies import delivery_engine, subscription_store
+from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound, NotImplementedYet
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.email import InvalidEmail, normalize_email
@@ -59,7 +59,10 @@ def _later(feature: str) -> Response:
 
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)
 def get_message(dispatch_id: str) -> Response:
-    return _later("Message look-up")
+    message = message_store().get(unquote(dispatch_id))
+    if message is None:
+        raise NotFound("No message with this dispatch id", code="message_not_found")
+    return json_response(200, message)
 
 
 @app.get("/messages", middlewares=AUTH)

@@ -1,0 +1,72 @@
+"""The ESP interface: each provider module turns one send into its HTTP call(s) and reads the answers."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
+from martech_bridge.models.mail import Address, MailRequest, Recipient
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One recipient on its way out, with the message id the bridge gave it."""
+
+    recipient: Recipient
+    message_id: str
+
+
+@dataclass(frozen=True)
+class SendContext:
+    dispatch_id: str
+    request: MailRequest
+    sender: Address
+    reply_to: Address | None
+    api_key: str
+    base_url: str
+    public_base_url: str = ""  # for callbacks (Infobip notifyUrl / trackingUrl)
+    callback_token: str = ""  # proves a callback is about this dispatch
+    sandbox_mode: bool = False
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    request: TargetRequest
+    recipients: Sequence[Outbound]
+    retry_safe: bool  # the provider deduplicates it, so a resend after a timeout cannot double the mail
+
+
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """What a provider said about one call."""
+
+    kind: Literal["accepted", "auth", "rejected", "retry"]
+    status: int | None
+    message: str | None = None
+    error_field: str | None = None
+    provider_ids: dict[str, str] = field(default_factory=dict)  # our message id -> the provider's id
+    retry_after: float | None = None
+    raw: Any = None
+
+
+class Provider(Protocol):
+    name: str
+    label: str  # as people write it: "SendGrid"
+
+    def validate(self, request: MailRequest) -> None:
+        """Raise InvalidRequest (naming the field) for what this provider would refuse."""
+
+    def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]: ...
+
+    def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer: ...
+
+
+def classify(status: int) -> Literal["accepted", "auth", "rejected", "retry"]:
+    if 200 <= status < 300:
+        return "accepted"
+    if status in (401, 403):
+        return "auth"
+    if status in (408, 425, 429) or status >= 500:
+        return "retry"
+    return "rejected"

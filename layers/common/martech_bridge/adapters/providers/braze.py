@@ -1,0 +1,102 @@
+"""Braze transactional e-mail, `/transactional/v1/campaigns/{campaign_id}/send`: one call per recipient
+(the endpoint takes one), `template_id` is the campaign's API id, template data and recipient data become
+`trigger_properties` (at most 50 KB). Every call carries an `external_send_id`, which Braze deduplicates
+for 24 h, so a call that timed out can safely be sent again."""
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from martech_bridge.adapters.providers.base import (
+    Outbound,
+    ProviderAnswer,
+    ProviderCall,
+    SendContext,
+    classify,
+)
+from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
+from martech_bridge.errors import InvalidRequest
+from martech_bridge.logic.delivery import parse_retry_after
+from martech_bridge.models.mail import MailRequest
+
+MAX_TRIGGER_PROPERTIES = 50 * 1024
+
+
+class Braze:
+    name = "braze"
+    label = "Braze"
+
+    def validate(self, request: MailRequest) -> None:
+        if not request.template_id:
+            raise InvalidRequest(
+                "Braze sends through a transactional campaign: give its API id as template_id",
+                code="validation_error",
+                field="template_id",
+            )
+        if request.attachments:
+            raise InvalidRequest(
+                "Braze's transactional API takes no attachments", code="validation_error", field="attachments"
+            )
+        for i, recipient in enumerate(request.to):
+            size = len(json.dumps({**request.template_data, **recipient.data}, ensure_ascii=False).encode())
+            if size > MAX_TRIGGER_PROPERTIES:
+                raise InvalidRequest(
+                    f"trigger properties for recipient {i} are {size} bytes; Braze allows 50 KB",
+                    code="validation_error",
+                    field=f"to.{i}.data",
+                )
+
+    def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
+        request = ctx.request
+        out = []
+        for one in recipients:
+            r = one.recipient
+            identity: dict[str, Any] = (
+                {"user_alias": r.user_alias.model_dump()}
+                if r.user_alias
+                else {"external_user_id": r.user_id or r.email}
+            )
+            body = {
+                "external_send_id": _external_send_id(request.external_send_id, one, len(recipients)),
+                "trigger_properties": {**request.template_data, **r.data},
+                "recipient": {**identity, "attributes": {**r.attributes, "email": r.email}},
+            }
+            http = TargetRequest(
+                method="POST",
+                url=f"{ctx.base_url}/transactional/v1/campaigns/{quote(request.template_id or '', safe='')}/send",
+                headers={"Authorization": f"Bearer {ctx.api_key}", "Content-Type": "application/json"},
+                body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                timeout=ctx.timeout,
+                idempotent=True,
+                secret_headers=frozenset({"Authorization"}),
+            )
+            out.append(ProviderCall(http, [one], retry_safe=True))
+        return out
+
+    def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
+        body = response.json()
+        kind = classify(response.status)
+        if kind == "accepted" and isinstance(body, dict) and body.get("dispatch_id"):
+            return ProviderAnswer(
+                "accepted",
+                response.status,
+                provider_ids={call.recipients[0].message_id: str(body["dispatch_id"])},
+                raw=body,
+            )
+        message = body.get("message") if isinstance(body, dict) else None
+        if kind == "accepted":  # a 2xx without a dispatch id: Braze's non-fatal error envelope
+            kind, message = "rejected", message or "Braze answered without a dispatch_id"
+        retry_after = parse_retry_after(
+            response.headers.get("Retry-After") or response.headers.get("X-RateLimit-Retry-After")
+        )
+        return ProviderAnswer(kind, response.status, message=message, retry_after=retry_after, raw=body)
+
+
+def _external_send_id(given: str | None, one: Outbound, count: int) -> str:
+    """The caller's external_send_id for a single recipient; otherwise one per recipient, derived from it or
+    from our message id (both match Braze's /^[a-zA-Z0-9-_+\\/=]+$/)."""
+    if given and count == 1:
+        return given
+    suffix = one.message_id.rsplit(".", 1)[-1]
+    return f"{given}-{suffix}" if given else one.message_id.replace(".", "-")

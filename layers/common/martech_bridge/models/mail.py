@@ -1,0 +1,133 @@
+"""`POST /mail/send`: one request model in front of SendGrid, Braze and Infobip, and its answer."""
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from martech_bridge.models.email import EmailAddress
+
+ProviderName = Literal["sendgrid", "braze", "infobip"]
+# Braze's rule for external_send_id, applied to every provider: it is our 24 h dedupe key too.
+ExternalSendId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$")]
+DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
+TRANSACTIONAL = "transactional"
+# A Lambda behind API Gateway takes at most 6 MB of request; base64 makes attachments a third larger.
+MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Address(_Model):
+    email: EmailAddress
+    name: DisplayName | None = None
+
+
+class UserAlias(_Model):
+    alias_name: Annotated[str, Field(min_length=1, max_length=256)]
+    alias_label: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class Recipient(_Model):
+    """One recipient. An e-mail address is what the bridge checks subscriptions by; a recipient without
+    one is reported `invalid`, never sent (KARTE's rule)."""
+
+    email: EmailAddress | None = None
+    name: DisplayName | None = None
+    user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None  # Braze external_user_id
+    user_alias: UserAlias | None = None  # Braze
+    attributes: dict[str, Any] = Field(default_factory=dict)  # Braze profile attributes
+    data: dict[str, Any] = Field(default_factory=dict)  # per-recipient template data
+
+    @field_validator("user_alias")
+    @classmethod
+    def _one_braze_identity(cls, alias: UserAlias | None, info: ValidationInfo) -> UserAlias | None:
+        if alias is not None and info.data.get("user_id") is not None:
+            raise ValueError("give either user_id or user_alias, not both (Braze takes exactly one)")
+        return alias
+
+    @field_validator("name")
+    @classmethod
+    def _no_separators(cls, name: str | None) -> str | None:
+        if name and any(ch in name for ch in ";,"):
+            raise ValueError("a recipient name cannot contain ';' or ',' (SendGrid refuses them)")
+        return name
+
+
+class Attachment(_Model):
+    filename: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")]
+    content: Annotated[str, Field(min_length=1)]  # base64
+    type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
+    disposition: Literal["attachment", "inline"] = "attachment"
+    content_id: Annotated[str, Field(max_length=255)] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _base64(cls, content: str) -> str:
+        try:
+            base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("content must be base64") from None
+        return content
+
+    @property
+    def size(self) -> int:
+        return len(base64.b64decode(self.content))
+
+
+class MailRequest(_Model):
+    provider: ProviderName | None = None
+    to: list[Recipient] = Field(min_length=1, max_length=1000)
+    sender: Address | None = Field(default=None, alias="from")
+    reply_to: Address | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=998)] | None = None
+    text: Annotated[str, Field(min_length=1)] | None = None
+    html: Annotated[str, Field(min_length=1)] | None = None
+    template_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # Braze: the campaign id
+    template_data: dict[str, Any] = Field(default_factory=dict)  # SendGrid dynamic data / Braze trigger props
+    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list, max_length=10)
+    metadata: dict[Annotated[str, Field(min_length=1, max_length=100)], str] = Field(default_factory=dict)
+    external_send_id: ExternalSendId | None = None
+
+    @field_validator("attachments")
+    @classmethod
+    def _attachments_fit(cls, attachments: list[Attachment]) -> list[Attachment]:
+        total = sum(a.size for a in attachments)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise ValueError(f"attachments total {total} bytes; the bridge accepts at most {MAX_ATTACHMENT_BYTES}")
+        return attachments
+
+    @model_validator(mode="after")
+    def _content(self) -> "MailRequest":
+        if self.template_id is None:
+            if not self.subject:
+                raise ValueError("subject is required unless a template_id is given")
+            if not (self.text or self.html):
+                raise ValueError("text or html is required unless a template_id is given")
+        if len(set(self.categories)) != len(self.categories):
+            raise ValueError("categories must be unique")
+        emails = [r.email for r in self.to if r.email]
+        if len(set(emails)) != len(emails):
+            raise ValueError("each recipient address may appear once")
+        return self
+
+    @property
+    def transactional(self) -> bool:
+        return TRANSACTIONAL in self.categories
+
+
+RecipientStatus = Literal["accepted", "suppressed", "invalid", "failed", "unknown"]
+
+
+class RecipientResult(BaseModel):
+    email: str | None
+    message_id: str
+    status: RecipientStatus
+    reason: str | None = None
+    provider_message_id: str | None = None
