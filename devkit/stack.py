@@ -206,7 +206,7 @@ class LocalStack:
             "  # See what kintone (the sandbox) holds now; make its next call fail: 503 then it retries",
             f"  curl -sS {self.sandbox.url}/_sandbox/kintone/apps/7",
             f"  curl -sS -X POST -d '{{\"status\": 503}}' {self.sandbox.url}/_sandbox/kintone/faults",
-            "  # Send mail through an ESP (501 until sending is built)",
+            "  # Send mail through an ESP (the sandboxed SendGrid; provider: braze / infobip for the others)",
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
             f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '
             f'"text": "hi"}}\' {api}/mail/send',

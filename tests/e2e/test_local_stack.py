@@ -153,7 +153,9 @@ def test_the_curl_lines_make_run_prints_work(stack: RunningStack) -> None:
         pytest.skip("needs the local stack's banner and curl")
     lines = [line.strip() for line in stack.output if line.strip().startswith("curl ")]
     runnable = [
-        line for line in lines if ("/relay/" in line or "/subscriptions/" in line) and "DELIVERY_ID" not in line
+        line
+        for line in lines
+        if any(p in line for p in ("/relay/", "/subscriptions/", "/mail/send")) and "DELIVERY_ID" not in line
     ]
     assert len(runnable) >= 5, lines
     for line in runnable:
