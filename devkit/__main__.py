@@ -55,6 +55,24 @@ def _invoke(args: argparse.Namespace) -> int:
     return invoke(args.function, Path(args.event), Path(args.env_vars))
 
 
+def _post_sendgrid(args: argparse.Namespace) -> int:
+    import json
+    from urllib.request import Request, urlopen
+
+    from devkit.signing import sendgrid_headers
+
+    body = Path(args.file).read_bytes()
+    request = Request(  # noqa: S310 - the local stack's address (or one the user names)
+        f"{args.api.rstrip('/')}/events/sendgrid",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **sendgrid_headers(body)},
+    )
+    with urlopen(request, timeout=30) as answer:  # noqa: S310 - the local stack
+        print(json.dumps(json.loads(answer.read()), ensure_ascii=False))
+    return 0
+
+
 def _check_layer(args: argparse.Namespace) -> int:
     from devkit.layer import check_layer
 
@@ -93,6 +111,11 @@ def main() -> int:
     inv.add_argument("--event", "-e", required=True)
     inv.add_argument("--env-vars", "-n", default=str(ENV_JSON))
     inv.set_defaults(func=_invoke)
+
+    post = sub.add_parser("post-sendgrid", help="post a SendGrid event batch, signed with the local key")
+    post.add_argument("file", help="a JSON array of SendGrid events")
+    post.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
+    post.set_defaults(func=_post_sendgrid)
 
     layer = sub.add_parser("check-layer", help="prune and check the built layer (make build)")
     layer.add_argument("--build-dir", default=".aws-sam/build")

@@ -210,10 +210,8 @@ class LocalStack:
             f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
             f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '
             f'"text": "hi"}}\' {api}/mail/send',
-            "  # Post a SendGrid event batch (501 until event ingestion is built)",
-            f"  curl -sS -X POST -H 'Content-Type: application/json' "
-            f'-d \'[{{"email": "taro@example.com", "event": "delivered", "sg_event_id": "e1", '
-            f'"timestamp": 1717402404}}]\' {api}/events/sendgrid',
+            "  # Post SendGrid's event batch, signed with the local key env.json trusts (queued for the worker)",
+            f"  .venv/bin/python -m devkit post-sendgrid events/payloads/sendgrid-batch.json --api {api}",
             "  # Look a message up",
             f"  curl -sS {auth}{api}/messages/some-dispatch-id",
             "  # What the sandbox received",

@@ -162,3 +162,21 @@ def test_the_curl_lines_make_run_prints_work(stack: RunningStack) -> None:
         result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
         answer = json.loads(result.stdout)
         assert "error" not in answer, (line, answer)
+
+
+def test_a_signed_sendgrid_batch_is_queued_by_the_running_stack(stack: RunningStack) -> None:
+    import subprocess
+    import sys
+
+    if stack.process is None:
+        pytest.skip("signs with the local key, which a deployed stack does not trust")
+    result = subprocess.run(
+        [sys.executable, "-m", "devkit", "post-sendgrid", "events/payloads/sendgrid-batch.json", "--api", stack.api],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"status": "queued", "events": 12}
+    unsigned = requests.post(f"{stack.api}/events/sendgrid", data=b"[]", timeout=20)
+    assert unsigned.status_code == 401

@@ -31,7 +31,6 @@ def test_every_function_has_an_event_file_and_every_file_a_function(template: Te
         ("query-get-subscription-no-key.json", 401, "unauthorized"),
         ("query-unknown-route.json", 404, "not_found"),
         ("query-get-message.json", 404, "message_not_found"),
-        ("events-sendgrid-delivered.json", 501, "not_implemented"),
     ],
 )
 def test_http_events_get_the_contract_answer(

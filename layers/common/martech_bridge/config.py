@@ -73,6 +73,8 @@ class Settings(BaseModel):
     braze_postback_secret: SecretSetting
     infobip_webhook_secret: SecretSetting
     insecure_accept_unsigned_events: bool = False
+    # SendGrid retries for up to 24 h and does not say whether retries are signed afresh: a day by default.
+    sendgrid_webhook_max_age_seconds: float = Field(default=86_400, ge=60, le=7 * 86_400)
 
     @field_validator("sendgrid_base_url", "braze_base_url", "infobip_base_url", "public_base_url")
     @classmethod

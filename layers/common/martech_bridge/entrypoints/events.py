@@ -1,5 +1,134 @@
-"""EventsFunction entry point: answers 501 until the events issue builds it."""
+"""EventsFunction: `POST /events/{provider}` - verify, enqueue the raw post, answer 2xx fast.
 
-from martech_bridge.entrypoints.pending import http_handler
+Nothing heavy runs here: no normalising, no DynamoDB. A 2xx means the post is in SQS (or S3 with a pointer
+in SQS); the event worker does the rest. Every provider's endpoint fails closed: without its key or secret
+it refuses everything (401), unless INSECURE_ACCEPT_UNSIGNED_EVENTS is on."""
 
-handle = http_handler("ESP event ingestion", [("POST", "/events/<provider>")])
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from martech_bridge import secrets
+from martech_bridge.adapters.event_queue import EventQueue
+from martech_bridge.api import build_resolver, json_response, raw_body
+from martech_bridge.config import Settings, get_settings
+from martech_bridge.errors import InvalidRequest, NotFound, Unauthorized
+from martech_bridge.logic.event_auth import (
+    SENDGRID_SIGNATURE,
+    SENDGRID_TIMESTAMP,
+    EventAuthFailure,
+    infobip_callback_token,
+    matches_any,
+    verify_sendgrid,
+)
+from martech_bridge.observability import logger, metrics
+
+app = build_resolver()
+PROVIDERS = ("sendgrid", "braze", "infobip")
+
+
+@cache
+def event_queue() -> EventQueue:
+    settings = get_settings()
+    return EventQueue(settings.require("event_queue_url"), settings.require("payload_bucket"))
+
+
+@cache
+def _insecure_warning() -> bool:
+    logger.warning("INSECURE_ACCEPT_UNSIGNED_EVENTS is on: event posts are accepted without verification")
+    return True
+
+
+@app.post("/events/<provider>")
+def receive(provider: str) -> Response:
+    if provider not in PROVIDERS:
+        raise NotFound(
+            f"No event endpoint for {provider!r}; use one of {', '.join(PROVIDERS)}", code="unknown_provider"
+        )
+    logger.append_keys(provider=provider)
+    settings = get_settings()
+    body = raw_body(app)
+    try:
+        payload = json.loads(body.decode("utf-8")) if body.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidRequest("Event post is not JSON", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("Event post is nested too deeply", code="invalid_json") from None
+    try:
+        _verify(provider, settings, body, payload)
+    except EventAuthFailure as failure:
+        metrics.add_metric(name="EventPostsRejectedAuth", unit=MetricUnit.Count, value=1)
+        raise Unauthorized(str(failure)) from None
+    if provider == "sendgrid" and not isinstance(payload, list):
+        raise InvalidRequest("A SendGrid event post is a JSON array of events", code="invalid_json")
+    if provider != "sendgrid" and not isinstance(payload, dict):
+        raise InvalidRequest("An event post is a JSON object", code="invalid_json")
+    envelope = event_queue().enqueue(provider, body)
+    metrics.add_metric(name="EventPostsAccepted", unit=MetricUnit.Count, value=1)
+    results = payload.get("results") if isinstance(payload, dict) else None
+    events = len(payload) if isinstance(payload, list) else len(results) if isinstance(results, list) else 1
+    logger.info("Event post queued", extra={"events": events, "via_s3": "s3_key" in envelope})
+    return json_response(200, {"status": "queued", "events": events})
+
+
+def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> None:
+    headers = app.current_event.headers
+    query = app.current_event.query_string_parameters or {}
+    allow = settings.allow_plaintext_secrets
+    if provider == "sendgrid":
+        keys = secrets.resolve_list(
+            "sendgrid_webhook_public_keys", settings.sendgrid_webhook_public_keys, allow_plaintext=allow
+        )
+        if keys:
+            verify_sendgrid(
+                keys,
+                headers.get(SENDGRID_SIGNATURE),
+                headers.get(SENDGRID_TIMESTAMP),
+                body,
+                max_age_seconds=settings.sendgrid_webhook_max_age_seconds,
+            )
+            return
+    elif provider == "braze":
+        accepted = secrets.resolve_list("braze_postback_secret", settings.braze_postback_secret, allow_plaintext=allow)
+        if accepted:
+            given = headers.get("x-webhook-token") or query.get("token")
+            if not given:
+                raise EventAuthFailure("Missing the postback secret (X-Webhook-Token header or token query parameter)")
+            if not matches_any(given, accepted):
+                raise EventAuthFailure("Invalid postback secret")
+            return
+    else:
+        accepted = secrets.resolve_list(
+            "infobip_webhook_secret", settings.infobip_webhook_secret, allow_plaintext=allow
+        )
+        if accepted:
+            given = query.get("token") or headers.get("x-webhook-token")
+            if not given:
+                raise EventAuthFailure("Missing the token (the bridge puts it into notifyUrl and trackingUrl)")
+            bulk_ids = _infobip_bulk_ids(payload)
+            # Mail the bridge sent carries a per-dispatch token; mail sent elsewhere, the shared secret itself.
+            if matches_any(given, accepted) or (
+                bulk_ids and all(matches_any(given, [infobip_callback_token(s, b) for s in accepted]) for b in bulk_ids)
+            ):
+                return
+            raise EventAuthFailure("Invalid token")
+    if settings.insecure_accept_unsigned_events:
+        _insecure_warning()
+        return
+    raise EventAuthFailure(f"The {provider} event endpoint has no key or secret configured; every post is refused")
+
+
+def _infobip_bulk_ids(payload: Any) -> set[str]:
+    if not isinstance(payload, dict):
+        return set()
+    results = payload.get("results")
+    items: list[Any] = results if isinstance(results, list) else [payload]
+    return {str(i["bulkId"]) for i in items if isinstance(i, dict) and i.get("bulkId")}
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -4,7 +4,6 @@ Authenticated, validated, deduplicated (Idempotency-Key or external_send_id, 24 
 (KARTE's rules) before any provider is called, sent, and recorded; the answer gives every recipient's status."""
 
 import hashlib
-import hmac
 import json
 import secrets as random_ids
 import time
@@ -20,6 +19,7 @@ from martech_bridge.api import build_resolver, json_response, parse_body, requir
 from martech_bridge.config import Settings, get_settings
 from martech_bridge.dependencies import idempotency_store, message_store, subscription_store
 from martech_bridge.errors import BridgeError, ConfigurationError, Conflict, InvalidRequest, Unprocessable
+from martech_bridge.logic.event_auth import infobip_callback_token
 from martech_bridge.logic.gate import decide
 from martech_bridge.models.mail import Address, MailRequest, RecipientResult
 from martech_bridge.observability import logger
@@ -174,9 +174,7 @@ def _callback_token(settings: Settings, dispatch_id: str) -> str:
     secret = secrets.resolve(
         "infobip_webhook_secret", settings.infobip_webhook_secret, allow_plaintext=settings.allow_plaintext_secrets
     )
-    if not secret:
-        return ""
-    return hmac.new(secret.encode(), dispatch_id.encode(), hashlib.sha256).hexdigest()[:32]
+    return infobip_callback_token(secret, dispatch_id) if secret else ""
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
