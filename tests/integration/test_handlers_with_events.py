@@ -71,12 +71,6 @@ def test_send_event_file_sends_through_the_sandbox(functions: Functions) -> None
     assert body["recipients"][0]["status"] in ("accepted", "suppressed")  # suppressed if an earlier test unsubscribed
 
 
-def test_event_worker_hands_every_record_back_until_it_is_built(functions: Functions) -> None:
-    event = load_event("event-worker-batch.json")
-    result = functions.invoke("EventWorkerFunction", event)
-    assert result == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
-
-
 def test_delivery_worker_drops_a_message_for_an_unknown_delivery(functions: Functions) -> None:
     # The relay tests drive real deliveries through the worker; this file names none that exists.
     result = functions.invoke("DeliveryWorkerFunction", load_event("delivery-worker-retry.json"))

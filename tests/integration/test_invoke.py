@@ -29,7 +29,8 @@ def test_invoke_prints_the_function_result_and_logs_to_stderr() -> None:
 
 def test_invoke_runs_queue_workers() -> None:
     result = invoke("EventWorkerFunction", "event-worker-batch.json")
-    assert result.returncode == 0 and json.loads(result.stdout)["batchItemFailures"]
+    assert result.returncode == 0 and json.loads(result.stdout) == {"batchItemFailures": []}
+    assert '"message":"Event post processed"' in result.stderr
 
 
 def test_invoke_refuses_an_unknown_function() -> None:

@@ -1,5 +1,117 @@
-"""EventWorkerFunction entry point: hands records back until the events issue builds it."""
+"""EventWorkerFunction: each queued post is read (from S3 when it came by pointer), normalised by its
+provider's module, and every event in it applied once - however often the provider posted it.
 
-from martech_bridge.entrypoints.pending import queue_handler
+Per event: skip it if its dedupe marker exists; find its message; keep it in that recipient's history
+and move the recipient's status forward; apply KARTE's subscription rule; then write the marker. Every
+effect is idempotent, so a crash before the marker only repeats harmless work. An unreadable event is
+recorded as rejected with its reason and never fails its batch; a failure of AWS fails the post's record,
+which SQS delivers again (partial batch failure)."""
 
-handle = queue_handler("ESP event processing")
+import json
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from martech_bridge.adapters import aws
+from martech_bridge.adapters.dedupe_store import DedupeStore
+from martech_bridge.adapters.providers import PROVIDERS
+from martech_bridge.config import get_settings
+from martech_bridge.dependencies import message_store, subscription_store
+from martech_bridge.errors import Conflict
+from martech_bridge.logic.event_effects import should_suppress, status_change, suppression_for
+from martech_bridge.logic.subscriptions import apply_update
+from martech_bridge.models.events import NormalizedEvent, RejectedEvent
+from martech_bridge.models.subscription import SubscriptionUpdate
+from martech_bridge.observability import logger, mask_email, metrics
+
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+@cache
+def dedupe_store() -> DedupeStore:
+    return DedupeStore(get_settings().require("dedupe_table"))
+
+
+def record_handler(record: SQSRecord) -> None:
+    envelope = json.loads(record.body)
+    provider = PROVIDERS[envelope["provider"]]
+    if "s3_key" in envelope:
+        obj = aws.client("s3").get_object(Bucket=get_settings().require("payload_bucket"), Key=envelope["s3_key"])
+        raw = obj["Body"].read().decode("utf-8")
+    else:
+        raw = envelope["body"]
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        reject(provider.name, f"post is not JSON: {exc.msg}", raw[:2000])
+        return
+    counts = {"applied": 0, "duplicates": 0, "rejected": 0}
+    for item in provider.events(payload):
+        if isinstance(item, RejectedEvent):
+            reject(item.provider, item.reason, item.raw)
+            counts["rejected"] += 1
+        elif apply(item):
+            counts["applied"] += 1
+        else:
+            counts["duplicates"] += 1
+    logger.info("Event post processed", extra={"provider": provider.name, **counts})
+
+
+def apply(event: NormalizedEvent) -> bool:
+    """Apply one event; False when it was a duplicate."""
+    key = f"{event.provider}#{event.event_id}"
+    if dedupe_store().seen(key):
+        metrics.add_metric(name="EventDuplicatesDropped", unit=MetricUnit.Count, value=1)
+        return False
+    messages = message_store()
+    recipient = messages.find_recipient(
+        event.provider, event.dispatch_id, event.message_id, event.provider_message_id, event.recipient
+    )
+    messages.record_event(recipient, event, status_change(event))
+    email = event.recipient or (recipient or {}).get("email")
+    kind = suppression_for(event)
+    if kind is not None and email:
+        _suppress(email, kind, event)
+    dedupe_store().mark(key)
+    metrics.add_metric(name=f"Events{event.event_type.value.capitalize()}", unit=MetricUnit.Count, value=1)
+    return True
+
+
+def _suppress(email: str, kind: Any, event: NormalizedEvent) -> None:
+    """KARTE's rule: this event sets the subscription to false, with the reason."""
+    store = subscription_store()
+    reason = f"{event.provider} {event.provider_event}" + (f": {event.description}" if event.description else "")
+    for _ in range(3):  # a concurrent writer: read again and retry
+        current, _history = store.get(email)
+        if not should_suppress(current.subscribed if current else None, current.suppression if current else None, kind):
+            return
+        update = SubscriptionUpdate(subscribed=False, suppression=kind, reason=reason[:500])
+        new, change = apply_update(email, current, update, source=f"event:{event.provider}", now=datetime.now(UTC))
+        try:
+            store.save(new, change, expected_version=current.version if current else None)
+        except Conflict:
+            continue
+        metrics.add_metric(name="Suppressions", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "Subscription set to false by an event",
+            extra={"recipient": mask_email(email), "suppression": kind.value, "event": event.event_type.value},
+        )
+        return
+    raise Conflict("Subscription kept changing while an event was applied")
+
+
+def reject(provider: str, reason: str, raw: Any) -> None:
+    message_store().record_rejected(provider, reason, raw)
+    metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+    logger.warning("Event rejected", extra={"provider": provider, "reason": reason})
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    )

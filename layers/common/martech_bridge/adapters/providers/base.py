@@ -61,6 +61,9 @@ class Provider(Protocol):
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer: ...
 
+    def events(self, payload: Any) -> list[Any]:
+        """The provider's event post as NormalizedEvent / RejectedEvent items."""
+
 
 def classify(status: int) -> Literal["accepted", "auth", "rejected", "retry"]:
     if 200 <= status < 300:

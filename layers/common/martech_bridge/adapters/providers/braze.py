@@ -74,6 +74,9 @@ class Braze:
             out.append(ProviderCall(http, [one], retry_safe=True))
         return out
 
+    def events(self, payload: Any) -> list[Any]:
+        return braze_events(payload)
+
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
         body = response.json()
         kind = classify(response.status)
@@ -100,3 +103,50 @@ def _external_send_id(given: str | None, one: Outbound, count: int) -> str:
         return given
     suffix = one.message_id.rsplit(".", 1)[-1]
     return f"{given}-{suffix}" if given else one.message_id.replace(".", "-")
+
+
+# ---------------------------------------------------------------------------------------- events
+_POSTBACK_TYPES = {
+    "sent": "queued",
+    "processed": "sent",
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "aborted": "aborted",
+}
+
+
+def braze_events(payload: Any) -> list[Any]:
+    """A Braze transactional postback (one status of one dispatch) as a normalised event. Braze sends no
+    address: the recipient is found through the dispatch id."""
+    from martech_bridge.logic import event_parsing as p
+    from martech_bridge.models.events import EventType, NormalizedEvent, RejectedEvent
+
+    try:
+        if not isinstance(payload, dict):
+            raise p.Unreadable("a Braze postback is a JSON object")
+        dispatch, status = p.text(payload.get("dispatch_id")), p.text(payload.get("status"))
+        if not dispatch or not status:
+            raise p.Unreadable("postback needs dispatch_id and status")
+        metadata = p.obj(payload.get("metadata"))
+        stamp = metadata.get(f"{status}_at") or metadata.get("executed_at") or metadata.get("received_at")
+        reason = p.text(metadata.get("reason"))
+        bounce = None
+        if status == "bounced":  # Braze passes the SMTP reply: 5xx is permanent, 4xx temporary
+            bounce = "soft" if (reason or "").strip().startswith("4") else "hard"
+        return [
+            NormalizedEvent(
+                provider="braze",
+                event_id=f"{dispatch}:{status}",
+                event_type=EventType(_POSTBACK_TYPES.get(status, "unknown")),
+                provider_event=status,
+                timestamp=p.iso(stamp),
+                provider_message_id=dispatch,
+                external_send_id=p.text(metadata.get("external_send_id")),
+                bounce=bounce,  # type: ignore[arg-type]
+                description=reason,
+                mta_response=reason if status == "bounced" else None,
+                raw=payload,
+            )
+        ]
+    except (p.Unreadable, ValueError) as exc:
+        return [RejectedEvent(provider="braze", reason=str(exc), raw=payload)]

@@ -89,6 +89,9 @@ class Infobip:
         )
         return [ProviderCall(http, list(recipients), retry_safe=True)]
 
+    def events(self, payload: Any) -> list[Any]:
+        return infobip_events(payload)
+
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
         body = response.json()
         kind = classify(response.status)
@@ -113,3 +116,86 @@ class Infobip:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             raw=body,
         )
+
+
+# ---------------------------------------------------------------------------------------- events
+_GROUPS = {
+    "PENDING": "queued",
+    "DELIVERED": "delivered",
+    "UNDELIVERABLE": "bounced",
+    "EXPIRED": "failed",
+    "REJECTED": "rejected",
+}
+_TRACKING = {
+    "OPENED": "opened",
+    "CLICKED": "clicked",
+    "COMPLAINED": "complained",
+    "UNSUBSCRIBED": "unsubscribed",
+    "BOUNCED": "bounced",
+}
+
+
+def infobip_events(payload: Any) -> list[Any]:
+    """Infobip delivery reports ({"results": [...]}) or a tracking notification, normalised."""
+    from martech_bridge.logic import event_parsing as p
+    from martech_bridge.models.events import NormalizedEvent, RejectedEvent
+
+    if not isinstance(payload, dict):
+        return [RejectedEvent(provider="infobip", reason="an Infobip post is a JSON object", raw=payload)]
+    items = payload["results"] if isinstance(payload.get("results"), list) else [payload]
+    out: list[Any] = []
+    for item in items:
+        try:
+            if not isinstance(item, dict):
+                raise p.Unreadable("a report is a JSON object")
+            message_id = p.text(item.get("messageId"))
+            if not message_id:
+                raise p.Unreadable("report has no messageId")
+            dispatch = p.text(item.get("bulkId")) or (message_id.rsplit(".", 1)[0] if "." in message_id else None)
+            if "notificationType" in item:
+                kind = str(item["notificationType"]).upper()
+                info = p.obj(item.get("recipientInfo"))
+                out.append(
+                    NormalizedEvent(
+                        provider="infobip",
+                        event_id=p.text(item.get("eventId")) or f"{message_id}:{kind}:{item.get('sendDateTime')}",
+                        event_type=_TRACKING.get(kind, "unknown"),
+                        provider_event=kind,  # type: ignore[arg-type]
+                        timestamp=p.epoch(item.get("sendDateTime")),
+                        recipient=p.recipient(item.get("recipient")),
+                        dispatch_id=dispatch,
+                        message_id=message_id,
+                        provider_message_id=message_id,
+                        bounce="hard" if kind == "BOUNCED" else None,
+                        url=p.text(item.get("url")),
+                        user_agent=" ".join(str(v) for v in info.values() if v) or None,
+                        raw=item,
+                    )
+                )
+                continue
+            status = p.obj(item.get("status"))
+            group = str(status.get("groupName") or "").upper()
+            if group not in _GROUPS:
+                raise p.Unreadable(f"unknown status group {group or '(none)'}")
+            error = p.obj(item.get("error"))
+            event_type = _GROUPS[group]
+            out.append(
+                NormalizedEvent(
+                    provider="infobip",
+                    event_id=f"{message_id}:{status.get('name') or group}",
+                    event_type=event_type,  # type: ignore[arg-type]
+                    provider_event=f"{group}:{status.get('name', '')}".rstrip(":"),
+                    timestamp=p.iso(item.get("doneAt") or item.get("sentAt")),
+                    recipient=p.recipient(item.get("to")),
+                    dispatch_id=dispatch,
+                    message_id=message_id,
+                    provider_message_id=message_id,
+                    bounce=("hard" if error.get("permanent") else "soft") if event_type == "bounced" else None,
+                    reject_reason="other" if event_type == "rejected" else None,
+                    description=p.text(error.get("description") or status.get("description")),
+                    raw=item,
+                )
+            )
+        except (p.Unreadable, ValueError) as exc:
+            out.append(RejectedEvent(provider="infobip", reason=str(exc), raw=item))
+    return out

@@ -100,6 +100,9 @@ class SendGrid:
         )
         return [ProviderCall(http, list(recipients), retry_safe=False)]
 
+    def events(self, payload: Any) -> list[Any]:
+        return sendgrid_events(payload)
+
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
         kind = classify(response.status)
         if kind == "accepted":
@@ -118,3 +121,71 @@ class SendGrid:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
             raw=body,
         )
+
+
+# ---------------------------------------------------------------------------------------- events
+_TYPES = {
+    "processed": "queued",
+    "dropped": "rejected",
+    "delivered": "delivered",
+    "deferred": "deferred",
+    "bounce": "bounced",
+    "open": "opened",
+    "click": "clicked",
+    "spamreport": "complained",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+    "group_resubscribe": "subscribed",
+}
+_DROP_REASONS = {
+    "bounced address": "bounced",
+    "unsubscribed address": "unsubscribed",
+    "spam reporting address": "spam",
+    "invalid": "invalid",
+}
+
+
+def sendgrid_events(payload: Any) -> list[Any]:
+    """SendGrid's Event Webhook post (a JSON array) as normalised events."""
+    from martech_bridge.logic import event_parsing as p
+    from martech_bridge.models.events import EventType, NormalizedEvent, RejectedEvent
+
+    if not isinstance(payload, list):
+        return [RejectedEvent(provider="sendgrid", reason="a SendGrid post is a JSON array", raw=payload)]
+    out: list[Any] = []
+    for item in payload:
+        try:
+            if not isinstance(item, dict):
+                raise p.Unreadable("an event is a JSON object")
+            kind = item.get("event")
+            if not isinstance(kind, str) or not kind:
+                raise p.Unreadable("event has no `event` type")
+            event_type = EventType(_TYPES.get(kind, "unknown"))
+            bounce = None
+            if kind == "bounce":
+                bounce = "soft" if item.get("type") == "blocked" else "hard"
+            reason = p.text(item.get("reason"))
+            out.append(
+                NormalizedEvent(
+                    provider="sendgrid",
+                    event_id=p.text(item.get("sg_event_id")) or p.fingerprint(item),
+                    event_type=event_type,
+                    provider_event=kind + (f":{item['type']}" if kind == "bounce" and item.get("type") else ""),
+                    timestamp=p.epoch(item.get("timestamp")),
+                    recipient=p.recipient(item.get("email")),
+                    dispatch_id=p.text(item.get("dispatch_id")),
+                    message_id=p.text(item.get("message_id")),
+                    provider_message_id=p.text(item.get("sg_message_id")),
+                    bounce=bounce,  # type: ignore[arg-type]
+                    reject_reason=_DROP_REASONS.get((reason or "").lower(), "other") if kind == "dropped" else None,  # type: ignore[arg-type]
+                    description=reason,
+                    mta_response=p.text(item.get("response") or item.get("status")),
+                    url=p.text(item.get("url")),
+                    user_agent=p.text(item.get("useragent")),
+                    machine_open=item.get("sg_machine_open") if isinstance(item.get("sg_machine_open"), bool) else None,
+                    raw=item,
+                )
+            )
+        except (p.Unreadable, ValueError) as exc:
+            out.append(RejectedEvent(provider="sendgrid", reason=str(exc), raw=item))
+    return out

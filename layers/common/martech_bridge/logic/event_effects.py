@@ -1,0 +1,66 @@
+"""What an event does: a recipient's delivery status only moves forward (a late `processed` never undoes
+`delivered`; a final state stays final), and KARTE's subscription rule - a hard bounce, spam report or
+unsubscribe sets subscription to false with the reason; soft bounces and deferrals do not."""
+
+from martech_bridge.models.events import EventType, NormalizedEvent
+from martech_bridge.models.subscription import SuppressionKind
+
+# Delivery status rank. Engagement (opened, clicked) proves delivery; failure states outrank success
+# (an asynchronous bounce after `delivered` is the truer news) and are final.
+RANK: dict[str, int] = {
+    "accepted": 0,
+    "unknown": 0,
+    EventType.QUEUED: 1,
+    EventType.SENT: 2,
+    EventType.DEFERRED: 3,
+    EventType.DELIVERED: 4,
+    EventType.OPENED: 5,
+    EventType.CLICKED: 6,
+    EventType.BOUNCED: 9,
+    EventType.REJECTED: 9,
+    EventType.FAILED: 9,
+    EventType.ABORTED: 9,
+}
+STATUS_OF = {EventType.OPENED: "delivered", EventType.CLICKED: "delivered"}
+
+
+def status_change(event: NormalizedEvent) -> tuple[str, int] | None:
+    """(new status, its rank) this event can set, or None if it says nothing about delivery."""
+    if event.event_type == EventType.BOUNCED and event.bounce == "soft":
+        return "deferred", RANK[EventType.DEFERRED]
+    rank = RANK.get(event.event_type)
+    if rank is None:
+        return None
+    return STATUS_OF.get(event.event_type, event.event_type.value), rank
+
+
+STRENGTH = {
+    SuppressionKind.HARD_BOUNCE: 3,
+    SuppressionKind.SPAM_REPORT: 3,
+    SuppressionKind.UNSUBSCRIBE: 2,
+    SuppressionKind.MANUAL: 1,
+}
+
+
+def suppression_for(event: NormalizedEvent) -> SuppressionKind | None:
+    """The suppression KARTE's `talk_message_fail` rule asks for, if any."""
+    if event.event_type == EventType.BOUNCED and event.bounce == "hard":
+        return SuppressionKind.HARD_BOUNCE
+    if event.event_type == EventType.REJECTED and event.reject_reason == "bounced":
+        return SuppressionKind.HARD_BOUNCE
+    if event.event_type == EventType.COMPLAINED or (
+        event.event_type == EventType.REJECTED and event.reject_reason == "spam"
+    ):
+        return SuppressionKind.SPAM_REPORT
+    if event.event_type == EventType.UNSUBSCRIBED:
+        return SuppressionKind.UNSUBSCRIBE
+    return None
+
+
+def should_suppress(
+    current_subscribed: bool | None, current_kind: SuppressionKind | None, new_kind: SuppressionKind
+) -> bool:
+    """Write only what changes something: not again, and never a weaker reason over a stronger one."""
+    if current_subscribed is None or current_subscribed:
+        return True
+    return STRENGTH[new_kind] > STRENGTH.get(current_kind or SuppressionKind.MANUAL, 1)

@@ -1,0 +1,309 @@
+"""Events end to end through the real functions: a message sent through SendFunction, its provider's
+events posted (signed) to EventsFunction, the queued post processed by EventWorkerFunction - then the
+message's status and history and the recipients' subscriptions read back."""
+
+import json
+import random
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from martech_bridge.logic.event_auth import infobip_callback_token
+
+from devkit.gateway import build_event
+from devkit.queues import sqs_event
+from devkit.sandbox.server import Sandbox
+from devkit.signing import sendgrid_headers
+from devkit.template import HttpRoute, local_queue_url
+from tests.conftest import Functions, load_event
+
+T0 = 1795323600
+
+
+@pytest.fixture(autouse=True)
+def fresh_sandbox(sandbox: Sandbox) -> Sandbox:
+    requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
+    return sandbox
+
+
+def call(
+    functions: Functions,
+    function: str,
+    method: str,
+    path: str,
+    route: str,
+    body: bytes = b"",
+    headers: list | None = None,
+    params: dict | None = None,
+    query: str = "",
+) -> tuple[int, Any]:
+    event = build_event(
+        method=method,
+        target=path + (f"?{query}" if query else ""),
+        headers=headers or [],
+        body=body,
+        route=HttpRoute(method, route, function),
+        path_parameters=params or {},
+    )
+    result = functions.invoke(function, event)
+    return result["statusCode"], json.loads(result["body"])
+
+
+def send(functions: Functions, provider: str, emails: list[str], **extra: Any) -> dict[str, Any]:
+    body = {
+        "provider": provider,
+        "to": [
+            {"email": e, "user_id": f"u-{i}"} if provider == "braze" else {"email": e} for i, e in enumerate(emails)
+        ],
+        **extra,
+    }
+    if provider != "braze":
+        body.update(subject="s", text="t")
+    status, answer = call(
+        functions,
+        "SendFunction",
+        "POST",
+        "/mail/send",
+        "/mail/send",
+        json.dumps(body).encode(),
+        [("content-type", "application/json"), ("x-api-key", "local-dev-key-1")],
+    )
+    assert status == 202, answer
+    return answer
+
+
+def post_events(functions: Functions, provider: str, payload: Any, query: str = "") -> None:
+    raw = (json.dumps(payload, ensure_ascii=False) + ("\r\n" if provider == "sendgrid" else "")).encode()
+    headers = [("content-type", "application/json")]
+    if provider == "sendgrid":
+        headers += [(k.lower(), v) for k, v in sendgrid_headers(raw).items()]
+    status, answer = call(
+        functions,
+        "EventsFunction",
+        "POST",
+        f"/events/{provider}",
+        "/events/{provider}",
+        raw,
+        headers,
+        {"provider": provider},
+        query,
+    )
+    assert status == 200, answer
+
+
+def work(functions: Functions, moto_server) -> dict[str, Any]:
+    """Run the event worker over everything queued (as Lambda would, batch by batch)."""
+    sqs = moto_server.client("sqs")
+    url = local_queue_url("EventQueue")
+    failures: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return {"batchItemFailures": failures}
+        result = functions.invoke(
+            "EventWorkerFunction", sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:EventQueue")
+        )
+        failures += result["batchItemFailures"]
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def message(functions: Functions, dispatch_id: str) -> dict[str, Any]:
+    status, body = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        f"/messages/{dispatch_id}",
+        "/messages/{dispatch_id}",
+        headers=[("x-api-key", "local-dev-key-1")],
+        params={"dispatch_id": dispatch_id},
+    )
+    assert status == 200, body
+    return body
+
+
+def subscription(functions: Functions, email: str) -> dict[str, Any] | None:
+    status, body = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        f"/subscriptions/{email}",
+        "/subscriptions/{email}",
+        headers=[("x-api-key", "local-dev-key-1")],
+        params={"email": email},
+    )
+    return body if status == 200 else None
+
+
+def sg(email: str, dispatch: str, index: int, event: str, offset: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "email": email,
+        "event": event,
+        "timestamp": T0 + offset,
+        "sg_event_id": f"{dispatch}-{index}-{event}-{offset}",
+        "sg_message_id": "AOb5ZXUgSEeRAymhwhEySA.recvd-x",
+        "dispatch_id": dispatch,
+        "message_id": f"{dispatch}.{index}",
+        **fields,
+    }
+
+
+def sendgrid_story(dispatch: str, emails: list[str]) -> list[dict[str, Any]]:
+    happy, hard, soft, spam, unsub = emails
+    return [
+        sg(happy, dispatch, 0, "delivered", 20, response="250 OK"),  # delivered arrives before processed
+        sg(happy, dispatch, 0, "processed", 10),
+        sg(happy, dispatch, 0, "open", 30, useragent="Mail", sg_machine_open=False),
+        sg(happy, dispatch, 0, "click", 40, url="https://shop.example/"),
+        sg(happy, dispatch, 0, "group_resubscribe", 45),
+        sg(hard, dispatch, 1, "processed", 10),
+        sg(hard, dispatch, 1, "bounce", 20, type="bounce", reason="550 5.1.1 unknown", status="5.1.1"),
+        sg(soft, dispatch, 2, "deferred", 15, response="421 try later", attempt="1"),
+        sg(soft, dispatch, 2, "bounce", 20, type="blocked", reason="421 blocked"),
+        sg(spam, dispatch, 3, "delivered", 20),
+        sg(spam, dispatch, 3, "spamreport", 50),
+        sg(unsub, dispatch, 4, "delivered", 20),
+        sg(unsub, dispatch, 4, "group_unsubscribe", 60, asm_group_id=7),
+        sg(unsub, dispatch, 4, "unsubscribe", 61),
+    ]
+
+
+def snapshot(functions: Functions, dispatch: str, emails: list[str]) -> Any:
+    stored = message(functions, dispatch)
+    subs = {e: (s or {}).get("suppression") for e in emails if (s := subscription(functions, e)) is not None}
+    return stored, subs
+
+
+def test_a_sendgrid_story_sets_status_history_and_subscriptions(functions: Functions, moto_server) -> None:
+    emails = [f"{tag}-{uuid.uuid4().hex[:6]}@example.com" for tag in ("happy", "hard", "soft", "spam", "unsub")]
+    dispatch = send(functions, "sendgrid", emails)["dispatch_id"]
+    story = sendgrid_story(dispatch, emails)
+    post_events(functions, "sendgrid", story + [{"event": "open", "email": "garbage"}])  # one malformed event
+    assert work(functions, moto_server) == {"batchItemFailures": []}  # it did not fail its batch
+
+    stored = message(functions, dispatch)
+    status = {r["email"]: r["status"] for r in stored["recipients"]}
+    assert status == {
+        emails[0]: "delivered",
+        emails[1]: "bounced",
+        emails[2]: "deferred",
+        emails[3]: "delivered",
+        emails[4]: "delivered",
+    }
+    happy = stored["recipients"][0]["events"]
+    assert [e["event_type"] for e in happy] == [
+        "queued",
+        "delivered",
+        "opened",
+        "clicked",
+        "subscribed",
+    ]  # provider time
+    assert happy[3]["url"] == "https://shop.example/"
+    assert subscription(functions, emails[0]) is None  # group_resubscribe does not subscribe anyone
+    assert subscription(functions, emails[1])["suppression"] == "hard_bounce"
+    assert subscription(functions, emails[2]) is None  # a soft bounce changes nothing
+    assert subscription(functions, emails[3])["suppression"] == "spam_report"
+    unsub = subscription(functions, emails[4])
+    assert unsub["suppression"] == "unsubscribe" and unsub["source"] == "event:sendgrid" and len(unsub["history"]) == 1
+
+    before = snapshot(functions, dispatch, emails)
+    for _ in range(3):  # the same batch again, three times, shuffled
+        shuffled = story[:]
+        random.Random(_).shuffle(shuffled)
+        post_events(functions, "sendgrid", shuffled)
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    assert snapshot(functions, dispatch, emails) == before
+
+
+def test_braze_postbacks_out_of_order(functions: Functions, moto_server) -> None:
+    emails = [f"bz-{uuid.uuid4().hex[:6]}@example.com", f"bz-{uuid.uuid4().hex[:6]}@example.com"]
+    answer = send(functions, "braze", emails, template_id="c1")
+    dispatch = answer["dispatch_id"]
+    ok, bounced = (r["provider_message_id"] for r in answer["recipients"])
+    for braze_id, status, at, extra in [
+        (ok, "delivered", "2026-11-22T05:00:03Z", {}),
+        (ok, "processed", "2026-11-22T05:00:02Z", {}),
+        (ok, "sent", "2026-11-22T05:00:01Z", {}),
+        (bounced, "bounced", "2026-11-22T05:00:03Z", {"reason": "550 5.1.1 no such user"}),
+    ]:
+        post_events(
+            functions,
+            "braze",
+            {"dispatch_id": braze_id, "status": status, "metadata": {f"{status}_at": at, **extra}},
+            "token=local-braze-postback-secret",
+        )
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    stored = message(functions, dispatch)
+    assert [r["status"] for r in stored["recipients"]] == ["delivered", "bounced"]
+    assert [e["event_type"] for e in stored["recipients"][0]["events"]] == ["queued", "sent", "delivered"]
+    assert subscription(functions, emails[1])["suppression"] == "hard_bounce"  # found through the dispatch id
+
+
+def test_infobip_reports_and_tracking(functions: Functions, moto_server) -> None:
+    emails = [f"ib-{uuid.uuid4().hex[:6]}@example.com", f"ib-{uuid.uuid4().hex[:6]}@example.com"]
+    dispatch = send(functions, "infobip", emails)["dispatch_id"]
+    token = infobip_callback_token("local-infobip-webhook-secret", dispatch)
+    post_events(
+        functions,
+        "infobip",
+        {
+            "results": [
+                {
+                    "bulkId": dispatch,
+                    "messageId": f"{dispatch}.0",
+                    "to": emails[0],
+                    "doneAt": "2026-11-22T05:00:04.000+0000",
+                    "status": {"groupId": 3, "groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"},
+                    "error": {"permanent": False},
+                },
+                {
+                    "bulkId": dispatch,
+                    "messageId": f"{dispatch}.1",
+                    "to": emails[1],
+                    "doneAt": "2026-11-22T05:00:04.000+0000",
+                    "status": {"groupId": 2, "groupName": "UNDELIVERABLE", "name": "UNDELIVERABLE_NOT_DELIVERED"},
+                    "error": {"permanent": True, "description": "mailbox unavailable"},
+                },
+            ]
+        },
+        f"token={token}",
+    )
+    post_events(
+        functions,
+        "infobip",
+        {
+            "notificationType": "OPENED",
+            "messageId": f"{dispatch}.0",
+            "bulkId": dispatch,
+            "recipient": emails[0],
+            "sendDateTime": 1795323605000,
+        },
+        f"token={token}",
+    )
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    stored = message(functions, dispatch)
+    assert [r["status"] for r in stored["recipients"]] == ["delivered", "bounced"]
+    assert [e["event_type"] for e in stored["recipients"][0]["events"]] == ["delivered", "opened"]
+    assert subscription(functions, emails[1])["suppression"] == "hard_bounce"
+
+
+def test_events_for_mail_sent_elsewhere_still_follow_the_rules(functions: Functions, moto_server) -> None:
+    email = f"elsewhere-{uuid.uuid4().hex[:6]}@example.com"
+    post_events(
+        functions,
+        "sendgrid",
+        [{"email": email, "event": "spamreport", "timestamp": T0, "sg_event_id": uuid.uuid4().hex}],
+    )
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    assert subscription(functions, email)["suppression"] == "spam_report"
+
+
+def test_the_event_worker_event_file(functions: Functions) -> None:
+    # events/event-worker-batch.json: a delivered event for a message this test database does not hold.
+    result = functions.invoke("EventWorkerFunction", load_event("event-worker-batch.json"))
+    assert result == {"batchItemFailures": []}
