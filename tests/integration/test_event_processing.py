@@ -307,3 +307,116 @@ def test_the_event_worker_event_file(functions: Functions) -> None:
     # events/event-worker-batch.json: a delivered event for a message this test database does not hold.
     result = functions.invoke("EventWorkerFunction", load_event("event-worker-batch.json"))
     assert result == {"batchItemFailures": []}
+
+
+# ------------------------------------------------------------------ look-ups
+def get(functions: Functions, path: str, route: str, query: str = "") -> tuple[int, Any]:
+    return call(functions, "QueryFunction", "GET", path, route, headers=[("x-api-key", "local-dev-key-1")], query=query)
+
+
+def test_logs_by_address_status_message_and_day_with_a_cursor(functions: Functions, moto_server) -> None:
+    email = f"logs-{uuid.uuid4().hex[:6]}@example.com"
+    first = send(functions, "sendgrid", [email])["dispatch_id"]
+    second = send(functions, "sendgrid", [email])["dispatch_id"]
+    post_events(functions, "sendgrid", [sg(email, first, 0, "delivered", 5)])
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+
+    status, page = get(functions, "/messages", "/messages", f"to={email}&limit=1")
+    assert status == 200 and [r["dispatch_id"] for r in page["results"]] == [second] and page["cursor"]
+    status, rest = get(functions, "/messages", "/messages", f"to={email}&limit=1&cursor={page['cursor']}")
+    assert [r["dispatch_id"] for r in rest["results"]] == [first]
+    assert rest["results"][0]["status"] == {"groupName": "DELIVERED", "name": "DELIVERED"}
+    _, delivered = get(functions, "/messages", "/messages", f"to={email}&generalStatus=DELIVERED")
+    assert [r["dispatch_id"] for r in delivered["results"]] == [first]
+    _, one = get(functions, "/messages", "/messages", f"messageId={second}.0")
+    assert one["results"][0]["status"]["groupName"] == "PENDING"
+    _, today = get(functions, "/messages", "/messages", "limit=1000")
+    assert {first, second} <= {r["dispatch_id"] for r in today["results"]}
+    _, old = get(
+        functions,
+        "/messages",
+        "/messages",
+        f"to={email}&sentUntil=2020-01-01T00:00:00.000+0000&sentSince=2019-12-30T00:00:00.000+0000",
+    )
+    assert old["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("generalStatus=GOOD", "generalStatus"),
+        ("sentSince=yesterday", "sentSince"),
+        ("to=nobody", "email"),
+        ("cursor=%%%", "cursor"),
+        ("sentSince=2026-11-22T05:00:00Z&sentUntil=2026-11-21T05:00:00Z", "sentSince"),
+    ],
+)
+def test_bad_log_queries_are_400(functions: Functions, query: str, field: str) -> None:
+    status, body = get(functions, "/messages", "/messages", query)
+    assert status == 400 and body["error"]["field"] == field
+
+
+def test_final_reports_are_handed_out_once(functions: Functions, moto_server) -> None:
+    emails = [f"rep-{uuid.uuid4().hex[:6]}@example.com" for _ in range(3)]
+    dispatch = send(functions, "sendgrid", emails)["dispatch_id"]
+    post_events(
+        functions,
+        "sendgrid",
+        [
+            sg(emails[0], dispatch, 0, "delivered", 5),
+            sg(emails[0], dispatch, 0, "open", 9),  # no second report for an open
+            sg(emails[1], dispatch, 1, "bounce", 5, type="bounce"),
+            sg(emails[2], dispatch, 2, "deferred", 5),
+        ],
+    )  # not final: no report
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    reports: list[dict[str, Any]] = []
+    while True:
+        _, page = get(functions, "/reports", "/reports", "limit=1000")
+        if not page["results"]:
+            break
+        reports += page["results"]
+    mine = {r["messageId"]: r["generalStatus"] for r in reports if r.get("dispatch_id") == dispatch}
+    assert mine == {f"{dispatch}.0": "DELIVERED", f"{dispatch}.1": "UNDELIVERABLE"}
+    _, again = get(functions, "/reports", "/reports")
+    assert not [r for r in again["results"] if r.get("dispatch_id") == dispatch]
+
+
+def test_two_concurrent_readers_never_get_the_same_report(aws_env) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from martech_bridge.adapters.message_store import MessageStore
+    from martech_bridge.models.events import EventType, NormalizedEvent
+
+    store = MessageStore("MessagesTable", 30)
+    while store.take_reports(1000):  # start from an empty report queue
+        pass
+    for i in range(60):
+        recipient = {
+            "pk": "MSG#d_conc",
+            "sk": f"R#d_conc.{i}",
+            "message_id": f"d_conc.{i}",
+            "email": f"c{i}@example.com",
+        }
+        event = NormalizedEvent(
+            provider="sendgrid",
+            event_id=f"c{i}",
+            event_type=EventType.DELIVERED,
+            provider_event="delivered",
+            timestamp=datetime.now(UTC),
+        )
+        store._report(recipient, "delivered", event.timestamp.isoformat(), event)
+
+    def drain_all(_: int) -> list[str]:
+        reader = MessageStore("MessagesTable", 30)
+        got: list[str] = []
+        while batch := reader.take_reports(7):
+            got += [r["messageId"] for r in batch]
+        return got
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.map(drain_all, range(2))
+    assert not set(a) & set(b) and len(a) + len(b) == 60

@@ -152,11 +152,6 @@ def test_stale_write_is_a_409_conflict(store: FakeSubscriptionStore, monkeypatch
     assert store.state["a@b.co"].subscribed is False
 
 
-def test_routes_not_built_yet_answer_501_json(store: FakeSubscriptionStore) -> None:
-    status, body = call("GET", "/reports", route_path="/reports")
-    assert status == 501 and body["error"]["code"] == "not_implemented"
-
-
 def test_unknown_route_is_json_404(store: FakeSubscriptionStore) -> None:
     status, body = call("DELETE", "/subscriptions/a@b.co", route_path="$default")
     assert status == 404 and body["error"]["code"] == "not_found"

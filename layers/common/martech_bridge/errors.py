@@ -48,12 +48,6 @@ class Unprocessable(BridgeError):
     status, code = 422, "unprocessable"
 
 
-class NotImplementedYet(BridgeError):
-    """A contract route whose behaviour is not built yet: answered, never crashed on."""
-
-    status, code = 501, "not_implemented"
-
-
 class TargetRejected(BridgeError):
     status, code = 502, "target_rejected"
 

@@ -2,7 +2,9 @@
 (sk "R#<message_id>"). Recipient items are indexed by the provider's id (ProviderIdIndex: "PID#<provider>#<id>")
 and by address (LogIndex: "TO#<email>", ordered by send time), so events and log look-ups never scan."""
 
+import hashlib
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,29 @@ from botocore.exceptions import BotoCoreError, ClientError
 from martech_bridge.adapters import aws
 from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
+
+REPORT_SHARDS = 8
+FINAL_STATUSES = frozenset({"delivered", "bounced", "rejected", "failed", "aborted"})
+FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no second report
+# Our statuses in Infobip's general status groups (its logs and reports speak these).
+GENERAL_STATUS = {
+    "accepted": "PENDING",
+    "unknown": "PENDING",
+    "queued": "PENDING",
+    "sent": "PENDING",
+    "deferred": "PENDING",
+    "delivered": "DELIVERED",
+    "bounced": "UNDELIVERABLE",
+    "failed": "UNDELIVERABLE",
+    "rejected": "REJECTED",
+    "aborted": "REJECTED",
+    "suppressed": "REJECTED",
+    "invalid": "REJECTED",
+}
+STATUSES_OF_GROUP = {
+    group: [s for s, g in GENERAL_STATUS.items() if g == group]
+    for group in ("PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
+}
 
 
 class MessageStore:
@@ -115,19 +140,164 @@ class MessageStore:
             self._table.put_item(Item={**item, "expires_at": expires})
             if recipient is None or status is None:
                 return False
-            self._table.update_item(
+            old = self._table.update_item(
                 Key={"pk": recipient["pk"], "sk": recipient["sk"]},
                 UpdateExpression="SET #s = :s, status_rank = :r, status_at = :t",
+                ReturnValues="ALL_OLD",
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(status_rank) OR status_rank < :r)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":s": status[0], ":r": status[1], ":t": stamp},
-            )
+            )["Attributes"]
+            if status[0] in FINAL_STATUSES and int(old.get("status_rank", 0)) < FINAL_RANK_FLOOR:
+                self._report(recipient, status[0], stamp, event)
             return True
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False  # a later (or final) status is already there
             raise DependencyUnavailable("Message store is unavailable") from exc
         except BotoCoreError as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    # ------------------------------------------------------------------ reports
+    def _report(self, recipient: dict[str, Any], status: str, stamp: str, event: Any) -> None:
+        """One final delivery report per message, created the first time its status turns final."""
+        message_id = str(recipient["message_id"])
+        shard = int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % REPORT_SHARDS
+        report = {
+            "pk": f"REPORT#{shard}",
+            "sk": f"R#{message_id}",
+            "messageId": message_id,
+            "dispatch_id": recipient.get("dispatch_id"),
+            "to": recipient.get("email"),
+            "provider": recipient.get("provider"),
+            "sentAt": recipient.get("sent_at"),
+            "doneAt": stamp,
+            "status": status,
+            "generalStatus": GENERAL_STATUS.get(status, "PENDING"),
+            "description": event.description,
+            "expires_at": int((datetime.now(UTC) + self._retention).timestamp()),
+        }
+        try:
+            self._table.put_item(
+                Item={k: v for k, v in report.items() if v is not None}, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def take_reports(self, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` final reports, each handed out once: a report is claimed by deleting it, and only
+        one concurrent reader's delete succeeds."""
+        from boto3.dynamodb.conditions import Key
+
+        taken: list[dict[str, Any]] = []
+        try:
+            for shard in random.sample(range(REPORT_SHARDS), REPORT_SHARDS):
+                if len(taken) >= limit:
+                    break
+                page = self._table.query(
+                    KeyConditionExpression=Key("pk").eq(f"REPORT#{shard}"), Limit=limit - len(taken)
+                )
+                for item in page["Items"]:
+                    try:
+                        claimed = self._table.delete_item(
+                            Key={"pk": item["pk"], "sk": item["sk"]},
+                            ConditionExpression="attribute_exists(pk)",
+                            ReturnValues="ALL_OLD",
+                        ).get("Attributes")
+                    except ClientError as exc:
+                        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                            continue  # another reader took it
+                        raise
+                    if claimed:
+                        taken.append({k: _plain(v) for k, v in claimed.items() if k not in ("pk", "sk", "expires_at")})
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        return taken
+
+    # ------------------------------------------------------------------ logs
+    def logs(
+        self,
+        *,
+        message_id: str | None,
+        to: str | None,
+        since: datetime,
+        until: datetime,
+        general_status: str | None,
+        limit: int,
+        cursor: dict[str, Any] | None,
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """Per-recipient log lines, newest first, from indexes only (never a scan)."""
+        from boto3.dynamodb.conditions import Attr, Key
+
+        def line(item: dict[str, Any]) -> dict[str, Any]:
+            status = str(item.get("status", ""))
+            return {
+                "messageId": item.get("message_id"),
+                "dispatch_id": item.get("dispatch_id"),
+                "to": item.get("email"),
+                "provider": item.get("provider"),
+                "sentAt": item.get("sent_at"),
+                "doneAt": item.get("status_at"),
+                "status": {"groupName": GENERAL_STATUS.get(status, "PENDING"), "name": status.upper()},
+                "reason": item.get("reason"),
+                "providerMessageId": item.get("provider_message_id"),
+            }
+
+        wanted = Attr("status").is_in(STATUSES_OF_GROUP[general_status]) if general_status else None
+        try:
+            if message_id:
+                dispatch = message_id.rsplit(".", 1)[0]
+                item = self._table.get_item(Key={"pk": f"MSG#{dispatch}", "sk": f"R#{message_id}"}).get("Item")
+                ok = item and (not general_status or item.get("status") in STATUSES_OF_GROUP[general_status])
+                return ([_plain(line(item))] if ok else []), None
+            if to:
+                query: dict[str, Any] = {
+                    "IndexName": "LogIndex",
+                    "ScanIndexForward": False,
+                    "Limit": limit,
+                    "KeyConditionExpression": Key("gsi2pk").eq(f"TO#{to}")
+                    & Key("gsi2sk").between(since.isoformat(), until.isoformat() + "~"),
+                }
+                if wanted is not None:
+                    query["FilterExpression"] = wanted
+                if cursor:
+                    query["ExclusiveStartKey"] = cursor
+                page = self._table.query(**query)
+                return [_plain(line(i)) for i in page["Items"]], page.get("LastEvaluatedKey")
+            # No address: message heads by day (LogIndex "DAY#..."), newest day first, then their recipients.
+            lines: list[dict[str, Any]] = []
+            day = (cursor or {}).get("day") or until.strftime("%Y-%m-%d")
+            start = (cursor or {}).get("key")
+            while day >= since.strftime("%Y-%m-%d") and len(lines) < limit:
+                query = {
+                    "IndexName": "LogIndex",
+                    "ScanIndexForward": False,
+                    "Limit": limit,
+                    "KeyConditionExpression": Key("gsi2pk").eq(f"DAY#{day}")
+                    & Key("gsi2sk").between(since.isoformat(), until.isoformat() + "~"),
+                }
+                if start:
+                    query["ExclusiveStartKey"] = start
+                page = self._table.query(**query)
+                for head in page["Items"]:
+                    members = self._table.query(
+                        KeyConditionExpression=Key("pk").eq(head["pk"]) & Key("sk").begins_with("R#")
+                    )["Items"]
+                    lines += [
+                        _plain(line(m))
+                        for m in members
+                        if not general_status or m.get("status") in STATUSES_OF_GROUP[general_status]
+                    ]
+                    if len(lines) >= limit:
+                        return lines, {"day": day, "key": {k: head[k] for k in ("pk", "sk", "gsi2pk", "gsi2sk")}}
+                if page.get("LastEvaluatedKey"):
+                    start = page["LastEvaluatedKey"]
+                    continue
+                day = (datetime.strptime(day, "%Y-%m-%d") - timedelta(days=1)).strftime("%Y-%m-%d")
+                start = None
+            return lines, None
+        except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
 
     def record_rejected(self, provider: str, reason: str, raw: Any) -> None:

@@ -1,6 +1,9 @@
-"""QueryFunction: the operator API - subscriptions now; messages, reports and deliveries as they are built."""
+"""QueryFunction: the operator API - subscriptions, messages and their logs, reports, deliveries."""
 
-from datetime import UTC, datetime
+import base64
+import binascii
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -8,10 +11,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from martech_bridge.adapters.message_store import STATUSES_OF_GROUP
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.deliveries import replay_delivery
 from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
-from martech_bridge.errors import InvalidRequest, NotFound, NotImplementedYet
+from martech_bridge.errors import InvalidRequest, NotFound
+from martech_bridge.logic.event_parsing import Unreadable, iso
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.subscription import SubscriptionUpdate, SubscriptionView
@@ -53,10 +58,6 @@ def put_subscription(email: str) -> Response:
     return json_response(200, view.to_json())
 
 
-def _later(feature: str) -> Response:
-    raise NotImplementedYet(f"{feature} is not available in this version of the bridge")
-
-
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)
 def get_message(dispatch_id: str) -> Response:
     message = message_store().get(unquote(dispatch_id))
@@ -67,12 +68,71 @@ def get_message(dispatch_id: str) -> Response:
 
 @app.get("/messages", middlewares=AUTH)
 def list_messages() -> Response:
-    return _later("Message logs")
+    """Logs, filtered as Infobip's are: messageId, to, sentSince, sentUntil, generalStatus, limit, cursor."""
+    params = app.current_event.query_string_parameters or {}
+    now = datetime.now(UTC)
+    until = _when(params, "sentUntil") or now
+    since = _when(params, "sentSince") or until - timedelta(days=2)
+    if since > until:
+        raise InvalidRequest("sentSince is after sentUntil", field="sentSince")
+    status = params.get("generalStatus")
+    if status is not None and status.upper() not in STATUSES_OF_GROUP:
+        raise InvalidRequest(f"generalStatus must be one of {', '.join(STATUSES_OF_GROUP)}", field="generalStatus")
+    to = _email_from_path(params["to"]) if params.get("to") else None
+    results, cursor = message_store().logs(
+        message_id=params.get("messageId"),
+        to=to,
+        since=since,
+        until=until,
+        general_status=status.upper() if status else None,
+        limit=_limit(params, 50),
+        cursor=_cursor(params),
+    )
+    return json_response(200, {"results": results, "cursor": _encode_cursor(cursor)})
 
 
 @app.get("/reports", middlewares=AUTH)
 def get_reports() -> Response:
-    return _later("Delivery reports")
+    """Final delivery reports, each returned once (Infobip semantics): a report read is a report gone."""
+    params = app.current_event.query_string_parameters or {}
+    return json_response(200, {"results": message_store().take_reports(_limit(params, 100))})
+
+
+def _limit(params: dict[str, str], default: int) -> int:
+    raw = params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("limit must be a whole number from 1 to 1000", field="limit")
+    return int(raw)
+
+
+def _when(params: dict[str, str], name: str) -> datetime | None:
+    if not params.get(name):
+        return None
+    try:
+        # An unencoded "+0000" arrives as " 0000" (a plus is a space in a query string).
+        return iso(params[name].replace(" ", "+"))
+    except Unreadable:
+        raise InvalidRequest(
+            f"{name} must be an ISO 8601 time, e.g. 2026-11-22T05:00:00.000+0000", field=name
+        ) from None
+
+
+def _cursor(params: dict[str, str]) -> dict[str, Any] | None:
+    if not params.get("cursor"):
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(params["cursor"].encode()))
+    except (ValueError, binascii.Error):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor")
+    return value
+
+
+def _encode_cursor(cursor: Any) -> str | None:
+    if not cursor:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(cursor, default=str).encode()).decode()
 
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)
