@@ -50,6 +50,15 @@ DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
             "lead_source": {"type": "SINGLE_LINE_TEXT"},
         },
     },
+    "10": {  # the kintone-mail-status sink: upsert by message id
+        "fields": {
+            "message_id": {"type": "SINGLE_LINE_TEXT", "unique": True},
+            "email": {"type": "SINGLE_LINE_TEXT"},
+            "last_event": {"type": "SINGLE_LINE_TEXT"},
+            "last_event_at": {"type": "DATETIME"},
+            "provider": {"type": "SINGLE_LINE_TEXT"},
+        },
+    },
     "9": {  # karte-cart-abandon: add
         "fields": {
             "karte_user_id": {"type": "SINGLE_LINE_TEXT", "required": True},

@@ -420,3 +420,66 @@ def test_two_concurrent_readers_never_get_the_same_report(aws_env) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         a, b = pool.map(drain_all, range(2))
     assert not set(a) & set(b) and len(a) + len(b) == 60
+
+
+# ------------------------------------------------------------------ sinks
+def deliver_all(functions: Functions, moto_server) -> None:
+    """Run the delivery worker over everything on the delivery queue."""
+    sqs = moto_server.client("sqs")
+    url = local_queue_url("DeliveryQueue")
+    for _ in range(20):
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            return
+        result = functions.invoke(
+            "DeliveryWorkerFunction", sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue")
+        )
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_events_are_forwarded_to_karte_and_kintone_once(functions: Functions, moto_server, sandbox: Sandbox) -> None:
+    from devkit.stack import seed_demo_apps
+
+    seed_demo_apps(sandbox)
+    deliver_all(functions, moto_server)  # leftovers of other tests
+    requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
+    seed_demo_apps(sandbox)
+    emails = [f"sink-{uuid.uuid4().hex[:6]}@example.com" for _ in range(2)]
+    dispatch = send(functions, "sendgrid", emails)["dispatch_id"]
+    story = [
+        sg(emails[0], dispatch, 0, "delivered", 5),
+        sg(emails[0], dispatch, 0, "click", 9, url="https://shop.example/"),
+        sg(emails[0], dispatch, 0, "deferred", 3),  # not in either sink's filter
+        sg(emails[1], dispatch, 1, "bounce", 5, type="bounce", reason="550 5.1.1"),
+    ]
+    post_events(functions, "sendgrid", story)
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    deliver_all(functions, moto_server)
+
+    karte = requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()
+    names = sorted((e["keys"]["user_id"], e["event"]["event_name"]) for e in karte)
+    assert names == sorted(
+        [(emails[0], "_sendgrid_delivered"), (emails[0], "message_click"), (emails[1], "_sendgrid_bounce")]
+    )
+    click = next(e for e in karte if e["event"]["event_name"] == "message_click")
+    assert (
+        click["event"]["values"]["app_name"] == "sendgrid"
+        and click["event"]["values"]["url"] == "https://shop.example/"
+    )
+    records = {
+        r["message_id"]["value"]: r
+        for r in requests.get(f"{sandbox.url}/_sandbox/kintone/apps/10", timeout=5).json()["records"]
+    }
+    assert set(records) == {f"{dispatch}.0", f"{dispatch}.1"}
+    assert records[f"{dispatch}.1"]["last_event"]["value"] == "bounced"
+    assert records[f"{dispatch}.0"]["email"]["value"] == emails[0]
+
+    post_events(functions, "sendgrid", story)  # the same events again: no second forward
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    deliver_all(functions, moto_server)
+    assert len(requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()) == 3

@@ -31,6 +31,9 @@ def test_production_config_holds_only_secret_references() -> None:
         refs = route["auth"].get("secrets", []) + route["target"].get("api_tokens", [])
         refs += list(route["target"].get("secret_headers", {}).values())
         assert refs and all(r.startswith("ssm:/") for r in refs)
+    for sink in json.loads(text)["sinks"]:
+        refs = sink["target"].get("api_tokens", []) + [sink["target"].get("api_token")]
+        assert all(r.startswith("ssm:/") for r in refs if r)
     assert "local-" not in text and "127.0.0.1" not in text
 
 
@@ -41,6 +44,9 @@ def test_local_and_production_configs_differ_only_in_where_and_secrets() -> None
             route["auth"].pop("secrets", None)
             for key in ("base_url", "url", "api_tokens", "secret_headers"):
                 route["target"].pop(key, None)
+        for sink in data["sinks"]:
+            for key in ("base_url", "api_tokens", "api_token"):
+                sink["target"].pop(key, None)
         return data
 
     assert skeleton("bridge.json") == skeleton("bridge.local.json")

@@ -23,7 +23,7 @@ from martech_bridge.config import Settings
 from martech_bridge.errors import Conflict, DependencyUnavailable, NotFound
 from martech_bridge.logic.delivery import Outcome, backoff_seconds, should_give_up
 from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus
-from martech_bridge.models.routes import KintoneTarget, Route
+from martech_bridge.models.routes import Deliverable, KintoneTarget
 from martech_bridge.observability import logger, metrics
 
 LEASE_MARGIN_SECONDS = 15
@@ -76,14 +76,14 @@ class Engine:
     def local_mode(self) -> bool:
         return self.settings.stage == "local"
 
-    def build(self, route: Route, payload: dict[str, Any]) -> TargetRequest:
+    def build(self, route: Deliverable, payload: dict[str, Any]) -> TargetRequest:
         return targets.for_kind(route.target.type).build(
             route, payload, self.resolve_secrets, local_mode=self.local_mode
         )
 
     # ------------------------------------------------------------------ one attempt
     def attempt(
-        self, delivery: Delivery, route: Route, number: int, *, lapsed: bool, deadline: float | None = None
+        self, delivery: Delivery, route: Deliverable, number: int, *, lapsed: bool, deadline: float | None = None
     ) -> Settled:
         """Make attempt `number` (its lease is held) and settle the delivery."""
         request = self.build(route, delivery.payload)
@@ -104,7 +104,7 @@ class Engine:
     def _settle(
         self,
         delivery: Delivery,
-        route: Route,
+        route: Deliverable,
         number: int,
         started: datetime,
         latency: int,
@@ -202,7 +202,7 @@ class Engine:
         return Settled(settled, 502, body)
 
     # ------------------------------------------------------------------ answers
-    def caller_response(self, route: Route, delivery: Delivery, outcome: Outcome) -> dict[str, Any]:
+    def caller_response(self, route: Deliverable, delivery: Delivery, outcome: Outcome) -> dict[str, Any]:
         """Flat JSON for the caller: Marketo's response mappings read top-level keys."""
         result = {k: v for k, v in (outcome.result or {}).items() if v is not None}
         body: dict[str, Any] = {
@@ -238,7 +238,7 @@ class Engine:
         return {"error": {k: v for k, v in error.items() if v is not None}}
 
     # ------------------------------------------------------------------ budgets
-    def _count_budget(self, route: Route) -> None:
+    def _count_budget(self, route: Deliverable) -> None:
         """kintone counts requests per app per day (reset at 09:00 JST = 00:00 UTC) and warns its admins;
         we count too, and warn before kintone does."""
         target = route.target
@@ -292,7 +292,7 @@ def replay_delivery(engine: Engine, delivery_id: str, default_attempts: int = 8)
     current = engine.store.get(delivery_id)
     if current is None:
         raise NotFound("No delivery with this id", code="delivery_not_found")
-    route = load_bridge_config().routes.get(current.route)
+    route = load_bridge_config().spec(current.route)
     extra = route.delivery.max_attempts if route else default_attempts
     reopened = engine.store.reopen(delivery_id, extra)
     if reopened is None:

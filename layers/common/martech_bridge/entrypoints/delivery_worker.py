@@ -46,7 +46,7 @@ def record_handler(record: SQSRecord) -> None:
         if wait > 1:
             engine.queue.postpone(record.receipt_handle, wait)  # arrived early (SQS delays stop at 15 min)
             raise HandBack(f"not due for {wait:.0f} s")
-    route = load_bridge_config().routes.get(delivery.route)
+    route = load_bridge_config().spec(delivery.route)
     if route is None:
         engine.store.mark(
             delivery, DeliveryStatus.FAILED, last_error=f"route {delivery.route!r} is no longer configured"

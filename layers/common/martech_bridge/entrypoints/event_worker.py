@@ -20,12 +20,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from martech_bridge.adapters import aws
 from martech_bridge.adapters.dedupe_store import DedupeStore
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.config import get_settings
-from martech_bridge.dependencies import message_store, subscription_store
-from martech_bridge.errors import Conflict
+from martech_bridge.config import get_settings, load_bridge_config
+from martech_bridge.deliveries import new_delivery_id, request_hash
+from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
+from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest
 from martech_bridge.logic.event_effects import should_suppress, status_change, suppression_for
 from martech_bridge.logic.subscriptions import apply_update
+from martech_bridge.models.delivery import Delivery, DeliveryStatus
 from martech_bridge.models.events import NormalizedEvent, RejectedEvent
+from martech_bridge.models.routes import SINK_PREFIX
 from martech_bridge.models.subscription import SubscriptionUpdate
 from martech_bridge.observability import logger, mask_email, metrics
 
@@ -77,9 +80,47 @@ def apply(event: NormalizedEvent) -> bool:
     kind = suppression_for(event)
     if kind is not None and email:
         _suppress(email, kind, event)
+    forward(event)
     dedupe_store().mark(key)
     metrics.add_metric(name=f"Events{event.event_type.value.capitalize()}", unit=MetricUnit.Count, value=1)
     return True
+
+
+def forward(event: NormalizedEvent) -> None:
+    """Queue a delivery to every sink whose filter takes this event. The delivery id comes from the sink and
+    the event, so applying an event twice (a crash before its marker) queues nothing new."""
+    sinks = [s for s in load_bridge_config().sinks if s.filter.accepts(event.provider, event.event_type.value)]
+    if not sinks:
+        return
+    engine = delivery_engine()
+    now = datetime.now(UTC)
+    for sink in sinks:
+        payload = {
+            **event.model_dump(mode="json"),
+            "event_name": sink.event_name(event.provider, event.event_type.value),
+            "app_name": event.provider,
+        }
+        name = f"{SINK_PREFIX}{sink.name}"
+        try:
+            request = engine.build(sink, payload)
+        except (InvalidRequest, ConfigurationError) as exc:  # this event cannot go to this sink; the rest can
+            metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
+            logger.warning("Event not forwarded to a sink", extra={"sink": sink.name, "reason": exc.message})
+            continue
+        delivery = Delivery(
+            delivery_id=new_delivery_id(name, f"{event.provider}#{event.event_id}"),
+            route=name,
+            target=request.describe(),
+            status=DeliveryStatus.PENDING,
+            max_attempts=sink.delivery.max_attempts,
+            created_at=now,
+            updated_at=now,
+            request_hash=request_hash(payload),
+            payload=payload,
+        )
+        if engine.store.create(delivery) is None:
+            engine.queue.enqueue(delivery.delivery_id)
+            metrics.add_metric(name="SinkDeliveriesQueued", unit=MetricUnit.Count, value=1)
 
 
 def _suppress(email: str, kind: Any, event: NormalizedEvent) -> None:

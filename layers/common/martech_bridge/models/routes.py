@@ -165,7 +165,21 @@ class HttpTarget(_Strict):
         return self.idempotent if self.idempotent is not None else self.method != "POST"
 
 
-Target = Annotated[KintoneTarget | HttpTarget, Field(discriminator="type")]
+class KarteTarget(_Strict):
+    """KARTE's Track API, `POST /v2/track/event/write` with an app token: {keys: {user_id}, event: {...}}."""
+
+    type: Literal["karte"]
+    base_url: Annotated[str, Field(pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")] = "https://api.karte.io"
+    api_token: SecretRef
+    user_key: Literal["user_id", "visitor_id"] = "user_id"
+    timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+
+Target = Annotated[KintoneTarget | HttpTarget | KarteTarget, Field(discriminator="type")]
 
 
 class UpdateKeyMapping(_Strict):
@@ -259,28 +273,100 @@ class Route(_Strict):
 
     @model_validator(mode="after")
     def _mapping_fits_target(self) -> "Route":
-        m, t = self.mapping, self.target
-        if isinstance(t, KintoneTarget):
-            if m.url_params or m.query or m.headers or m.body is not None or m.body_value is not None:
-                raise ValueError("a kintone target takes `record`, `id`/`update_key` and `revision` mappings only")
-            if m.id is not None and m.update_key is not None:
-                raise ValueError("map either `id` or `update_key`, not both (kintone refuses both)")
-            if t.operation in ("update", "upsert") and m.id is None and m.update_key is None:
-                raise ValueError(f"kintone {t.operation} needs an `id` or `update_key` mapping")
-            if t.operation == "add" and (m.id is not None or m.update_key is not None):
-                raise ValueError("kintone add takes no `id` or `update_key`")
-        else:
-            if m.record or m.id is not None or m.update_key is not None or m.revision is not None:
-                raise ValueError("an http target takes `url_params`, `query`, `headers` and `body` mappings only")
-            missing = t.placeholders - set(m.url_params)
-            if missing:
-                raise ValueError(f"url placeholders without a url_params mapping: {sorted(missing)}")
-            if t.method == "GET" and (m.body is not None or m.body_value is not None):
-                raise ValueError("a GET target has no body")
+        _check_mapping(self.mapping, self.target)
         return self
+
+
+def _check_mapping(m: "Mapping", t: Any) -> None:
+    if isinstance(t, KarteTarget):
+        if m.record or m.update_key is not None or m.url_params or m.query or m.headers or m.body_value is not None:
+            raise ValueError("a karte target takes `id` (the user key's value) and `body` (event values) only")
+        return
+    if isinstance(t, KintoneTarget):
+        if m.url_params or m.query or m.headers or m.body is not None or m.body_value is not None:
+            raise ValueError("a kintone target takes `record`, `id`/`update_key` and `revision` mappings only")
+        if m.id is not None and m.update_key is not None:
+            raise ValueError("map either `id` or `update_key`, not both (kintone refuses both)")
+        if t.operation in ("update", "upsert") and m.id is None and m.update_key is None:
+            raise ValueError(f"kintone {t.operation} needs an `id` or `update_key` mapping")
+        if t.operation == "add" and (m.id is not None or m.update_key is not None):
+            raise ValueError("kintone add takes no `id` or `update_key`")
+    else:
+        if m.record or m.id is not None or m.update_key is not None or m.revision is not None:
+            raise ValueError("an http target takes `url_params`, `query`, `headers` and `body` mappings only")
+        missing = t.placeholders - set(m.url_params)
+        if missing:
+            raise ValueError(f"url placeholders without a url_params mapping: {sorted(missing)}")
+        if t.method == "GET" and (m.body is not None or m.body_value is not None):
+            raise ValueError("a GET target has no body")
+
+
+# KARTE's names for the SendGrid plug-in's events (WIRE-FORMATS 7.2), the default for a karte sink;
+# other types become "_<provider>_<type>".
+KARTE_EVENT_NAMES = {
+    "delivered": "_{provider}_delivered",
+    "bounced": "_{provider}_bounce",
+    "rejected": "_{provider}_dropped",
+    "complained": "_{provider}_spamreport",
+    "opened": "talk_message_open",
+    "clicked": "message_click",
+}
+SINK_PREFIX = "sink:"
+
+
+class SinkFilter(_Strict):
+    events: list[Annotated[str, Field(pattern=r"^[a-z]+$")]] = Field(default_factory=list)  # empty: all
+    providers: list[Literal["sendgrid", "braze", "infobip"]] = Field(default_factory=list)  # empty: all
+
+    def accepts(self, provider: str, event_type: str) -> bool:
+        return (not self.events or event_type in self.events) and (not self.providers or provider in self.providers)
+
+
+class Sink(_Strict):
+    """Where normalised events go: KARTE's event API, a kintone record, or any HTTP endpoint - delivered
+    like relay calls (records, retries, DLQ, replay). The mapping reads the normalised event (with
+    `event_name` and `app_name` added, and the provider's `raw` event)."""
+
+    name: RouteName
+    description: str = ""
+    filter: SinkFilter = Field(default_factory=SinkFilter)
+    target: Target
+    mapping: Mapping = Field(default_factory=Mapping)
+    event_names: dict[str, str] = Field(default_factory=dict)  # per event type, over KARTE_EVENT_NAMES
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+    delivery: DeliverySpec = Field(default_factory=lambda: DeliverySpec(mode="async"))
+
+    @model_validator(mode="after")
+    def _mapping_fits_target(self) -> "Sink":
+        _check_mapping(self.mapping, self.target)
+        return self
+
+    def event_name(self, provider: str, event_type: str) -> str:
+        template = (
+            self.event_names.get(event_type) or KARTE_EVENT_NAMES.get(event_type) or f"_{{provider}}_{event_type}"
+        )
+        return template.format(provider=provider)
 
 
 class BridgeConfig(_Strict):
     version: Literal[1]
     routes: dict[RouteName, Route] = Field(default_factory=dict)
-    sinks: list[dict[str, Any]] = Field(default_factory=list)  # their model comes with event forwarding
+    sinks: list[Sink] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_sinks(self) -> "BridgeConfig":
+        names = [s.name for s in self.sinks]
+        if len(set(names)) != len(names):
+            raise ValueError("sink names must be unique")
+        return self
+
+    def spec(self, name: str) -> "Route | Sink | None":
+        """What a delivery was made for: a route by name, or a sink as "sink:<name>"."""
+        if name.startswith(SINK_PREFIX):
+            return next((s for s in self.sinks if s.name == name[len(SINK_PREFIX) :]), None)
+        return self.routes.get(name)
+
+
+# What the delivery machinery delivers for: a relay route or an event sink (both carry target, mapping,
+# response and delivery).
+Deliverable = Route | Sink

@@ -10,7 +10,7 @@ import requests
 
 from martech_bridge.errors import InvalidRequest
 from martech_bridge.logic.delivery import Outcome, classify_status, parse_retry_after
-from martech_bridge.models.routes import Route
+from martech_bridge.models.routes import Deliverable
 
 # Resolves a route's secret references to every currently accepted value.
 SecretResolver = Callable[[Sequence[str]], tuple[str, ...]]
@@ -45,10 +45,10 @@ class TargetResponse:
 
 class Target(Protocol):
     def build(
-        self, route: Route, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
+        self, route: Deliverable, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
     ) -> TargetRequest: ...
 
-    def interpret(self, route: Route, response: TargetResponse) -> Outcome: ...
+    def interpret(self, route: Deliverable, response: TargetResponse) -> Outcome: ...
 
 
 @cache

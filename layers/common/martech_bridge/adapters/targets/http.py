@@ -15,7 +15,7 @@ from martech_bridge.adapters.targets.base import (
 )
 from martech_bridge.errors import ConfigurationError, InvalidRequest
 from martech_bridge.logic.delivery import Outcome
-from martech_bridge.models.routes import HttpTarget, Route
+from martech_bridge.models.routes import Deliverable, HttpTarget
 
 
 def _text(value: Any) -> str:
@@ -32,7 +32,7 @@ def _text(value: Any) -> str:
 
 class HttpTargetAdapter:
     def build(
-        self, route: Route, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
+        self, route: Deliverable, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
     ) -> TargetRequest:
         target = route.target
         assert isinstance(target, HttpTarget)
@@ -92,7 +92,7 @@ class HttpTargetAdapter:
             secret_headers=frozenset(target.secret_headers),
         )
 
-    def interpret(self, route: Route, response: TargetResponse) -> Outcome:
+    def interpret(self, route: Deliverable, response: TargetResponse) -> Outcome:
         data = response.json()
         message = code = None
         if isinstance(data, dict):

@@ -15,10 +15,10 @@ from martech_bridge.adapters.targets.base import (
 )
 from martech_bridge.errors import ConfigurationError, InvalidRequest
 from martech_bridge.logic.delivery import Outcome
-from martech_bridge.models.routes import KintoneTarget, Route
+from martech_bridge.models.routes import Deliverable, KintoneTarget
 
 
-def record_fields(route: Route, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def record_fields(route: Deliverable, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Flat mapped values shaped the way kintone wants them: {"code": {"value": ...}}. A value the payload
     does not have (and that has no default) is left out, so kintone keeps what the field holds."""
     out = {}
@@ -37,7 +37,7 @@ def _scalar(value: Any) -> str:
 
 class KintoneTargetAdapter:
     def build(
-        self, route: Route, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
+        self, route: Deliverable, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
     ) -> TargetRequest:
         target = route.target
         assert isinstance(target, KintoneTarget)
@@ -85,7 +85,7 @@ class KintoneTargetAdapter:
         )
 
     @staticmethod
-    def _locator(route: Route, payload: dict[str, Any]) -> dict[str, Any]:
+    def _locator(route: Deliverable, payload: dict[str, Any]) -> dict[str, Any]:
         mapping = route.mapping
         if mapping.id is not None:
             record_id = mapping.id.evaluate(payload)
@@ -108,7 +108,7 @@ class KintoneTargetAdapter:
             return {"updateKey": {"field": mapping.update_key.field, "value": value}}
         return {}
 
-    def interpret(self, route: Route, response: TargetResponse) -> Outcome:
+    def interpret(self, route: Deliverable, response: TargetResponse) -> Outcome:
         data = response.json()
         data = data if isinstance(data, dict) else {}
         result: dict[str, Any] = {"target_status": response.status}
