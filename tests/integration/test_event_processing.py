@@ -483,3 +483,20 @@ def test_events_are_forwarded_to_karte_and_kintone_once(functions: Functions, mo
     assert work(functions, moto_server) == {"batchItemFailures": []}
     deliver_all(functions, moto_server)
     assert len(requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()) == 3
+
+
+@pytest.mark.parametrize("name", ["event-worker-sendgrid.json", "event-worker-braze.json", "event-worker-infobip.json"])
+def test_each_providers_realistic_batch_is_read_without_a_reject(functions: Functions, name: str) -> None:
+    """The files under events/ (for `sam local invoke EventWorkerFunction -e ...`) hold every event type."""
+    before = len(functions.log_lines("EventWorkerFunction"))
+    assert functions.invoke("EventWorkerFunction", load_event(name)) == {"batchItemFailures": []}
+    lines = functions.log_lines("EventWorkerFunction")[before:]
+    processed = [line for line in lines if line.get("message") == "Event post processed"]
+    assert processed and all(line["rejected"] == 0 for line in processed)
+    assert sum(line["applied"] + line["duplicates"] for line in processed) >= 5
+
+
+@pytest.mark.parametrize("name", ["events-braze-postback.json", "events-infobip-report.json"])
+def test_the_ack_event_files_are_accepted(functions: Functions, name: str) -> None:
+    result = functions.invoke("EventsFunction", load_event(name))
+    assert result["statusCode"] == 200 and json.loads(result["body"])["status"] == "queued"
