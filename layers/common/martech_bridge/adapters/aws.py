@@ -17,11 +17,17 @@ def client(service: str) -> Any:
 
 
 @cache
+def dynamodb_resource() -> Any:
+    return boto3.session.Session().resource("dynamodb", config=_CONFIG)
+
+
+@cache
 def dynamodb_table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+    return dynamodb_resource().Table(name)
 
 
 def reset() -> None:
     """Drop cached clients (tests point them at a fresh moto server)."""
     client.cache_clear()
+    dynamodb_resource.cache_clear()
     dynamodb_table.cache_clear()

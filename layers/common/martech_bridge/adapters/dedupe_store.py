@@ -20,17 +20,36 @@ class DedupeStore:
     def _table(self) -> Any:
         return aws.dynamodb_table(self._table_name)
 
-    def seen(self, key: str) -> bool:
-        try:
-            return "Item" in self._table.get_item(Key={"pk": key}, ProjectionExpression="pk")
-        except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Dedupe store is unavailable") from exc
+    def seen_many(self, keys: list[str]) -> set[str]:
+        """Which of these keys have markers: BatchGetItem, 100 keys a call."""
+        found: set[str] = set()
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self._table_name: {
+                    "Keys": [{"pk": k} for k in unique[start : start + 100]],
+                    "ProjectionExpression": "pk",
+                }
+            }
+            for _ in range(8):
+                try:
+                    answer = aws.dynamodb_resource().batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise DependencyUnavailable("Dedupe store is unavailable") from exc
+                found |= {item["pk"] for item in answer["Responses"].get(self._table_name, [])}
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise DependencyUnavailable("Dedupe store kept throttling the read")
+        return found
 
-    def mark(self, key: str) -> None:
+    def mark_many(self, keys: list[str]) -> None:
         now = datetime.now(UTC)
+        expires = int((now + KEEP).timestamp())
         try:
-            self._table.put_item(
-                Item={"pk": key, "seen_at": now.isoformat(), "expires_at": int((now + KEEP).timestamp())}
-            )
+            with self._table.batch_writer(overwrite_by_pkeys=["pk"]) as batch:
+                for key in keys:
+                    batch.put_item(Item={"pk": key, "seen_at": now.isoformat(), "expires_at": expires})
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Dedupe store is unavailable") from exc

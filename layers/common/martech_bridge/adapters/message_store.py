@@ -125,38 +125,75 @@ class MessageStore:
             raise DependencyUnavailable("Message store is unavailable") from exc
         return None
 
-    def record_event(self, recipient: dict[str, Any] | None, event: Any, status: tuple[str, int] | None) -> bool:
-        """Keep the event in the recipient's history (ordered by provider time); move its status forward.
-        Returns whether the status moved. Events for mail the bridge did not send are kept per day."""
-        stamp = event.timestamp.isoformat()
-        body = {k: v for k, v in event.model_dump(mode="json").items() if v is not None and k != "raw"}
-        body["raw"] = json.dumps(event.raw, ensure_ascii=False)[:20_000]
+    def find_recipients(self, events: list[Any]) -> list[dict[str, Any] | None]:
+        """`find_recipient` for a post's events: one BatchGetItem (100 keys a call) for those carrying our ids,
+        the index for the others."""
+        keys = {(f"MSG#{e.dispatch_id}", f"R#{e.message_id}") for e in events if e.dispatch_id and e.message_id}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        ordered = sorted(keys)
+        table = self._table_name
+        for start in range(0, len(ordered), 100):
+            request: dict[str, Any] = {
+                table: {"Keys": [{"pk": pk, "sk": sk} for pk, sk in ordered[start : start + 100]]}
+            }
+            for _ in range(8):
+                try:
+                    answer = aws.dynamodb_resource().batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise DependencyUnavailable("Message store is unavailable") from exc
+                for item in answer["Responses"].get(table, []):
+                    found[(item["pk"], item["sk"])] = item
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        out: list[dict[str, Any] | None] = []
+        for event in events:
+            item = found.get((f"MSG#{event.dispatch_id}", f"R#{event.message_id}")) if event.message_id else None
+            if item is None and event.provider_message_id and not (event.dispatch_id and event.message_id):
+                item = self.find_recipient(event.provider, None, None, event.provider_message_id, event.recipient)
+            out.append(item)
+        return out
+
+    def record_history(self, pairs: list[tuple[dict[str, Any] | None, Any]]) -> None:
+        """Every event of a post into its recipient's history (or the per-day record), in batches of 25."""
         expires = int((datetime.now(UTC) + self._retention).timestamp())
-        if recipient is None:
-            item = {"pk": f"EVENTS#{event.provider}#{stamp[:10]}", "sk": f"E#{stamp}#{event.event_id}", **body}
-        else:
-            item = {"pk": recipient["pk"], "sk": f"E#{recipient['message_id']}#{stamp}#{event.event_id}", **body}
         try:
-            self._table.put_item(Item={**item, "expires_at": expires})
-            if recipient is None or status is None:
-                return False
+            with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+                for recipient, event in pairs:
+                    batch.put_item(Item={**self._event_item(recipient, event), "expires_at": expires})
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def advance(self, recipient: dict[str, Any], status: tuple[str, int], event: Any) -> bool:
+        """Move a recipient's status forward (never back); report it the first time it turns final."""
+        stamp = event.timestamp.isoformat()
+        try:
             old = self._table.update_item(
                 Key={"pk": recipient["pk"], "sk": recipient["sk"]},
                 UpdateExpression="SET #s = :s, status_rank = :r, status_at = :t",
-                ReturnValues="ALL_OLD",
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(status_rank) OR status_rank < :r)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":s": status[0], ":r": status[1], ":t": stamp},
+                ReturnValues="ALL_OLD",
             )["Attributes"]
-            if status[0] in FINAL_STATUSES and int(old.get("status_rank", 0)) < FINAL_RANK_FLOOR:
-                self._report(recipient, status[0], stamp, event)
-            return True
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False  # a later (or final) status is already there
+                return False
             raise DependencyUnavailable("Message store is unavailable") from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
+        if status[0] in FINAL_STATUSES and int(old.get("status_rank", 0)) < FINAL_RANK_FLOOR:
+            self._report(recipient, status[0], stamp, event)
+        return True
+
+    @staticmethod
+    def _event_item(recipient: dict[str, Any] | None, event: Any) -> dict[str, Any]:
+        stamp = event.timestamp.isoformat()
+        body = {k: v for k, v in event.model_dump(mode="json").items() if v is not None and k != "raw"}
+        body["raw"] = json.dumps(event.raw, ensure_ascii=False)[:20_000]
+        if recipient is None:
+            return {"pk": f"EVENTS#{event.provider}#{stamp[:10]}", "sk": f"E#{stamp}#{event.event_id}", **body}
+        return {"pk": recipient["pk"], "sk": f"E#{recipient['message_id']}#{stamp}#{event.event_id}", **body}
 
     # ------------------------------------------------------------------ reports
     def _report(self, recipient: dict[str, Any], status: str, stamp: str, event: Any) -> None:

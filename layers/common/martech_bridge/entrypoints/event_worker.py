@@ -1,9 +1,10 @@
 """EventWorkerFunction: each queued post is read (from S3 when it came by pointer), normalised by its
 provider's module, and every event in it applied once - however often the provider posted it.
 
-Per event: skip it if its dedupe marker exists; find its message; keep it in that recipient's history
-and move the recipient's status forward; apply KARTE's subscription rule; then write the marker. Every
-effect is idempotent, so a crash before the marker only repeats harmless work. An unreadable event is
+Per post, in batches: drop events whose dedupe marker exists; find their messages; keep each event in its
+recipient's history and move each recipient's status forward; apply KARTE's subscription rule; queue
+sink deliveries; then write the markers. Every effect is idempotent, so a crash before the markers only
+repeats harmless work. An unreadable event is
 recorded as rejected with its reason and never fails its batch; a failure of AWS fails the post's record,
 which SQS delivers again (partial batch failure)."""
 
@@ -24,7 +25,7 @@ from martech_bridge.config import get_settings, load_bridge_config
 from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
 from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest
-from martech_bridge.logic.event_effects import should_suppress, status_change, suppression_for
+from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status_change, suppression_for
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import Delivery, DeliveryStatus
 from martech_bridge.models.events import NormalizedEvent, RejectedEvent
@@ -53,37 +54,68 @@ def record_handler(record: SQSRecord) -> None:
     except json.JSONDecodeError as exc:
         reject(provider.name, f"post is not JSON: {exc.msg}", raw[:2000])
         return
-    counts = {"applied": 0, "duplicates": 0, "rejected": 0}
+    events: list[NormalizedEvent] = []
+    rejected = 0
     for item in provider.events(payload):
         if isinstance(item, RejectedEvent):
             reject(item.provider, item.reason, item.raw)
-            counts["rejected"] += 1
-        elif apply(item):
-            counts["applied"] += 1
+            rejected += 1
         else:
-            counts["duplicates"] += 1
-    logger.info("Event post processed", extra={"provider": provider.name, **counts})
-
-
-def apply(event: NormalizedEvent) -> bool:
-    """Apply one event; False when it was a duplicate."""
-    key = f"{event.provider}#{event.event_id}"
-    if dedupe_store().seen(key):
-        metrics.add_metric(name="EventDuplicatesDropped", unit=MetricUnit.Count, value=1)
-        return False
-    messages = message_store()
-    recipient = messages.find_recipient(
-        event.provider, event.dispatch_id, event.message_id, event.provider_message_id, event.recipient
+            events.append(item)
+    applied = apply_post(events)
+    logger.info(
+        "Event post processed",
+        extra={
+            "provider": provider.name,
+            "applied": applied,
+            "duplicates": len(events) - applied,
+            "rejected": rejected,
+        },
     )
-    messages.record_event(recipient, event, status_change(event))
-    email = event.recipient or (recipient or {}).get("email")
-    kind = suppression_for(event)
-    if kind is not None and email:
+
+
+def apply_post(events: list[NormalizedEvent]) -> int:
+    """Apply a post's events once each, in batches: one read for the dedupe markers and one for the
+    recipients, batched writes for history and markers, and one conditional status update per recipient
+    (its furthest status in this post). Returns how many events were new."""
+    fresh: dict[str, NormalizedEvent] = {}
+    for event in events:
+        fresh.setdefault(f"{event.provider}#{event.event_id}", event)  # duplicates within the post
+    seen = dedupe_store().seen_many(list(fresh))
+    fresh = {k: e for k, e in fresh.items() if k not in seen}
+    if len(events) > len(fresh):
+        metrics.add_metric(name="EventDuplicatesDropped", unit=MetricUnit.Count, value=len(events) - len(fresh))
+    if not fresh:
+        return 0
+    messages = message_store()
+    batch = list(fresh.values())
+    recipients = messages.find_recipients(batch)
+    messages.record_history(list(zip(recipients, batch, strict=True)))
+    furthest: dict[tuple[str, str], tuple[tuple[str, int], dict[str, Any], NormalizedEvent]] = {}
+    suppressions: dict[str, tuple[Any, NormalizedEvent]] = {}
+    for recipient, event in zip(recipients, batch, strict=True):
+        change = status_change(event)
+        if recipient is not None and change is not None:
+            key = (recipient["pk"], recipient["sk"])
+            if key not in furthest or change[1] > furthest[key][0][1]:
+                furthest[key] = (change, recipient, event)
+        kind = suppression_for(event)
+        email = event.recipient or (recipient or {}).get("email")
+        if (
+            kind is not None
+            and email
+            and (email not in suppressions or STRENGTH[kind] > STRENGTH[suppressions[email][0]])
+        ):
+            suppressions[email] = (kind, event)
+        metrics.add_metric(name=f"Events{event.event_type.value.capitalize()}", unit=MetricUnit.Count, value=1)
+    for change, recipient, event in furthest.values():
+        messages.advance(recipient, change, event)
+    for email, (kind, event) in suppressions.items():
         _suppress(email, kind, event)
-    forward(event)
-    dedupe_store().mark(key)
-    metrics.add_metric(name=f"Events{event.event_type.value.capitalize()}", unit=MetricUnit.Count, value=1)
-    return True
+    for event in batch:
+        forward(event)
+    dedupe_store().mark_many(list(fresh))
+    return len(fresh)
 
 
 def forward(event: NormalizedEvent) -> None:
