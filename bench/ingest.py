@@ -10,8 +10,6 @@ import io
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -20,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import botocore.client
-import requests
 
-from devkit.aws import MotoServer, create_resources, free_port
+from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
 from devkit.queues import sqs_event
 from devkit.runtime import LambdaContext, function_environment, load_env_json
@@ -98,20 +95,8 @@ def seed_messages(events_count: int) -> None:
 
 def main() -> dict[str, Any]:
     template = Template()
-    moto = MotoServer.__new__(MotoServer)
-    moto.port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    moto = MotoProcess().start()
     try:
-        for _ in range(300):
-            try:
-                requests.get(moto.endpoint, timeout=1)
-                break
-            except requests.exceptions.ConnectionError:
-                time.sleep(0.1)
         create_resources(template, Resolver(template), moto)
         routes = Path(tempfile.mkdtemp()) / "no-sinks.json"
         routes.write_text(json.dumps({"version": 1, "routes": {}, "sinks": []}))
@@ -212,8 +197,7 @@ def main() -> dict[str, Any]:
         )
         return results
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        moto.stop()
 
 
 if __name__ == "__main__":

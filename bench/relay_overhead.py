@@ -12,8 +12,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,7 +22,7 @@ from typing import Any
 
 import requests
 
-from devkit.aws import MotoServer, create_resources, free_port
+from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
 from devkit.runtime import LambdaContext, function_environment, load_env_json
 from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
@@ -76,15 +74,7 @@ def main() -> dict[str, Any]:
         )
     )
     template = Template()
-    # moto in a process of its own, as in the local stack (in this one it would compete for the GIL).
-    moto = MotoServer.__new__(MotoServer)
-    moto.port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _wait_for(moto.endpoint)
+    moto = MotoProcess().start()  # its own process, as in the local stack
     create_resources(template, Resolver(template), moto)
     # The function's own environment (template + env.json), pointed at the bench's routes; quiet logs.
     function_env = function_environment(
@@ -155,21 +145,9 @@ def main() -> dict[str, Any]:
         print(
             f"  {str(service_ms) + ' ms':20} {direct:10.2f} {relay:10.2f} {relay - direct:12.2f} {relay / direct:7.2f}"
         )
-    server.terminate()
-    server.wait(timeout=10)
+    moto.stop()
     target.shutdown()
     return results
-
-
-def _wait_for(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.exceptions.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from the template's own definitions (never a second copy)."""
 import json
 import logging
 import socket
+import subprocess
+import sys
+import time
 from typing import Any
 
 import boto3
@@ -59,6 +62,34 @@ class MotoServer:
 
     def client(self, service: str) -> Any:
         return self.session().client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+
+class MotoProcess(MotoServer):
+    """moto in a process of its own (benchmarks: in the measuring process it would compete for the GIL)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "MotoProcess":
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto server did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
 
 
 def create_resources(

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from martech_bridge import secrets
 from martech_bridge.config import get_settings
 from martech_bridge.errors import BridgeError, InvalidRequest, PayloadTooLarge, Unauthorized
+from martech_bridge.logic.inbound import json_object
 from martech_bridge.observability import logger, metrics
 
 JSON = "application/json"
@@ -120,17 +121,7 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding") from None
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            code="invalid_json",
-        ) from None
-    except RecursionError:
-        raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest(f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json")
+    parsed = json_object(text)
     try:
         return model.model_validate(parsed)
     except ValidationError as exc:

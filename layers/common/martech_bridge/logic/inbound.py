@@ -24,27 +24,32 @@ def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str
     # The body's own shape wins over its label: `curl -d '{...}'` and some Marketo set-ups send JSON
     # labelled as a form.
     if stripped[:1] in ("{", "[", '"') or (media.endswith("json") and not form_label):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if form_label:
+        if form_label:
+            try:
+                json.loads(text)
+            except (json.JSONDecodeError, RecursionError):
                 return _form(text)
-            raise InvalidRequest(
-                f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                code="invalid_json",
-            ) from None
-        except RecursionError:
-            raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
-        if not isinstance(parsed, dict):
-            raise InvalidRequest(
-                f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json"
-            )
-        if _depth(parsed) > MAX_DEPTH:
-            raise InvalidRequest(f"Request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json")
-        return parsed
+        return json_object(text)
     if form_label or "=" in text:
         return _form(text)
     raise InvalidRequest("Request body is neither JSON nor form-encoded", code="unsupported_body")
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A request body that must be one JSON object; a 400 says what is wrong with it."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest(f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json")
+    if _depth(parsed) > MAX_DEPTH:
+        raise InvalidRequest(f"Request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json")
+    return parsed
 
 
 def _form(text: str) -> dict[str, Any]:
