@@ -206,3 +206,43 @@ def test_static_egress_ip_is_optional_and_exposed(t: Template) -> None:
     assert t.parameters["EnableStaticEgressIp"]["Default"] == "false"
     assert t.doc["Outputs"]["StaticEgressIp"]["Condition"] == "StaticEgressIp"
     assert all(t.resources[r].get("Condition") == "StaticEgressIp" for r in ("NatGateway", "EgressIp", "EgressVpc"))
+
+
+def emitted_metric_names() -> set[str]:
+    """Every application metric the code can emit: literal names, plus the per-type families."""
+    from martech_bridge.models.events import EventType
+
+    names: set[str] = set()
+    for path in (REPO_ROOT / "layers/common/martech_bridge").rglob("*.py"):
+        names |= set(re.findall(r'(?:add_metric\(name=|_metric\()"(\w+)"', path.read_text()))
+    names |= {f"Events{t.value.capitalize()}" for t in EventType}
+    names |= {f"Sends{o.capitalize()}" for o in ("accepted", "failed", "unknown")}
+    return names
+
+
+def test_dashboard_and_alarms_chart_only_metrics_the_code_emits(t: Template) -> None:
+    import json
+
+    body = t.resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "X", body))
+    charted: set[str] = set()
+    for widget in dashboard["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            if row and row[0] in ("X", ".") and isinstance(row[1], str):
+                charted.add(row[1])
+    for name, res in t.of_type("AWS::CloudWatch::Alarm").items():
+        for metric in res["Properties"].get("Metrics", []):
+            stat = metric.get("MetricStat", {}).get("Metric", {})
+            if "MartechBridge" in json.dumps(stat.get("Namespace")):
+                charted.add(stat["MetricName"])
+    assert len(charted) > 15
+    assert charted <= emitted_metric_names(), charted - emitted_metric_names()
+
+
+def test_every_dlq_has_an_alarm(t: Template) -> None:
+    alarmed = {
+        r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for r in t.of_type("AWS::CloudWatch::Alarm").values()
+        if r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert alarmed == {q for q in t.of_type("AWS::SQS::Queue") if q.endswith("DLQ")}
