@@ -230,7 +230,7 @@ def test_dashboard_and_alarms_chart_only_metrics_the_code_emits(t: Template) -> 
         for row in widget["properties"]["metrics"]:
             if row and row[0] in ("X", ".") and isinstance(row[1], str):
                 charted.add(row[1])
-    for name, res in t.of_type("AWS::CloudWatch::Alarm").items():
+    for res in t.of_type("AWS::CloudWatch::Alarm").values():
         for metric in res["Properties"].get("Metrics", []):
             stat = metric.get("MetricStat", {}).get("Metric", {})
             if "MartechBridge" in json.dumps(stat.get("Namespace")):
