@@ -70,8 +70,10 @@ build: venv tools
 deploy: build
 	PATH="$(TOOLPATH)" sam deploy --config-env $(ENV)
 
-bench: venv
-	@for script in bench/[a-z]*.py; do $(PY) $$script || exit 1; done
+bench: venv tools
+	@rm -f bench/results.json
+	@for script in coldstart relay_overhead ingest layer_size; do PATH="$(TOOLPATH)" $(PY) bench/$$script.py || exit 1; done
+	@$(PY) bench/summary.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache

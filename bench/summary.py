@@ -1,0 +1,67 @@
+"""One table of every benchmark figure beside its baseline from the same run (bench/results.json)."""
+
+import json
+
+from devkit.template import REPO_ROOT
+
+
+def main() -> None:
+    results = json.loads((REPO_ROOT / "bench" / "results.json").read_text())
+    rows: list[tuple[str, str, str, str]] = []
+    cold = results.get("coldstart", {})
+    base = cold.get("import boto3 (baseline)", {}).get("ms")
+    for name, row in cold.items():
+        if not name.startswith("import"):
+            rows.append(
+                (f"cold start {name}", f"{row['ms']:.0f} ms", f"import boto3 {base:.0f} ms", f"{row['ratio']:.2f}")
+            )
+    for service, row in results.get("relay_overhead", {}).items():
+        rows.append(
+            (
+                f"relay, target {service}",
+                f"{row['relay_ms']:.1f} ms",
+                f"direct {row['direct_ms']:.1f} ms",
+                f"{row['ratio']:.2f}",
+            )
+        )
+    ingest = results.get("ingest")
+    if ingest:
+        rows.append(("ingest: acknowledge", f"{ingest['ack_events_per_second']:.0f} events/s", "-", "-"))
+        rows.append(("ingest: worker", f"{ingest['worker_events_per_second']:.0f} events/s", "-", "-"))
+        rows.append(
+            (
+                "ingest: DynamoDB requests/event",
+                f"{ingest['dynamodb_requests_per_event']:.2f}",
+                f"floor {ingest['floor_requests_per_event']:.2f}",
+                f"{ingest['ratio_to_floor']:.1f}",
+            )
+        )
+    size = results.get("layer_size")
+    if size:
+        rows.append(
+            (
+                "layer size",
+                f"{size['layer_mb']:.1f} MB",
+                f"unpruned {size['layer_unpruned_mb']:.1f} MB",
+                f"{size['layer_mb'] / size['layer_unpruned_mb']:.2f}",
+            )
+        )
+        rows.append(
+            (
+                "layer size vs budget",
+                f"{size['layer_mb']:.1f} MB",
+                f"budget {size['budget_mb']:g} MB",
+                f"{size['layer_mb'] / size['budget_mb']:.2f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows + [("figure", "value", "baseline (same run)", "ratio")]) for i in range(4)]
+    print()
+    for row in [("figure", "value", "baseline (same run)", "ratio"), *rows]:
+        print(
+            "  " + "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        )
+    print(f"\n(also in {REPO_ROOT / 'bench' / 'results.json'})")
+
+
+if __name__ == "__main__":
+    main()
