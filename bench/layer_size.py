@@ -40,7 +40,8 @@ def main() -> dict[str, float]:
         "functions_mb": functions,
     }
     print(
-        f"Deployment size (sam build, arm64): layer {after:.1f} MB (unpruned {before:.1f} MB, budget {BUDGET_MB:g} MB); "
+        f"Deployment size (sam build, arm64): layer {after:.1f} MB (unpruned {before:.1f} MB, "
+        f"budget {BUDGET_MB:g} MB); "
         f"largest function {max(functions.values()):.1f} MB"
     )
     return results
