@@ -29,6 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("delivery", help="show one delivery and its attempts")
     show.add_argument("delivery_id")
 
+    found = sub.add_parser("find", help="a delivery or message by any id (ours or a provider's)")
+    found.add_argument("id")
+
+    subs = sub.add_parser("subscription", help="a recipient's subscription state and history")
+    subs.add_argument("email")
+
+    logs = sub.add_parser("logs", help="export message logs for a time range")
+    logs.add_argument("--since", required=True, help="ISO 8601, e.g. 2026-11-22T00:00:00Z")
+    logs.add_argument("--until", help="ISO 8601 (default: now)")
+    logs.add_argument("--to", help="only this recipient")
+    logs.add_argument("--format", choices=["csv", "json"], default="csv")
+
     args = parser.parse_args(argv)
     stack = _resources(args)
     if args.command == "redrive":
@@ -43,6 +55,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(summary.render())
         return 1 if summary.counts["error"] else 0
+    if args.command in ("find", "subscription", "logs"):
+        from bridgectl import lookups
+
+        if args.command == "logs":
+            from datetime import UTC, datetime
+
+            from martech_bridge.logic.event_parsing import iso
+
+            until = iso(args.until) if args.until else datetime.now(UTC)
+            print(lookups.export_logs(stack, since=iso(args.since), until=until, to=args.to, fmt=args.format), end="")
+            return 0
+        found_item = lookups.find(stack, args.id) if args.command == "find" else lookups.subscription(stack, args.email)
+        if found_item is None:
+            print("Not found", file=sys.stderr)
+            return 1
+        print(json.dumps(found_item, ensure_ascii=False, indent=2, default=str))
+        return 0
     if args.command == "delivery":
         stack.apply_to_environment()
         from martech_bridge.adapters.delivery_store import DeliveryStore

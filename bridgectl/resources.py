@@ -16,6 +16,8 @@ class StackResources:
     deliveries_table: str
     delivery_queue_url: str
     delivery_dlq_url: str
+    messages_table: str = "MessagesTable"
+    subscriptions_table: str = "SubscriptionsTable"
     endpoint_url: str | None = None  # embedded AWS of the local stack
 
     def client(self, service: str):  # noqa: ANN201 - a boto3 client
@@ -28,6 +30,8 @@ class StackResources:
                 "DELIVERIES_TABLE": self.deliveries_table,
                 "DELIVERY_QUEUE_URL": self.delivery_queue_url,
                 "DELIVERY_DLQ_URL": self.delivery_dlq_url,
+                "MESSAGES_TABLE": self.messages_table,
+                "SUBSCRIPTIONS_TABLE": self.subscriptions_table,
             }
         )
         if self.endpoint_url:
@@ -40,7 +44,13 @@ class StackResources:
 def from_stack(name: str) -> StackResources:
     stacks = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return StackResources(outputs["DeliveriesTableName"], outputs["DeliveryQueueUrl"], outputs["DeliveryDLQUrl"])
+    return StackResources(
+        outputs["DeliveriesTableName"],
+        outputs["DeliveryQueueUrl"],
+        outputs["DeliveryDLQUrl"],
+        outputs["MessagesTableName"],
+        outputs["SubscriptionsTableName"],
+    )
 
 
 def local(endpoint_url: str | None = None) -> StackResources:
@@ -53,5 +63,8 @@ def local(endpoint_url: str | None = None) -> StackResources:
             ) from None
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     return StackResources(
-        "DeliveriesTable", LOCAL_QUEUE.format("DeliveryQueue"), LOCAL_QUEUE.format("DeliveryDLQ"), endpoint_url
+        "DeliveriesTable",
+        LOCAL_QUEUE.format("DeliveryQueue"),
+        LOCAL_QUEUE.format("DeliveryDLQ"),
+        endpoint_url=endpoint_url,
     )
