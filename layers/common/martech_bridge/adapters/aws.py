@@ -1,6 +1,7 @@
 """Cached, lazily created AWS clients. Created on first use, so that moto (tests, local stack) is up first
 and warm invocations reuse them. The endpoint comes from botocore's own AWS_ENDPOINT_URL handling."""
 
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -24,6 +25,18 @@ def dynamodb_resource() -> Any:
 @cache
 def dynamodb_table(name: str) -> Any:
     return dynamodb_resource().Table(name)
+
+
+class TableStore:
+    """A store over one DynamoDB table whose items expire after a retention period (TTL)."""
+
+    def __init__(self, table_name: str, retention_days: int) -> None:
+        self._table_name = table_name
+        self._retention = timedelta(days=retention_days)
+
+    @property
+    def _table(self) -> Any:
+        return dynamodb_table(self._table_name)
 
 
 def reset() -> None:

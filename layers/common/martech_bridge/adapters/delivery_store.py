@@ -24,15 +24,7 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-class DeliveryStore:
-    def __init__(self, table_name: str, retention_days: int) -> None:
-        self._table_name = table_name
-        self._retention = timedelta(days=retention_days)
-
-    @property
-    def _table(self) -> Any:
-        return aws.dynamodb_table(self._table_name)
-
+class DeliveryStore(aws.TableStore):
     # ------------------------------------------------------------------ reads
     def get(self, delivery_id: str) -> Delivery | None:
         try:

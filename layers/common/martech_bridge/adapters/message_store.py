@@ -39,15 +39,7 @@ STATUSES_OF_GROUP = {
 }
 
 
-class MessageStore:
-    def __init__(self, table_name: str, retention_days: int) -> None:
-        self._table_name = table_name
-        self._retention = timedelta(days=retention_days)
-
-    @property
-    def _table(self) -> Any:
-        return aws.dynamodb_table(self._table_name)
-
+class MessageStore(aws.TableStore):
     def save(
         self, dispatch_id: str, provider: str, request: MailRequest, results: list[RecipientResult], status: str
     ) -> None:
