@@ -6,6 +6,7 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -393,3 +394,36 @@ def test_signed_event_file_is_refused_as_a_replay_until_signed_afresh(functions:
     fresh = functions.invoke("RelayFunction", event)
     assert fresh["statusCode"] == 200, fresh
     assert received(sandbox, "http")[0]["path"] == "/v1/users/user_8842"
+
+
+def test_a_crash_between_the_call_and_its_record_causes_no_second_effect(
+    functions: Functions, sandbox: Sandbox, moto_server, aws_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker claims attempt 1, its kintone add goes through, then it dies before recording anything.
+    When the message comes back, the lapsed lease says the call may have happened: an add is not resent."""
+    from martech_bridge import config
+    from martech_bridge.adapters.delivery_store import DeliveryStore
+    from martech_bridge.adapters.targets.base import send as call_target
+    from martech_bridge.config import get_settings
+
+    monkeypatch.setenv("ALLOW_PLAINTEXT_SECRETS", "true")  # the doomed worker runs with the local settings
+    monkeypatch.setenv("STAGE", "local")
+    config.reset()
+    from martech_bridge.deliveries import Engine
+    from martech_bridge.models.routes import BridgeConfig
+
+    result = functions.invoke("RelayFunction", load_event("relay-karte-craft-no-content-type.json"))
+    delivery_id = json.loads(result["body"])["delivery_id"]
+    store = DeliveryStore("DeliveriesTable", 30)
+    held, lapsed = store.claim(delivery_id, 1, lease_seconds=0.5)  # the doomed worker's claim
+    assert not lapsed
+    local = json.loads(Path(functions.get("RelayFunction").env["BRIDGE_CONFIG_FILE"]).read_text())
+    route = BridgeConfig.model_validate(local).routes["karte-cart-abandon"]
+    request = Engine(store, None, get_settings()).build(route, held.payload)  # type: ignore[arg-type]
+    assert call_target(request).status == 200  # the add reached kintone...
+    time.sleep(0.6)  # ...and the worker died: its lease lapses, nothing was recorded
+
+    run_worker(functions, moto_server, delivery_id)  # SQS hands the message to a new worker
+    record = delivery(functions, delivery_id)
+    assert record["status"] == "failed" and "stopped midway" in record["last_error"]
+    assert len(kintone_records(sandbox, 9)) == 1  # exactly one record: the add was not done twice
