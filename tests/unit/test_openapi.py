@@ -1,0 +1,50 @@
+"""openapi.json is generated from the code and must match it: the committed file, the template's routes,
+the models the functions really parse, and the OpenAPI 3.1 specification."""
+
+import json
+import re
+
+from openapi_spec_validator import validate
+
+from devkit.openapi import OPERATIONS, render
+from devkit.template import REPO_ROOT, Template
+
+COMMITTED = REPO_ROOT / "openapi.json"
+
+
+def test_the_committed_document_is_what_the_code_generates() -> None:
+    assert COMMITTED.read_text(encoding="utf-8") == render(), "run: .venv/bin/python -m devkit.openapi > openapi.json"
+
+
+def test_every_route_of_the_template_is_described_and_nothing_else() -> None:
+    routes = {(r.method, r.path) for r in Template().http_routes() if r.path != "$default"}
+    assert set(OPERATIONS) == routes
+
+
+def test_the_document_is_valid_openapi() -> None:
+    validate(json.loads(COMMITTED.read_text(encoding="utf-8")))
+
+
+def test_request_bodies_are_the_models_the_functions_parse() -> None:
+    parsed = set()
+    for path in (REPO_ROOT / "layers/common/martech_bridge/entrypoints").glob("*.py"):
+        parsed |= set(re.findall(r"parse_body\(app, (\w+)\)", path.read_text()))
+    described = {op["body"].__name__ for op in OPERATIONS.values() if hasattr(op.get("body"), "__name__")}
+    assert described == parsed
+
+
+def test_answers_match_their_documented_schema() -> None:
+    """A real answer of the API, checked against the document's own schema."""
+    from datetime import UTC, datetime
+
+    from jsonschema import Draft202012Validator
+    from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionView
+
+    doc = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    now = datetime.now(UTC)
+    view = SubscriptionView(
+        subscription=Subscription(email="a@b.co", subscribed=False, suppression="unsubscribe", changed_at=now),
+        history=[SubscriptionChange(subscribed=False, source="api", changed_at=now)],
+    ).to_json()
+    schema = {"$ref": "#/components/schemas/SubscriptionOut", "components": doc["components"]}
+    Draft202012Validator(schema).validate(view)
