@@ -424,3 +424,13 @@ def test_a_repeat_while_the_first_is_running_gets_409_with_retry_after(
     status, body, headers = send(functions, mail, [("idempotency-key", key)])
     assert status == 409 and body["error"]["code"] == "idempotency_in_progress" and headers["Retry-After"] == "2"
     assert recorded(sandbox, "sendgrid") == []
+
+
+def test_sends_are_counted_by_provider_and_outcome(functions: Functions) -> None:
+    status, body, _ = send(functions, {"provider": "infobip", "to": [{"email": addr()}], "subject": "s", "text": "t"})
+    assert status == 202
+    emf = [line for line in functions.log_lines("SendFunction") if "_aws" in line and "SendsAccepted" in line]
+    dimensioned = [line for line in emf if line.get("provider") == "infobip"]
+    assert dimensioned, "no SendsAccepted metric with a provider dimension"
+    assert ["provider", "service"] in dimensioned[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert any("provider" not in line for line in emf)  # the aggregate the alarms read is there too

@@ -214,7 +214,7 @@ def emitted_metric_names() -> set[str]:
 
     names: set[str] = set()
     for path in (REPO_ROOT / "layers/common/martech_bridge").rglob("*.py"):
-        names |= set(re.findall(r'(?:add_metric\(name=|_metric\()"(\w+)"', path.read_text()))
+        names |= set(re.findall(r'(?:add_metric\(name=|_metric\(|count\()"(\w+)"', path.read_text()))
     names |= {f"Events{t.value.capitalize()}" for t in EventType}
     names |= {f"Sends{o.capitalize()}" for o in ("accepted", "failed", "unknown")}
     return names

@@ -24,7 +24,7 @@ from martech_bridge.errors import Conflict, DependencyUnavailable, NotFound
 from martech_bridge.logic.delivery import Outcome, backoff_seconds, should_give_up
 from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus
 from martech_bridge.models.routes import Deliverable, KintoneTarget
-from martech_bridge.observability import logger, metrics
+from martech_bridge.observability import count, logger, metrics
 
 LEASE_MARGIN_SECONDS = 15
 # The kintone budget counter is a warning, not a limit: a warm instance adds its count every 20 requests
@@ -135,7 +135,7 @@ class Engine:
             settled = self.store.record_attempt(
                 delivery, attempt, status=DeliveryStatus.DELIVERED, response=(200, body)
             )
-            _metric("DeliveriesSucceeded")
+            _metric("DeliveriesSucceeded", route)
             logger.info("Delivered", extra=log)
             return Settled(settled, 200, body)
         if outcome.verdict == "rejected":
@@ -143,7 +143,7 @@ class Engine:
             settled = self.store.record_attempt(
                 delivery, attempt, status=DeliveryStatus.REJECTED, response=(502, body), last_error=outcome.error
             )
-            _metric("DeliveriesRejected")
+            _metric("DeliveriesRejected", route)
             logger.warning("Target rejected the delivery", extra={**log, "target_code": outcome.target_code})
             return Settled(settled, 502, body)
         # Retryable - unless resending could do the work twice.
@@ -152,7 +152,7 @@ class Engine:
                 f"{outcome.error}; {request.method} is not idempotent, so it is not sent again "
                 "(check the target, then replay if needed)"
             )
-            return self._give_up(delivery, attempt, outcome, reason, log)
+            return self._give_up(delivery, route, attempt, outcome, reason, log)
         wait = backoff_seconds(
             number,
             base=route.delivery.backoff_base_seconds,
@@ -168,12 +168,12 @@ class Engine:
             wait,
         )
         if gave_up:
-            return self._give_up(delivery, attempt, outcome, f"{outcome.error}; {gave_up}", log)
+            return self._give_up(delivery, route, attempt, outcome, f"{outcome.error}; {gave_up}", log)
         next_at = datetime.now(UTC) + timedelta(seconds=wait)
         settled = self.store.record_attempt(
             delivery, attempt, status=DeliveryStatus.PENDING, next_attempt_at=next_at, last_error=outcome.error
         )
-        _metric("DeliveriesRetried")
+        _metric("DeliveriesRetried", route)
         logger.info("Delivery will be retried", extra={**log, "error": outcome.error, "retry_in_s": round(wait, 1)})
         body = {
             "status": "queued",
@@ -187,6 +187,7 @@ class Engine:
     def _give_up(
         self,
         delivery: Delivery,
+        route: Deliverable,
         attempt: Attempt,
         outcome: Outcome,
         reason: str,
@@ -197,7 +198,7 @@ class Engine:
             delivery, attempt, status=DeliveryStatus.FAILED, response=(502, body), last_error=reason
         )
         self.queue.dead_letter(delivery.delivery_id, reason)
-        _metric("DeliveriesFailed")
+        _metric("DeliveriesFailed", route)
         logger.error("Delivery failed; moved to the DLQ", extra={**log, "reason": reason})
         return Settled(settled, 502, body)
 
@@ -271,10 +272,10 @@ class Engine:
             )
 
 
-def _metric(name: str) -> None:
-    # One metric per outcome; the route goes into the log line beside it (a dimension per route would
-    # multiply custom-metric costs).
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+def _metric(name: str, route: Deliverable) -> None:
+    # By target kind (kintone, http, karte); the route itself goes into the log line beside it (a
+    # dimension per route would multiply custom-metric costs).
+    count(name, target=route.target.type)
 
 
 def _clip(text: str | None, limit: int = 500) -> str | None:

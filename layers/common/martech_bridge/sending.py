@@ -9,13 +9,11 @@ import random
 import time
 from dataclasses import dataclass
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from martech_bridge.adapters.providers.base import Outbound, Provider, ProviderAnswer, ProviderCall, SendContext
 from martech_bridge.adapters.targets.base import TargetResponse, send
 from martech_bridge.logic.delivery import Outcome, backoff_seconds
 from martech_bridge.models.mail import RecipientResult
-from martech_bridge.observability import logger, metrics
+from martech_bridge.observability import count, logger
 
 MAX_CALL_ATTEMPTS = 4
 
@@ -112,4 +110,4 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
 
 
 def _count(provider: Provider, outcome: str, n: int) -> None:
-    metrics.add_metric(name=f"Sends{outcome.capitalize()}", unit=MetricUnit.Count, value=n)
+    count(f"Sends{outcome.capitalize()}", n, provider=provider.name)

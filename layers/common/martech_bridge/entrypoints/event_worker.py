@@ -9,6 +9,7 @@ recorded as rejected with its reason and never fails its batch; a failure of AWS
 which SQS delivers again (partial batch failure)."""
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -31,7 +32,7 @@ from martech_bridge.models.delivery import Delivery, DeliveryStatus
 from martech_bridge.models.events import NormalizedEvent, RejectedEvent
 from martech_bridge.models.routes import SINK_PREFIX
 from martech_bridge.models.subscription import SubscriptionUpdate
-from martech_bridge.observability import logger, mask_email, metrics
+from martech_bridge.observability import count, logger, mask_email, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -93,6 +94,7 @@ def apply_post(events: list[NormalizedEvent]) -> int:
     messages.record_history(list(zip(recipients, batch, strict=True)))
     furthest: dict[tuple[str, str], tuple[tuple[str, int], dict[str, Any], NormalizedEvent]] = {}
     suppressions: dict[str, tuple[Any, NormalizedEvent]] = {}
+    by_type: Counter[tuple[str, str]] = Counter()
     for recipient, event in zip(recipients, batch, strict=True):
         change = status_change(event)
         if recipient is not None and change is not None:
@@ -107,7 +109,9 @@ def apply_post(events: list[NormalizedEvent]) -> int:
             and (email not in suppressions or STRENGTH[kind] > STRENGTH[suppressions[email][0]])
         ):
             suppressions[email] = (kind, event)
-        metrics.add_metric(name=f"Events{event.event_type.value.capitalize()}", unit=MetricUnit.Count, value=1)
+        by_type[(event.provider, event.event_type.value)] += 1
+    for (provider, event_type), n in by_type.items():
+        count(f"Events{event_type.capitalize()}", n, provider=provider)
     for change, recipient, event in furthest.values():
         messages.advance(recipient, change, event)
     for email, (kind, event) in suppressions.items():
