@@ -86,10 +86,6 @@ class FunctionSpec:
         module, _, _ = self.handler.rpartition(".")
         return self.code_uri / (module.replace(".", "/") + ".py")
 
-    @property
-    def handler_attr(self) -> str:
-        return self.handler.rpartition(".")[2]
-
 
 class Template:
     def __init__(self, path: Path = TEMPLATE_PATH) -> None:

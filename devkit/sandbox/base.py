@@ -26,10 +26,6 @@ class Request:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"body is not JSON: {exc}") from None
 
-    def param(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
-
 
 @dataclass
 class Reply:

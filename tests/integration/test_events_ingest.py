@@ -210,3 +210,10 @@ def test_the_events_file_is_refused_unsigned(functions: Functions) -> None:
     # events/events-sendgrid-delivered.json has no signature headers: with keys configured it is a 401.
     result = functions.invoke("EventsFunction", load_event("events-sendgrid-delivered.json"))
     assert result["statusCode"] == 401
+
+
+def test_an_endpoint_without_a_key_says_so_when_the_function_starts(functions: Functions, moto_server) -> None:
+    post(functions, "sendgrid", BATCH, SENDGRID_WEBHOOK_PUBLIC_KEYS="", BRAZE_POSTBACK_SECRET="")
+    warnings = [line for line in functions.log_lines("EventsFunction")
+                if line.get("message") == "Event endpoints without a key or secret refuse every post"]
+    assert warnings and sorted(warnings[-1]["refusing"]) == ["braze", "sendgrid"]

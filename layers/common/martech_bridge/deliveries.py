@@ -68,7 +68,9 @@ class Engine:
         values: list[str] = []
         for ref in refs:
             values.extend(
-                secrets.resolve_list("route secret", ref, allow_plaintext=self.settings.allow_plaintext_secrets)
+                secrets.resolve_list(
+                    "A secret in the routes file", ref, allow_plaintext=self.settings.allow_plaintext_secrets
+                )
             )
         return tuple(values)
 

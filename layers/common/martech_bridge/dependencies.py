@@ -4,8 +4,10 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from martech_bridge.adapters import aws
+from martech_bridge.adapters.dedupe_store import DedupeStore
 from martech_bridge.adapters.delivery_queue import DeliveryQueue
 from martech_bridge.adapters.delivery_store import DeliveryStore
+from martech_bridge.adapters.event_queue import EventQueue
 from martech_bridge.adapters.idempotency_store import IdempotencyStore
 from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore, SubscriptionStore
@@ -42,9 +44,22 @@ def delivery_engine() -> "Engine":
     return Engine(store, queue, settings)
 
 
+@cache
+def event_queue() -> EventQueue:
+    settings = get_settings()
+    return EventQueue(settings.require("event_queue_url"), settings.require("payload_bucket"))
+
+
+@cache
+def dedupe_store() -> DedupeStore:
+    return DedupeStore(get_settings().require("dedupe_table"))
+
+
 def reset() -> None:
     subscription_store.cache_clear()
     delivery_engine.cache_clear()
     idempotency_store.cache_clear()
     message_store.cache_clear()
+    event_queue.cache_clear()
+    dedupe_store.cache_clear()
     aws.reset()

@@ -48,10 +48,6 @@ class Unprocessable(BridgeError):
     status, code = 422, "unprocessable"
 
 
-class TargetRejected(BridgeError):
-    status, code = 502, "target_rejected"
-
-
 class DependencyUnavailable(BridgeError):
     """AWS (DynamoDB, SQS, SSM) did not answer; the caller may retry."""
 

@@ -29,7 +29,12 @@ def resolve(setting_name: str, reference: str, *, allow_plaintext: bool) -> str:
         _literal_warning_issued()
         return reference
     # Never echo the value: it may be the secret itself, pasted where a reference belongs.
-    raise ConfigurationError(f"Setting {setting_name.upper()} must be a reference (ssm:/name or secretsmanager:name)")
+    raise ConfigurationError(f"{_label(setting_name)} must be a reference (ssm:/name or secretsmanager:name)")
+
+
+def _label(setting_name: str) -> str:
+    """ "Setting API_KEYS" for a setting; a description, as given, for anything else."""
+    return f"Setting {setting_name.upper()}" if setting_name.isidentifier() else setting_name
 
 
 def resolve_list(setting_name: str, reference: str, *, allow_plaintext: bool) -> tuple[str, ...]:
@@ -55,10 +60,12 @@ def _fetch(setting_name: str, store: str, name: str) -> str:
             "ParameterNotFound",
             "ResourceNotFoundException",
         ):
-            raise ConfigurationError(f"Secret for {setting_name.upper()} does not exist in {store}") from None
-        raise DependencyUnavailable(f"Could not read the secret for {setting_name.upper()}") from None
+            raise ConfigurationError(
+                f"{_label(setting_name)} refers to a secret that does not exist in {store}"
+            ) from None
+        raise DependencyUnavailable(f"Could not read the secret of {_label(setting_name)}") from None
     except (BotoCoreError, ClientError):
-        raise DependencyUnavailable(f"Could not read the secret for {setting_name.upper()}") from None
+        raise DependencyUnavailable(f"Could not read the secret of {_label(setting_name)}") from None
     return str(value)
 
 

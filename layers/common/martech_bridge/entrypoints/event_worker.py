@@ -11,7 +11,6 @@ which SQS delivers again (partial batch failure)."""
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,11 +19,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters import aws
-from martech_bridge.adapters.dedupe_store import DedupeStore
 from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.config import get_settings, load_bridge_config
 from martech_bridge.deliveries import new_delivery_id, request_hash
-from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
+from martech_bridge.dependencies import dedupe_store, delivery_engine, message_store, subscription_store
 from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest
 from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status_change, suppression_for
 from martech_bridge.logic.subscriptions import apply_update
@@ -35,11 +33,6 @@ from martech_bridge.models.subscription import SubscriptionUpdate
 from martech_bridge.observability import count, logger, mask_email, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-
-@cache
-def dedupe_store() -> DedupeStore:
-    return DedupeStore(get_settings().require("dedupe_table"))
 
 
 def record_handler(record: SQSRecord) -> None:

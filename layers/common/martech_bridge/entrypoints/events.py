@@ -13,9 +13,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import secrets
-from martech_bridge.adapters.event_queue import EventQueue
 from martech_bridge.api import build_resolver, json_response, raw_body
 from martech_bridge.config import Settings, get_settings
+from martech_bridge.dependencies import event_queue
 from martech_bridge.errors import InvalidRequest, NotFound, Unauthorized
 from martech_bridge.logic.event_auth import (
     SENDGRID_SIGNATURE,
@@ -32,14 +32,25 @@ PROVIDERS = ("sendgrid", "braze", "infobip")
 
 
 @cache
-def event_queue() -> EventQueue:
+def _start_report() -> bool:
+    """Once per container: which endpoints refuse everything, and whether verification is switched off."""
     settings = get_settings()
-    return EventQueue(settings.require("event_queue_url"), settings.require("payload_bucket"))
-
-
-@cache
-def _insecure_warning() -> bool:
-    logger.warning("INSECURE_ACCEPT_UNSIGNED_EVENTS is on: event posts are accepted without verification")
+    unset = [
+        name
+        for name, value in (
+            ("sendgrid", settings.sendgrid_webhook_public_keys),
+            ("braze", settings.braze_postback_secret),
+            ("infobip", settings.infobip_webhook_secret),
+        )
+        if not value
+    ]
+    if settings.insecure_accept_unsigned_events:
+        logger.warning(
+            "INSECURE_ACCEPT_UNSIGNED_EVENTS is on: posts to endpoints without a key or secret are accepted unverified",
+            extra={"unverified_endpoints": unset},
+        )
+    elif unset:
+        logger.warning("Event endpoints without a key or secret refuse every post", extra={"refusing": unset})
     return True
 
 
@@ -117,7 +128,6 @@ def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> Non
                 return
             raise EventAuthFailure("Invalid token")
     if settings.insecure_accept_unsigned_events:
-        _insecure_warning()
         return
     raise EventAuthFailure(f"The {provider} event endpoint has no key or secret configured; every post is refused")
 
@@ -131,4 +141,5 @@ def _infobip_bulk_ids(payload: Any) -> set[str]:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _start_report()
     return app.resolve(event, context)
