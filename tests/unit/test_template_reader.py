@@ -12,7 +12,9 @@ def test_functions_routes_and_queue_sources_come_from_the_template() -> None:
         "EventsFunction",
         "EventWorkerFunction",
         "QueryFunction",
+        "SweeperFunction",
     }
+    assert functions["SweeperFunction"].schedules == ["rate(1 minute)"]
     worker = functions["EventWorkerFunction"].queue_sources[0]
     assert (worker.queue, worker.batch_size, worker.report_batch_item_failures) == ("EventQueue", 10, True)
     assert functions["RelayFunction"].timeout == 25 and functions["QueryFunction"].timeout == 15
