@@ -372,6 +372,16 @@ def test_keep_alive_connections_are_reused(serve, client: HttpClient) -> None:
     assert server.connections == 1
 
 
+def test_a_host_name_is_looked_up_and_its_connection_pooled(serve, client: HttpClient) -> None:
+    # localhost comes from /etc/hosts: the look-up path (on its worker thread) without any DNS server.
+    server = serve(keep_alive)
+    url = f"http://localhost:{server.port}/"
+    results = [client.call("GET", url, deadline_seconds=DEADLINE) for _ in range(2)]
+
+    assert all(isinstance(result, Answer) and result.status == 200 for result in results)
+    assert server.connections == 1
+
+
 def test_a_pooled_connection_the_peer_closed_is_not_reused(serve, client: HttpClient) -> None:
     closed = threading.Event()
 
