@@ -1,8 +1,8 @@
 """The one outbound HTTP/1.1 client: a total wall-clock deadline per call, bounded answers, pooled connections.
 
 How the deadline is kept. Every blocking step waits at most the time left until one absolute deadline,
-fixed when the call starts: the name look-up runs on a worker thread and is waited for with the time left
-(getaddrinfo has no timeout of its own; a hung look-up leaves that thread behind, the call still ends);
+fixed when the call starts: the name look-up runs on its own daemon thread, waited for with the time left
+(getaddrinfo has no timeout of its own; a hung look-up leaves its daemon thread behind, the call ends);
 each connect, the TLS handshake (CPython bounds the whole handshake by the socket timeout), each send()
 and each recv() get `settimeout(time left)` just before they run, and no step starts once the time is
 gone. A peer trickling one byte per recv() therefore cannot stretch the call: the last recv() waits only
@@ -40,7 +40,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -173,9 +172,12 @@ class _Wire:
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
         try:
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-            return bool(poller.poll(0))
+            if hasattr(select, "poll"):  # poll has no FD_SETSIZE limit; select is for platforms without it
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+                return bool(poller.poll(0))
+            readable, _, failed = select.select([self.sock], [], [self.sock], 0)
+            return bool(readable or failed)
         except (OSError, ValueError):
             return True
 
@@ -219,11 +221,6 @@ class _Target:
 class _NoConnection(Exception):
     def __init__(self, failure: Failure) -> None:
         self.failure = failure
-
-
-@cache
-def _resolver() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="http-client-dns")
 
 
 @cache
@@ -372,7 +369,7 @@ class HttpClient:
             raise _NoConnection(
                 Failure("tls_failure", f"certificate of {target.host} refused: {exc.verify_message}")
             ) from None
-        except (ssl.SSLError, OSError) as exc:
+        except (ssl.SSLError, OSError, ValueError) as exc:
             sock.close()
             raise _NoConnection(Failure("tls_failure", f"TLS handshake with {target.host} failed: {exc}")) from None
 
@@ -408,7 +405,7 @@ class HttpClient:
                 return Failure("connect_timeout", "the deadline passed before the request was sent", None, reused)
             where = "before the answer began" if status is None else f"while reading the HTTP {status} answer"
             return Failure("timeout", f"the deadline passed {where}", status, reused)
-        except (http.client.LineTooLong, http.client.BadStatusLine, http.client.HTTPException) as exc:
+        except (http.client.HTTPException, ValueError) as exc:
             wire.close()
             if isinstance(exc, http.client.RemoteDisconnected | http.client.IncompleteRead):
                 return _dropped(wire, reused, status, exc)
@@ -467,14 +464,26 @@ def _resolve(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
     left = deadline - time.monotonic()
     if left <= 0:
         raise _NoConnection(Failure("connect_timeout", f"the deadline passed before {host} was looked up"))
-    future = _resolver().submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-    try:
-        return future.result(timeout=left)
-    except TimeoutError:
-        future.cancel()
-        raise _NoConnection(Failure("connect_timeout", f"looking up {host} took past the deadline")) from None
-    except OSError as exc:
-        raise _NoConnection(Failure("dns_failure", f"{host} did not resolve: {exc}")) from None
+    # A daemon thread per look-up (only when a new connection is made): a hung resolver keeps that thread,
+    # never the call, nor other look-ups, nor the process at exit.
+    found: list[Any] = []
+    failed: list[OSError] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name="http-client-dns", daemon=True).start()
+    if not done.wait(left):
+        raise _NoConnection(Failure("connect_timeout", f"looking up {host} took past the deadline"))
+    if failed or not found:
+        raise _NoConnection(Failure("dns_failure", f"{host} did not resolve: {failed[0] if failed else 'no address'}"))
+    return found
 
 
 def _parse_url(url: str) -> _Target:
