@@ -168,6 +168,18 @@ def test_a_peer_that_accepts_and_never_answers_is_an_ambiguous_timeout(serve, cl
     assert elapsed < DEADLINE + SLACK
 
 
+def test_a_peer_that_never_reads_the_body_is_cut_off_while_sending(serve, client: HttpClient) -> None:
+    # 16 MiB is more than both sockets' buffers hold: send() blocks once they are full.
+    server = serve(lambda conn: server.stopping.wait(10))
+    result, elapsed = timed(
+        lambda: client.call("POST", server.url(), {}, b"x" * (16 * 1024 * 1024), deadline_seconds=DEADLINE)
+    )
+
+    assert isinstance(result, Failure)
+    assert (result.kind, result.may_have_reached_peer) == ("timeout", True)
+    assert elapsed < DEADLINE + SLACK
+
+
 def test_a_trickling_https_peer_is_cut_off_at_the_deadline(serve, certificate) -> None:
     cert, key, trust = certificate("127.0.0.1")
 
