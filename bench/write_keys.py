@@ -500,11 +500,11 @@ def recording(moto_url: str) -> Iterator[WriteLog]:
         recorder.stop()
 
 
-def store(results: dict[str, Any], run: str, log: WriteLog, min_writes: int = 1000) -> dict[str, Any]:
-    """Put one run's figures under results["scale"]["runs"][run] and recompute the figure over all runs:
-    `scale.hottest_key_share` is the largest share over every table and index of every run."""
+def store(results: dict[str, Any], run: str, log: WriteLog | dict[str, Any], min_writes: int = 1000) -> dict[str, Any]:
+    """Put one run's figures (a WriteLog, or its summary()) under results["scale"]["runs"][run] and recompute
+    the figure over all runs: `scale.hottest_key_share` is the largest share over every table and index."""
     scale = results.setdefault("scale", {})
-    scale.setdefault("runs", {})[run] = log.summary(min_writes)
+    scale.setdefault("runs", {})[run] = log.summary(min_writes) if isinstance(log, WriteLog) else log
     best: tuple[float, str, str, str] | None = None
     for name, summary in scale["runs"].items():
         if summary["hottest_key_share"] is not None and (best is None or summary["hottest_key_share"] > best[0]):
