@@ -28,7 +28,7 @@ What the model counts, per item written (each count is one item write; not capac
   if it succeeded. DynamoDB does charge a failed conditional write against the table's partition, so the
   table counts hold; the index counts and the shadow map then over-state it. `WriteLog.unseen_updates`
   counts updates and deletes of items neither scanned nor written before, whose prior keys the model
-  could not know.
+  could not know. A request botocore retries reaches the server, and is counted, once per attempt.
 Keys are reported masked: any e-mail address inside a key becomes `<email:...>` with a short hash."""
 
 import base64
@@ -447,8 +447,9 @@ class WriteRecorder:
     """Records at a moto server (`/moto-api/recorder/*`) from start() to stop(), which returns the WriteLog.
 
     The recording holds the requests' bodies (e-mail addresses included) in the server's recorder file
-    (`MOTO_RECORDER_FILEPATH`; devkit's MotoProcess points it into a private temporary directory), so stop()
-    empties it again once read."""
+    (`MOTO_RECORDER_FILEPATH`; devkit's MotoProcess points it into a private temporary directory; an
+    in-process MotoServer uses moto's default, `moto_recording` in the working directory), so stop() empties
+    it again once read."""
 
     def __init__(self, moto_url: str) -> None:
         import boto3
