@@ -28,7 +28,9 @@ What the model counts, per item written (each count is one item write; not capac
   if it succeeded. DynamoDB does charge a failed conditional write against the table's partition, so the
   table counts hold; the index counts and the shadow map then over-state it. `WriteLog.unseen_updates`
   counts updates and deletes of items neither scanned nor written before, whose prior keys the model
-  could not know. A request botocore retries reaches the server, and is counted, once per attempt.
+  could not know; `WriteLog.shadow_mismatches` counts the items whose index keys, read back by a Scan when
+  recording stops, differ from the shadow map's (a counted write that did not happen, or one not seen).
+  A request botocore retries reaches the server, and is counted, once per attempt.
 Keys are reported masked: any e-mail address inside a key becomes `<email:...>` with a short hash."""
 
 import base64
@@ -152,6 +154,9 @@ class WriteLog:
     unseen_updates: int = 0
     requests: int = 0
     unreadable: int = 0  # recorded lines or bodies that could not be parsed
+    # Items whose index keys in the table at the end differ from the shadow map's (None: not checked):
+    # the trace of writes the model counted that did not happen (a failed condition) or did not see.
+    shadow_mismatches: int | None = None
 
     # ------------------------------------------------------------------ report
     def shares(self, min_writes: int = 1000) -> list[KeyShare]:
@@ -186,6 +191,7 @@ class WriteLog:
             "dynamodb_write_requests": self.requests,
             "unseen_updates": self.unseen_updates,
             "unreadable": self.unreadable,
+            "shadow_mismatches": self.shadow_mismatches,
         }
 
     # ------------------------------------------------------------------ model
@@ -193,6 +199,18 @@ class WriteLog:
         """An item that exists when recording starts (from a Scan): its index keys, no write counted."""
         schema = self._schema(table)
         self.shadow[self._item_id(schema, item)] = self._index_attributes(schema, item)
+
+    def mismatches(self, table: str, items: list[dict[str, Any]]) -> int:
+        """How many of a table's stored items carry index keys other than the shadow map says they do."""
+        schema = self._schema(table)
+
+        def keys(attributes: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+            return {a: _scalar(v) for a, v in attributes.items()}
+
+        return sum(
+            keys(self.shadow.get(self._item_id(schema, item), {})) != keys(self._index_attributes(schema, item))
+            for item in items
+        )
 
     def apply(self, operation: str, request: dict[str, Any]) -> None:
         """One DynamoDB API request, as its JSON body; anything but the five write operations is ignored."""
@@ -407,19 +425,28 @@ def table_schemas(client: Any) -> dict[str, TableSchema]:
     return {n: TableSchema.from_description(client.describe_table(TableName=n)["Table"]) for n in names}
 
 
+def _scan_keys(client: Any, schema: TableSchema) -> list[dict[str, Any]]:
+    """Every item of a table, reduced to its primary key and index key attributes."""
+    wanted = {schema.hash_key, *([schema.range_key] if schema.range_key else []), *schema.index_key_attributes}
+    aliases = {f"#a{i}": name for i, name in enumerate(sorted(wanted))}
+    pages = client.get_paginator("scan").paginate(
+        TableName=schema.name, ProjectionExpression=", ".join(aliases), ExpressionAttributeNames=aliases
+    )
+    return [item for page in pages for item in page["Items"]]
+
+
 def _scan_into(log: WriteLog, client: Any) -> None:
     """Seed the shadow map with the index keys of every item already stored (no write counted)."""
     for schema in log.schemas.values():
-        if not schema.indexes:
-            continue
-        wanted = {schema.hash_key, *([schema.range_key] if schema.range_key else []), *schema.index_key_attributes}
-        aliases = {f"#a{i}": name for i, name in enumerate(sorted(wanted))}
-        pages = client.get_paginator("scan").paginate(
-            TableName=schema.name, ProjectionExpression=", ".join(aliases), ExpressionAttributeNames=aliases
-        )
-        for page in pages:
-            for item in page["Items"]:
+        if schema.indexes:
+            for item in _scan_keys(client, schema):
                 log.remember(schema.name, item)
+
+
+def _check_against_tables(log: WriteLog, client: Any) -> None:
+    log.shadow_mismatches = sum(
+        log.mismatches(schema.name, _scan_keys(client, schema)) for schema in log.schemas.values() if schema.indexes
+    )
 
 
 def feed_recording(log: WriteLog, recording: str) -> None:
@@ -485,6 +512,7 @@ class WriteRecorder:
             # Tables created during the run: their schemas, with no items seen before they were made.
             self.log.schemas = {**table_schemas(self._client), **self.log.schemas}
             feed_recording(self.log, recording.text)
+            _check_against_tables(self.log, self._client)
         finally:
             self._call("reset-recording")
         return self.log
@@ -531,5 +559,8 @@ def print_report(log: WriteLog, min_writes: int = 1000) -> None:
     for source, keys in sorted(log.counts.items()):
         if sum(keys.values()) < min_writes:
             print(f"    {source:34} {sum(keys.values()):8}  (below {min_writes:,}: not rated)")
-    if log.unseen_updates or log.unreadable:
-        print(f"    updates/deletes of unseen items: {log.unseen_updates}; unreadable records: {log.unreadable}")
+    if log.unseen_updates or log.unreadable or log.shadow_mismatches:
+        print(
+            f"    updates/deletes of unseen items: {log.unseen_updates}; unreadable records: {log.unreadable}; "
+            f"items whose index keys at the end differ from the model's: {log.shadow_mismatches}"
+        )

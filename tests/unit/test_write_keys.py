@@ -332,3 +332,13 @@ def test_recording_lines_from_moto_are_parsed_and_other_services_ignored() -> No
     feed_recording(log, recording)
     assert counts(log, INDEX) == {"STATUS#pending": 1}
     assert (log.requests, log.unreadable) == (1, 1)
+
+
+def test_final_table_state_is_checked_against_the_shadow_map() -> None:
+    log = new_log()
+    log.apply("PutItem", {"TableName": TABLE, "Item": delivery("dl_1", "in_progress")})
+    log.apply("PutItem", {"TableName": TABLE, "Item": delivery("dl_2", None)})
+    # As stored at the end: dl_1 as modelled; dl_2 indexed after all (a write the model did not see).
+    stored = [delivery("dl_1", "in_progress"), delivery("dl_2", "pending")]
+    assert log.mismatches(TABLE, stored) == 1
+    assert log.mismatches(TABLE, stored[:1]) == 0
