@@ -301,6 +301,7 @@ class Engine:
 
         delivery = self.store.get(delivery_id)
         if delivery is None:
+            logger.error("Delivery message for an unknown delivery; dropped")
             return "unknown delivery"
         if delivery.status.final:
             if delivery.dead_letter_pending:
