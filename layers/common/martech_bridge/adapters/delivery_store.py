@@ -24,7 +24,7 @@ from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus, Fa
 
 RECORD_SK = "D"
 SWEEP_INDEX = "StatusIndex"
-SWEEP_SHARDS = 32
+SWEEP_SHARDS = 64
 INDEX_KEYS = ("gsi1pk", "gsi1sk")
 # DynamoDB's item limit is 400 KB; the payload may take this much, leaving room for up to 50 attempts,
 # the caller's answer and the other attributes.
