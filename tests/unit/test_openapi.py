@@ -25,11 +25,46 @@ def test_the_document_is_valid_openapi() -> None:
     validate(json.loads(COMMITTED.read_text(encoding="utf-8")))
 
 
+def test_each_event_provider_is_its_own_operation_with_its_own_credentials() -> None:
+    paths = json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"]
+    assert "/events/{provider}" not in paths
+    security = {p: paths[f"/events/{p}"]["post"]["security"] for p in ("sendgrid", "braze", "infobip")}
+    assert security["sendgrid"] == [{"SendGridSignature": [], "SendGridTimestamp": []}]
+    assert {"BrazeToken": []} in security["braze"] and {"InfobipToken": []} in security["infobip"]
+    assert paths["/events/sendgrid"]["post"]["requestBody"]["content"]["application/json"]["schema"]["type"] == "array"
+
+
+def test_every_format_and_limit_the_entrypoints_check_is_stated() -> None:
+    paths = json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"]
+    query = {p["name"]: p["schema"] for p in paths["/messages"]["get"]["parameters"]}
+    assert query["limit"]["minimum"] == 1 and query["limit"]["maximum"] == 1000 and query["limit"]["type"] == "integer"
+    assert query["sentSince"]["format"] == query["sentUntil"]["format"] == "date-time"
+    assert query["to"]["format"] == "email"
+    assert set(query["generalStatus"]["enum"]) == {"PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED"}
+    email = paths["/subscriptions/{email}"]["get"]["parameters"][0]["schema"]
+    assert email["format"] == "email" and email["maxLength"] == 254
+    route = paths["/relay/{route}"]["post"]["parameters"][0]["schema"]
+    assert route["pattern"] == "^[a-z0-9][a-z0-9_-]{0,63}$"
+    relay = paths["/relay/{route}"]["post"]
+    assert set(relay["requestBody"]["content"]) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+    }
+    assert {"WebhookToken": []} in relay["security"] and "Allow" in relay["responses"]["405"]["headers"]
+    assert all(
+        op["security"] == [{"ApiKey": []}]
+        for path, ops in paths.items()
+        for op in ops.values()
+        if not path.startswith(("/relay/", "/events/"))
+    )
+
+
 def test_request_bodies_are_the_models_the_functions_parse() -> None:
     parsed = set()
     for path in (REPO_ROOT / "layers/common/martech_bridge/entrypoints").glob("*.py"):
         parsed |= set(re.findall(r"parse_body\(app, (\w+)\)", path.read_text()))
-    described = {op["body"].__name__ for op in OPERATIONS.values() if hasattr(op.get("body"), "__name__")}
+    described = {op["body"].__name__ for op in OPERATIONS.values() if hasattr(op.get("body"), "model_json_schema")}
     assert described == parsed
 
 

@@ -3,10 +3,11 @@
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit; SendGrid's 320 is looser.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*$")
+_ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"  # RFC 5322 atext without "%" (a path segment would decode it)
+_LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -45,4 +46,11 @@ def normalize_email(value: str) -> str:
     return address
 
 
-EmailAddress = Annotated[str, AfterValidator(normalize_email)]
+# What openapi.json states: the format, and the local part's characters (format "email" would allow "%").
+EMAIL_JSON_SCHEMA = {
+    "type": "string",
+    "format": "email",
+    "maxLength": MAX_ADDRESS_LENGTH,
+    "pattern": rf"^{_ATOM}(\.{_ATOM})*@[^@\s]+$",
+}
+EmailAddress = Annotated[str, AfterValidator(normalize_email), WithJsonSchema(EMAIL_JSON_SCHEMA)]
