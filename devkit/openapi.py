@@ -208,22 +208,23 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "delivery_id": {"type": "string", "pattern": DELIVERY_ID_PATTERN, "maxLength": 30},
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
-    "messageId": {"schema": {"type": "string", "minLength": 1, "maxLength": 64}},
-    "to": {"schema": EMAIL},
+    "messageId": {"schema": {"type": "string"}},
+    "to": {"schema": {"anyOf": [EMAIL, ABSENT]}},
     "sentSince": {
-        "schema": {"type": "string", "format": "date-time"},
+        "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
         "description": "ISO 8601; default: two days before sentUntil. Must not be after sentUntil.",
     },
-    "sentUntil": {"schema": {"type": "string", "format": "date-time"}, "description": "ISO 8601; default: now"},
+    "sentUntil": {
+        "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
+        "description": "ISO 8601; default: now",
+    },
     "generalStatus": {
         "schema": {"type": "string", "enum": list(STATUSES_OF_GROUP)},
         "description": "Infobip's status group (case-insensitive)",
     },
-    "cursor": {
-        "schema": {"type": "string", "minLength": 1},
-        "description": "opaque: the `cursor` of the previous page",
-    },
+    "cursor": {"schema": {"type": "string"}, "description": "opaque: the `cursor` of the previous page"},
 }
 RELAY_QUERY = {
     "name": "fields",
@@ -256,11 +257,13 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Repeats with the same key are answered from the first request's record (24 h).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+    "description": "Repeats with the same key are answered from the first request's record (24 h); an empty "
+    "key is no key.",
+    "schema": {"type": "string", "maxLength": 256},
 }
 EVENT_BODIES: dict[str, dict[str, Any]] = {
-    "sendgrid": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+    # events are objects; an item that is not one is recorded as rejected by the event worker, not refused here
+    "sendgrid": {"type": "array"},
     "braze": {"type": "object", "additionalProperties": True},
     "infobip": {"type": "object", "additionalProperties": True},
 }
@@ -380,6 +383,11 @@ LINKS: dict[tuple[str, int], dict[str, dict[str, Any]]] = {
     },
 }
 LINKS[("/relay/{route}", 202)] = LINKS[("/relay/{route}", 200)]
+# A target refused the call: the delivery is `rejected` (or `failed`); read it, then replay it.
+LINKS[("/relay/{route}", 502)] = {
+    name: {**link, "parameters": {"delivery_id": "$response.body#/error/delivery_id"}}
+    for name, link in LINKS[("/relay/{route}", 200)].items()
+}
 
 
 def _ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
@@ -435,6 +443,9 @@ def _operation(method: str, path: str, op: dict[str, Any], components: dict[str,
         responses[str(code)] = {"description": description, "content": error}
         if headers:
             responses[str(code)]["headers"] = headers
+        links = LINKS.get((path, code))
+        if links:
+            responses[str(code)]["links"] = links
     operation["responses"] = dict(sorted(responses.items()))
     if op.get("security"):
         operation["security"] = op["security"]

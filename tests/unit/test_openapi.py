@@ -21,6 +21,17 @@ def test_every_route_of_the_template_is_described_and_nothing_else() -> None:
     assert set(OPERATIONS) == routes
 
 
+def test_the_catch_all_knows_every_path_and_method_the_template_routes() -> None:
+    """So that another method on a known path gets 405 with Allow, not 404."""
+    from martech_bridge.api import API_PATHS
+
+    routes: dict[str, set[str]] = {}
+    for r in Template().http_routes():
+        if r.path != "$default":
+            routes.setdefault(r.path, set()).add(r.method)
+    assert {path: set(methods) for path, methods in API_PATHS.items()} == routes
+
+
 def test_the_document_is_valid_openapi() -> None:
     validate(json.loads(COMMITTED.read_text(encoding="utf-8")))
 
@@ -38,8 +49,8 @@ def test_every_format_and_limit_the_entrypoints_check_is_stated() -> None:
     paths = json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"]
     query = {p["name"]: p["schema"] for p in paths["/messages"]["get"]["parameters"]}
     assert query["limit"]["minimum"] == 1 and query["limit"]["maximum"] == 1000 and query["limit"]["type"] == "integer"
-    assert query["sentSince"]["format"] == query["sentUntil"]["format"] == "date-time"
-    assert query["to"]["format"] == "email"
+    assert query["sentSince"]["anyOf"][0]["format"] == query["sentUntil"]["anyOf"][0]["format"] == "date-time"
+    assert query["to"]["anyOf"][0]["format"] == "email"
     assert set(query["generalStatus"]["enum"]) == {"PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED"}
     email = paths["/subscriptions/{email}"]["get"]["parameters"][0]["schema"]
     assert email["format"] == "email" and email["maxLength"] == 254

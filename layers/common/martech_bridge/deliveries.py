@@ -260,9 +260,7 @@ class Engine:
         failure: FailureReason,
         log: dict[str, Any],
     ) -> Settled:
-        body = _bounded(
-            self.rejection(write.delivery, outcome, reason=reason, code="delivery_failed"), write.delivery
-        )
+        body = _bounded(self.rejection(write.delivery, outcome, reason=reason, code="delivery_failed"), write.delivery)
         settled = write(DeliveryStatus.FAILED, response=(502, body), last_error=reason, failure=failure)
         logger.error("Delivery failed", extra={**log, "reason": reason, "failure": failure.value})
         self.dead_letter(settled, route.target.type)

@@ -9,6 +9,7 @@ MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit; SendGrid's 320 is looser.
 _ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"  # RFC 5322 atext without "%" (a path segment would decode it)
 _LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOMAIN_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 
 
 class InvalidEmail(ValueError):
@@ -51,6 +52,7 @@ EMAIL_JSON_SCHEMA = {
     "type": "string",
     "format": "email",
     "maxLength": MAX_ADDRESS_LENGTH,
-    "pattern": rf"^{_ATOM}(\.{_ATOM})*@[^@\s]+$",
+    # ASCII domains as the checks below take them (an IDN domain is accepted too, and not stated)
+    "pattern": rf"^{_ATOM}(\.{_ATOM})*@({_DOMAIN_LABEL}\.)+([A-Za-z]{{2,63}}|[Xx][Nn]--[A-Za-z0-9-]+)\.?$",
 }
 EmailAddress = Annotated[str, AfterValidator(normalize_email), WithJsonSchema(EMAIL_JSON_SCHEMA)]

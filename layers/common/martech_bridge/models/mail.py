@@ -166,7 +166,7 @@ RecipientStatus = Literal["accepted", "suppressed", "invalid", "failed", "unknow
 
 
 class RecipientResult(BaseModel):
-    email: str | None
+    email: str | None = None  # answered without it when the recipient had none
     message_id: str
     status: RecipientStatus
     reason: str | None = None
