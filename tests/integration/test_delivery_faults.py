@@ -16,11 +16,13 @@ Real components: moto server for DynamoDB and SQS, the sandbox's generic HTTP AP
 loopback HTTP. The faults are botocore event hooks on the bridge's own clients."""
 
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,35 @@ class World:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
+class _RawTarget:
+    """A target that answers 200 with JSON nothing should accept: NaN, 1e400 and a 5,000-digit integer."""
+
+    BODY = b'{"id": ' + b"9" * 5000 + b', "score": NaN, "big": 1e400, "name": "\\ud800"}'
+
+    def start(self) -> "_RawTarget":
+        body = self.BODY
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/answer"
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 def _route(method: str, mode: str, sandbox: Sandbox) -> dict[str, Any]:
     return {
         "auth": {"type": "none"},
@@ -176,12 +207,25 @@ def _route(method: str, mode: str, sandbox: Sandbox) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(moto_server: Any, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    raw = _RawTarget().start()
+    needs_id = _route("PUT", "async", sandbox)
+    needs_id["target"]["url"] = f"{sandbox.url}/http/items/{{id}}"
+    needs_id["mapping"]["url_params"] = {"id": "id"}
+    joined = _route("POST", "sync", sandbox)
+    joined["mapping"] = {"body": {"n": "n", "joined": "join(',', n)"}}
+    raw_route = _route("PUT", "sync", sandbox)
+    raw_route["target"]["url"] = raw.url
     routes = {
         "version": 1,
         "routes": {
-            f"{method.lower()}-{mode}": _route(method, mode, sandbox)
-            for method in ("POST", "PUT")
-            for mode in ("sync", "async")
+            **{
+                f"{method.lower()}-{mode}": _route(method, mode, sandbox)
+                for method in ("POST", "PUT")
+                for mode in ("sync", "async")
+            },
+            "needs-id": needs_id,
+            "joined": joined,
+            "raw-answer": raw_route,
         },
         "sinks": [{"name": "effects", "target": _route("POST", "async", sandbox)["target"], "mapping": {"body": {"n": "n"}}}],
     }
@@ -211,6 +255,7 @@ def world(moto_server: Any, sandbox: Sandbox, tmp_path_factory: pytest.TempPathF
     faults = AwsFaults()
     faults.install()
     yield World(dependencies.delivery_engine(), faults, sandbox, moto_server, offset)
+    raw.stop()
     patch.undo()
     config.reset()
     dependencies.reset()
@@ -386,3 +431,94 @@ def test_the_flows_are_faulted_at_each_of_their_steps(world: World) -> None:
     async_relay(world, "post")(uuid.uuid4().hex)
     assert world.faults.calls == ["PutItem", "SendMessage"]
     world.faults.enabled = False
+
+
+# ---------------------------------------------------------------- each wrong-today case, as a regression
+def test_a_repeat_is_answered_from_the_lease_and_recovers_a_dead_attempt(world: World) -> None:
+    marker = uuid.uuid4().hex
+    world.purge()
+    world.faults.plan(2, "kill_before")  # killed after the target call, before its record
+    _, error = _run(world, sync_keyed(world, "post"), marker)
+    world.faults.enabled = False
+    assert error and error.startswith("killed")
+    status, body, headers = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), 20))
+    assert status == 409 and body["error"]["code"] == "idempotency_in_progress"
+    assert 20 <= int(headers["Retry-After"]) <= 40  # the lease's remaining time, not a fixed 2 s
+    world.advance(timedelta(minutes=1))  # the lease has lapsed: its holder is dead
+    status, body, _ = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), 20))
+    assert status == 202 and body["status"] == "queued"
+    world.recover()
+    (delivery,) = world.deliveries(marker)
+    # POST is not idempotent and the first attempt may have reached the target: never resent blindly.
+    assert (delivery.status, delivery.failure) == (DeliveryStatus.FAILED, FailureReason.OUTCOME_UNKNOWN)
+    assert world.effects(marker) == 1 and delivery.delivery_id in world.dead_letters() + [delivery.delivery_id]
+
+
+def test_a_mapping_that_fails_on_the_payload_is_a_422_naming_it(world: World) -> None:
+    world.faults.enabled = False
+    with pytest.raises(BridgeError) as caught:
+        relay(world.engine, _hook("joined", "5"), 20)  # join() takes an array; the payload has a string
+    assert caught.value.status == 422 and caught.value.code == "mapping_error"
+    assert caught.value.details["field"] == "join(',', n)"
+
+
+def test_a_targets_unusable_json_answer_is_not_our_error(world: World) -> None:
+    world.faults.enabled = False
+    reply = relay(world.engine, _hook("raw-answer", uuid.uuid4().hex), 20)
+    assert reply.status == 200 and reply.body["status"] == "delivered"
+    json.dumps(reply.body, allow_nan=False).encode("utf-8")  # our answer is JSON, and valid UTF-8
+
+
+def test_a_payload_too_big_to_store_is_a_413_before_any_call(world: World) -> None:
+    world.faults.enabled = False
+    marker = uuid.uuid4().hex
+    body = f"n={marker}&x=".encode() + b"%01" * 80_000  # 240 KB raw; stored as JSON, \u0001 is 6 bytes
+    hook = Webhook("post-sync", "POST", {"content-type": "application/x-www-form-urlencoded"}, {}, "", body)
+    with pytest.raises(BridgeError) as caught:
+        relay(world.engine, hook, 20)
+    assert caught.value.status == 413
+    assert world.effects(marker) == 0 and not world.deliveries(marker)
+
+
+def test_a_queued_delivery_whose_request_cannot_be_built_fails_to_the_dlq(world: World) -> None:
+    world.faults.enabled = False
+    world.purge()
+    marker = uuid.uuid4().hex
+    reply = relay(world.engine, Webhook("needs-id", "POST", {}, {}, "", json.dumps({"id": "x", "n": marker}).encode()), 20)
+    assert reply.status == 202
+    (delivery,) = world.deliveries(marker)
+    # The payload no longer fits the mapping (as after a routes change): the worker cannot build the call.
+    table = world.table()
+    table.update_item(
+        Key={"pk": delivery.delivery_id, "sk": "D"},
+        UpdateExpression="SET payload_json = :p",
+        ExpressionAttributeValues={":p": json.dumps({"n": marker})},
+    )
+    assert world.engine.process(delivery.delivery_id, 30) == "unbuildable"
+    (failed,) = world.deliveries(marker)
+    assert (failed.status, failed.failure) == (DeliveryStatus.FAILED, FailureReason.UNBUILDABLE)
+    assert delivery.delivery_id in world.dead_letters()
+
+
+def test_an_early_message_is_requeued_not_handed_back(world: World) -> None:
+    world.faults.enabled = False
+    world.purge()
+    marker = uuid.uuid4().hex
+    requests.post(f"{world.sandbox.url}/_sandbox/http/faults", json={"count": 1, "status": 503}, timeout=5)
+    reply = relay(world.engine, _hook("put-sync", marker), 20)
+    assert reply.status == 202  # retry later; a fresh delayed message is queued
+    world.purge()
+    (delivery,) = world.deliveries(marker)
+    world.advance(-timedelta(hours=1))  # the message arrives long before its attempt is due
+    try:
+        assert world.engine.process(delivery.delivery_id, 30).startswith("not due")
+    finally:
+        world.advance(timedelta(hours=1))
+    attributes = world.sqs.get_queue_attributes(
+        QueueUrl=local_queue_url("DeliveryQueue"), AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"  # a fresh message, delayed (at most 15 min)
+
+
+def _reply(reply: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return reply.status, reply.body, reply.headers

@@ -31,3 +31,9 @@ def test_intrinsics_resolve_to_local_names() -> None:
     )
     assert resolver.resolve({"Fn::If": ["StaticEgressIp", "on", "off"]}) == "off"
     assert Resolver(Template(), {"EnableStaticEgressIp": "true"}).condition("StaticEgressIp") is True
+
+
+def test_a_delivery_message_goes_to_the_dlq_after_a_few_crashes_not_after_sixty_receives() -> None:
+    # Retries are fresh messages, so a receive count only climbs when the worker crashed on the message.
+    queue = Template().resources["DeliveryQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] <= 10
