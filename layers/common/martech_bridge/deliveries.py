@@ -31,6 +31,7 @@ from martech_bridge.adapters.delivery_store import (
     SWEEP_SHARDS,
     DeliveryStore,
     StateChanged,
+    after_attempt,
     payload_json,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
@@ -481,39 +482,10 @@ class _Writer:
     def __init__(self, store: DeliveryStore, delivery: Delivery, attempt: Attempt, stored: bool) -> None:
         self.store, self.delivery, self.attempt, self.stored = store, delivery, attempt, stored
 
-    def __call__(
-        self,
-        status: DeliveryStatus,
-        *,
-        next_attempt_at: datetime | None = None,
-        response: tuple[int, dict[str, Any]] | None = None,
-        last_error: str | None = None,
-        failure: FailureReason | None = None,
-    ) -> Delivery:
+    def __call__(self, status: DeliveryStatus, **outcome: Any) -> Delivery:
         if self.stored:
-            return self.store.record_attempt(
-                self.delivery,
-                self.attempt,
-                status=status,
-                next_attempt_at=next_attempt_at,
-                response=response,
-                last_error=last_error,
-                failure=failure,
-            )
-        settled = self.delivery.model_copy(
-            update={
-                "status": status,
-                "attempts": self.attempt.number,
-                "updated_at": delivery_store.now(),
-                "lease_until_ms": None,
-                "next_attempt_at": next_attempt_at,
-                "last_error": last_error,
-                "failure": failure,
-                "dead_letter_pending": status == DeliveryStatus.FAILED,
-                "attempt_history": [self.attempt],
-                **({"response_status": response[0], "response_body": response[1]} if response else {}),
-            }
-        )
+            return self.store.record_attempt(self.delivery, self.attempt, status=status, **outcome)
+        settled = after_attempt(self.delivery, self.attempt, status=status, **outcome)
         if self.store.create(settled) is not None:  # a random id: cannot happen short of a collision
             raise DependencyUnavailable("Delivery id collision; not recorded")
         return settled
