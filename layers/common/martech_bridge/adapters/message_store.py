@@ -16,11 +16,13 @@ from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
 
 REPORT_SHARDS = 8
+SAVE_CHUNK = 100  # items in one TransactWriteItems call (DynamoDB's limit)
 FINAL_STATUSES = frozenset({"delivered", "bounced", "rejected", "failed", "aborted"})
 FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no second report
 # Our statuses in Infobip's general status groups (its logs and reports speak these).
 GENERAL_STATUS = {
     "accepted": "PENDING",
+    "pending": "PENDING",
     "unknown": "PENDING",
     "queued": "PENDING",
     "sent": "PENDING",
@@ -40,32 +42,28 @@ STATUSES_OF_GROUP = {
 
 
 class MessageStore(aws.TableStore):
+    @staticmethod
+    def head(request: MailRequest) -> dict[str, Any]:
+        """What a message's head item keeps of its request (sizes checked before the send: MailRequest.oversized)."""
+        return {
+            "subject": request.subject,
+            "template_id": request.template_id,
+            "categories": request.categories or None,
+            "metadata": request.metadata or None,
+            "external_send_id": request.external_send_id,
+        }
+
     def save(
-        self, dispatch_id: str, provider: str, request: MailRequest, results: list[RecipientResult], status: str
+        self, dispatch_id: str, provider: str, head: dict[str, Any], results: list[RecipientResult], status: str
     ) -> None:
+        """Write a message once: every item is put on the condition that it does not exist, so a dispatch's
+        records are never overwritten - a repeat (after a take-over) writes only what is missing, and the
+        events that already moved a recipient on are kept."""
         now = datetime.now(UTC)
         stamp = now.isoformat()
         expires = int((now + self._retention).timestamp())
         pk = f"MSG#{dispatch_id}"
-        items: list[dict[str, Any]] = [
-            {
-                "pk": pk,
-                "sk": "M",
-                "dispatch_id": dispatch_id,
-                "provider": provider,
-                "status": status,
-                "created_at": stamp,
-                "subject": request.subject,
-                "template_id": request.template_id,
-                "categories": request.categories or None,
-                "metadata": request.metadata or None,
-                "external_send_id": request.external_send_id,
-                "recipients": len(results),
-                "expires_at": expires,
-                "gsi2pk": f"DAY#{now:%Y-%m-%d}",
-                "gsi2sk": f"{stamp}#{dispatch_id}",
-            }
-        ]
+        items: list[dict[str, Any]] = []
         for result in results:
             item: dict[str, Any] = {
                 "pk": pk,
@@ -81,11 +79,116 @@ class MessageStore(aws.TableStore):
             if result.provider_message_id:
                 item.update(gsi1pk=f"PID#{provider}#{result.provider_message_id}", gsi1sk=result.message_id)
             items.append(item)
+        # The head goes last: once it is there, every recipient is too.
+        items.append(
+            {
+                "pk": pk,
+                "sk": "M",
+                "dispatch_id": dispatch_id,
+                "provider": provider,
+                "status": status,
+                "created_at": stamp,
+                **head,
+                "recipients": len(results),
+                "expires_at": expires,
+                "gsi2pk": f"DAY#{now:%Y-%m-%d}",
+                "gsi2sk": f"{stamp}#{dispatch_id}",
+            }
+        )
+        for start in range(0, len(items), SAVE_CHUNK):
+            self._put_new([{k: v for k, v in i.items() if v is not None} for i in items[start : start + SAVE_CHUNK]])
+
+    def _put_new(self, items: list[dict[str, Any]]) -> None:
+        """Put items that do not exist yet, in one transaction; those that exist are left as they are."""
+        client = self._table.meta.client
+        for _ in range(4):
+            if not items:
+                return
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table_name,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        }
+                        for item in items
+                    ]
+                )
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise DependencyUnavailable("Message store is unavailable") from exc
+                reasons = exc.response.get("CancellationReasons") or []
+                exists = [
+                    i < len(reasons) and reasons[i].get("Code") == "ConditionalCheckFailed" for i in range(len(items))
+                ]
+                if not any(exists):  # conflict or throttling: try the same items again
+                    continue
+                items = [item for item, there in zip(items, exists, strict=True) if not there]
+            except BotoCoreError as exc:
+                raise DependencyUnavailable("Message store is unavailable") from exc
+        raise DependencyUnavailable("Message store is unavailable")
+
+    def exists(self, dispatch_id: str) -> bool:
+        """Whether a message's records are all written (its head item is written last)."""
         try:
-            with self._table.batch_writer() as batch:
-                for item in items:
-                    batch.put_item(Item={k: v for k, v in item.items() if v is not None})
+            found = self._table.get_item(Key={"pk": f"MSG#{dispatch_id}", "sk": "M"}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        return "Item" in found
+
+    def recipients(self, dispatch_id: str) -> list[dict[str, Any]]:
+        """A message's recipient items as stored (for answering a repeat of a send that was recorded)."""
+        from boto3.dynamodb.conditions import Key
+
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"MSG#{dispatch_id}") & Key("sk").begins_with("R#"),
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._table.query(**query)
+                items += page["Items"]
+                if "LastEvaluatedKey" not in page:
+                    return [{k: _plain(v) for k, v in i.items()} for i in items]
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def settle_pending(self, dispatch_id: str, result: RecipientResult, provider: str) -> bool:
+        """A `pending` recipient after its deferred call: its status, reason and provider id. Only a recipient
+        still `pending` changes (an event may have moved it on); False when the record is not there yet."""
+        values: dict[str, Any] = {":s": result.status, ":p": "pending"}
+        sets = ["#s = :s"]
+        removes = []
+        if result.reason:
+            sets.append("reason = :r")
+            values[":r"] = result.reason
+        else:
+            removes.append("reason")
+        if result.provider_message_id:
+            sets += ["provider_message_id = :id", "gsi1pk = :g1", "gsi1sk = :m"]
+            values.update({":id": result.provider_message_id, ":g1": f"PID#{provider}#{result.provider_message_id}"})
+            values[":m"] = result.message_id
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._table.update_item(
+                Key={"pk": f"MSG#{dispatch_id}", "sk": f"R#{result.message_id}"},
+                UpdateExpression=expression,
+                ConditionExpression="#s = :p",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        except BotoCoreError as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
 
     # ------------------------------------------------------------------ events
