@@ -118,7 +118,6 @@ class MailRequest(_Model):
     def transactional(self) -> bool:
         return TRANSACTIONAL in self.categories
 
-
     def oversized(self) -> tuple[str, str] | None:
         """(field, why) for the first part that is larger than the bridge can send and record, else None.
         Checked before any provider call: a record that cannot be written after the mail went out is a
