@@ -44,10 +44,10 @@ def send_mail() -> Response:
     settings = get_settings()
     request = parse_body(app, MailRequest)
     provider = PROVIDERS[request.provider or settings.default_provider]
-    provider.validate(request)
     oversized = request.oversized()
     if oversized:  # before any provider call: a record too big to write would mean a second send
         raise PayloadTooLarge(oversized[1], code="payload_too_large", field=oversized[0])
+    provider.validate(request)
     sender = request.sender or _default_sender(settings)
     reply_to = request.reply_to or (Address(email=settings.default_reply_to) if settings.default_reply_to else None)
     header_key = app.current_event.headers.get("idempotency-key")

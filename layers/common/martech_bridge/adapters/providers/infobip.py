@@ -19,7 +19,7 @@ from martech_bridge.adapters.providers.base import (
     rate_limit_wait,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
-from martech_bridge.errors import InvalidRequest
+from martech_bridge.errors import InvalidRequest, PayloadTooLarge
 from martech_bridge.models.mail import MailRequest
 
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # UNCONFIRMED upper bound for attachments in one message; conservative
@@ -38,9 +38,9 @@ class Infobip:
     def validate(self, request: MailRequest) -> None:
         total = sum(a.size for a in request.attachments)
         if total > MAX_MESSAGE_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"Attachments total {total} bytes; the bridge sends at most 20 MB through Infobip",
-                code="attachment_too_large",
+                code="payload_too_large",
                 field="attachments",
             )
         if request.template_id and not request.template_id.isdigit():

@@ -15,7 +15,7 @@ from martech_bridge.adapters.providers.base import (
     rate_limit_wait,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
-from martech_bridge.errors import InvalidRequest
+from martech_bridge.errors import InvalidRequest, PayloadTooLarge
 from martech_bridge.models.mail import MailRequest
 
 MAX_TOTAL_BYTES = 30 * 1024 * 1024  # the whole message, attachments included
@@ -37,9 +37,9 @@ class SendGrid:
     def validate(self, request: MailRequest) -> None:
         total = sum(a.size for a in request.attachments) + len((request.html or "") + (request.text or ""))
         if total > MAX_TOTAL_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"SendGrid accepts messages up to 30 MB; this one is {total} bytes",
-                code="attachment_too_large",
+                code="payload_too_large",
                 field="attachments",
             )
         for i, category in enumerate(request.categories):
@@ -63,9 +63,9 @@ class SendGrid:
                 )
         args = json.dumps({**request.metadata, "dispatch_id": "x" * 40, "message_id": "x" * 48})
         if len(args.encode()) > MAX_CUSTOM_ARGS_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 "metadata is too large: SendGrid's custom_args are limited to 10,000 bytes",
-                code="validation_error",
+                code="payload_too_large",
                 field="metadata",
             )
 
