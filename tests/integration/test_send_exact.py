@@ -208,6 +208,30 @@ def test_braze_recipients_not_sent_in_time_are_queued_then_sent_once(
     assert len({a["request"]["recipient"]["external_user_id"] for a in accepted}) == 40
 
 
+def test_with_the_send_queue_down_the_unattempted_are_failed_and_were_not_sent(
+    functions: Functions, sandbox: Sandbox
+) -> None:
+    fault(sandbox, "braze", count=30, delay=0.3, apply=True)
+    recipients = [{"email": addr(f"n{i}"), "user_id": f"n{i}"} for i in range(30)]
+    status, body, _ = send(
+        functions,
+        {"provider": "braze", "template_id": "c1", "to": recipients},
+        SEND_CONCURRENCY="2",
+        SEND_DEADLINE_SECONDS="2",
+        SEND_QUEUE_URL=local_queue_url("NoSuchQueue"),
+    )
+    assert status == 202 and body["status"] == "partial", body
+    refused = [r for r in body["recipients"] if r["status"] == "failed"]
+    assert refused and all("not sent" in r["reason"] for r in refused)
+    reached = {a["request"]["recipient"]["external_user_id"] for a in sent(sandbox, "braze")}
+    accepted = {
+        recipients[int(r["message_id"].rsplit(".", 1)[1])]["user_id"]
+        for r in body["recipients"]
+        if r["status"] == "accepted"
+    }
+    assert reached == accepted  # what is reported failed never reached Braze
+
+
 # ------------------------------------------------------------------ 5. dispatch ids unique per send
 def test_a_key_reused_after_its_window_is_a_new_send_that_overwrites_nothing(
     functions: Functions, sandbox: Sandbox, aws_env

@@ -1,5 +1,6 @@
 """The send queue: provider calls a request could not make within its deadline (Braze recipients), each
-as one message, made later by SendWorkerFunction. A message holds the call without its credentials."""
+as one message, made later by SendWorkerFunction. A message holds the call without its credentials; the
+call's own body is the only place the address appears (Braze needs it there)."""
 
 import base64
 import json
@@ -29,7 +30,7 @@ def encode(dispatch_id: str, provider: str, call: ProviderCall) -> str:
             "body": base64.b64encode(request.body or b"").decode(),
             "timeout": request.timeout,
             "retry_safe": call.retry_safe,
-            "recipients": [{"email": o.recipient.email, "message_id": o.message_id} for o in call.recipients],
+            "recipients": [{"message_id": o.message_id} for o in call.recipients],  # the address is in the record
         },
         ensure_ascii=False,
     )
@@ -48,7 +49,7 @@ def decode(body: str) -> tuple[str, str, ProviderCall]:
             idempotent=bool(data["retry_safe"]),
             secret_headers=frozenset(data["secret_headers"]),
         )
-        recipients = [Outbound(Recipient(email=r["email"]), str(r["message_id"])) for r in data["recipients"]]
+        recipients = [Outbound(Recipient(), str(r["message_id"])) for r in data["recipients"]]
         return str(data["dispatch_id"]), str(data["provider"]), ProviderCall(request, recipients, data["retry_safe"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a send message: {type(exc).__name__}") from None
