@@ -357,6 +357,30 @@ def test_an_abandoned_braze_send_is_resent_and_braze_dedupes_it(
     assert len(sent(sandbox, "braze")) == 2  # one each, although the first was called twice
 
 
+def test_a_send_that_died_after_its_records_is_answered_from_them(
+    functions: Functions, sandbox: Sandbox, aws_env
+) -> None:
+    from martech_bridge.adapters.message_store import MessageStore
+    from martech_bridge.models.mail import RecipientResult
+
+    key = f"recorded-{uuid.uuid4().hex}"
+    email = addr()
+    mail = {"to": [{"email": email}], "subject": "s", "text": "t"}
+    dispatch = f"d_dead{uuid.uuid4().hex[:8]}"
+    abandoned_claim(key, mail, dispatch, "calling")
+    done = RecipientResult(email=email, message_id=f"{dispatch}.0", status="accepted", provider_message_id="sg-1")
+    MessageStore("MessagesTable", 30).save(dispatch, "sendgrid", {"subject": "s"}, [done], "accepted")
+    status, body, headers = send(functions, mail, [("idempotency-key", key)])
+    assert (status, headers["Idempotency-Replay"]) == (202, "true")
+    assert body == {
+        "dispatch_id": dispatch,
+        "provider": "sendgrid",
+        "status": "accepted",
+        "recipients": [done.answer()],
+    }
+    assert recorded(sandbox, "sendgrid") == []
+
+
 def test_a_repeat_within_the_lease_is_still_409(functions: Functions, sandbox: Sandbox, aws_env) -> None:
     from martech_bridge.adapters.idempotency_store import IdempotencyStore
 
