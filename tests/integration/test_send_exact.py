@@ -262,10 +262,16 @@ def test_message_records_are_written_once_and_never_overwritten(aws_env) -> None
     one = RecipientResult(
         email="a@example.com", message_id=f"{dispatch}.0", status="accepted", provider_message_id="p1"
     )
-    store.save(dispatch, "sendgrid", {"subject": "first"}, [one], "accepted")
-    store.save(dispatch, "sendgrid", {"subject": "second"}, [one.model_copy(update={"status": "failed"})], "failed")
+    two = RecipientResult(email="b@example.com", message_id=f"{dispatch}.1", status="accepted")
+    store.save(dispatch, "sendgrid", {"subject": "first"}, [one], "accepted", fresh=True)
+    # A take-over's second write: what exists is kept, what is missing is added.
+    changed = one.model_copy(update={"status": "failed"})
+    store.save(dispatch, "sendgrid", {"subject": "second"}, [changed, two], "failed", fresh=False)
     assert store.get(dispatch)["subject"] == "first"
-    assert store.recipients(dispatch)[0]["status"] == "accepted"
+    assert [(r["message_id"], r["status"]) for r in store.recipients(dispatch)] == [
+        (one.message_id, "accepted"),
+        (two.message_id, "accepted"),
+    ]
 
 
 # ------------------------------------------------------------------ 6. the outcome is never lost
@@ -369,7 +375,7 @@ def test_a_send_that_died_after_its_records_is_answered_from_them(
     dispatch = f"d_dead{uuid.uuid4().hex[:8]}"
     abandoned_claim(key, mail, dispatch, "calling")
     done = RecipientResult(email=email, message_id=f"{dispatch}.0", status="accepted", provider_message_id="sg-1")
-    MessageStore("MessagesTable", 30).save(dispatch, "sendgrid", {"subject": "s"}, [done], "accepted")
+    MessageStore("MessagesTable", 30).save(dispatch, "sendgrid", {"subject": "s"}, [done], "accepted", fresh=True)
     status, body, headers = send(functions, mail, [("idempotency-key", key)])
     assert (status, headers["Idempotency-Replay"]) == (202, "true")
     assert body == {

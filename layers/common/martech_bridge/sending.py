@@ -120,14 +120,11 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
         ]
 
     if answer is not None and answer.kind == "accepted":
-        _count(provider, "accepted", len(call.recipients))
         return CallResult(each("accepted", answer.message))
     if call.retry_safe and (answer is None or ambiguous):
         # Never made, or made and unanswered with no time left to repeat it: safe to make later.
-        _count(provider, "pending", len(call.recipients))
         return CallResult(each("pending", PENDING_REASON), deferred=call)
     if ambiguous and not call.retry_safe:
-        _count(provider, "unknown", len(call.recipients))
         reason = f"{provider.label} did not answer in time; the mail may have been sent (not resent; events will tell)"
         return CallResult(each("unknown", reason))
     if answer is None:
@@ -139,7 +136,6 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
         + (f" (HTTP {answer.status})" if answer.status else f" ({_short(answer.message)})")
         + " after retries",
     }[answer.kind]
-    _count(provider, "failed", len(call.recipients))
     logger.warning(
         "Provider refused or failed",
         extra={
@@ -159,8 +155,15 @@ def _short(message: str | None) -> str:
     return message if len(message) <= MAX_REASON else message[: MAX_REASON - 1] + "…"
 
 
-def _count(provider: Provider, outcome: str, n: int) -> None:
-    count(f"Sends{outcome.capitalize()}", n, provider=provider.name)
+def count_outcomes(provider: Provider, results: Sequence[RecipientResult]) -> None:
+    """Sends{Accepted,Pending,Unknown,Failed} for the recipients a provider was (to be) called for. Counted
+    once, from the request's own thread: metric lines printed from several threads would interleave."""
+    tally: dict[str, int] = {}
+    for r in results:
+        if r.status in ("accepted", "pending", "unknown", "failed"):
+            tally[r.status] = tally.get(r.status, 0) + 1
+    for outcome, n in sorted(tally.items()):
+        count(f"Sends{outcome.capitalize()}", n, provider=provider.name)
 
 
 def api_key(settings: Settings, provider: Provider) -> str:
@@ -177,7 +180,6 @@ def api_key(settings: Settings, provider: Provider) -> str:
 
 def not_resent(provider: Provider, recipients: Sequence[Outbound]) -> list[RecipientResult]:
     """Recipients of a take-over whose first attempt may have reached a provider that cannot deduplicate."""
-    _count(provider, "unknown", len(recipients))
     reason = f"an earlier attempt with this key may have handed it to {provider.label}; not resent (events will tell)"
     return [
         RecipientResult(email=o.recipient.email, message_id=o.message_id, status="unknown", reason=reason)
@@ -187,7 +189,6 @@ def not_resent(provider: Provider, recipients: Sequence[Outbound]) -> list[Recip
 
 def not_queued(provider: Provider, call: ProviderCall) -> list[RecipientResult]:
     """Recipients of a deferred call the send queue would not take: nothing was sent to them."""
-    _count(provider, "failed", len(call.recipients))
     reason = "not sent: no time was left in the request and the bridge's send queue is unavailable"
     return [
         RecipientResult(email=o.recipient.email, message_id=o.message_id, status="failed", reason=reason)
@@ -203,11 +204,13 @@ def record(
     results: list[RecipientResult],
     status: str,
     deadline: float,
+    fresh: bool,
 ) -> bool:
-    """Write the message's records, retried until `deadline` (time.monotonic()); False if they could not be."""
+    """Write the message's records, retried until `deadline` (time.monotonic()); False if they could not be.
+    A retry writes only what is missing (the first try may have written part)."""
     for attempt in range(1, 5):
         try:
-            store.save(dispatch_id, provider, head, results, status)
+            store.save(dispatch_id, provider, head, results, status, fresh=fresh and attempt == 1)
             return True
         except DependencyUnavailable:
             wait = backoff_seconds(attempt, base=0.2, cap=1.0)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,6 @@ from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
 
 REPORT_SHARDS = 8
-SAVE_CHUNK = 100  # items in one TransactWriteItems call (DynamoDB's limit)
 FINAL_STATUSES = frozenset({"delivered", "bounced", "rejected", "failed", "aborted"})
 FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no second report
 # Our statuses in Infobip's general status groups (its logs and reports speak these).
@@ -54,11 +54,20 @@ class MessageStore(aws.TableStore):
         }
 
     def save(
-        self, dispatch_id: str, provider: str, head: dict[str, Any], results: list[RecipientResult], status: str
+        self,
+        dispatch_id: str,
+        provider: str,
+        head: dict[str, Any],
+        results: list[RecipientResult],
+        status: str,
+        *,
+        fresh: bool,
     ) -> None:
-        """Write a message once: every item is put on the condition that it does not exist, so a dispatch's
-        records are never overwritten - a repeat (after a take-over) writes only what is missing, and the
-        events that already moved a recipient on are kept."""
+        """Write a message once; its records are never overwritten. `fresh`: the dispatch id was minted by
+        this process (random, never derived from a key), so nothing can exist under it yet and the recipient
+        items go in batches. Otherwise (a take-over, a repeat writing what its first could not) each item
+        is put on the condition that it does not exist: only what is missing is written, and a recipient an
+        event has moved on is kept. The head goes last, conditionally: once it is there, every recipient is."""
         now = datetime.now(UTC)
         stamp = now.isoformat()
         expires = int((now + self._retention).timestamp())
@@ -78,59 +87,39 @@ class MessageStore(aws.TableStore):
                 item.update(gsi2pk=f"TO#{result.email}", gsi2sk=f"{stamp}#{result.message_id}")
             if result.provider_message_id:
                 item.update(gsi1pk=f"PID#{provider}#{result.provider_message_id}", gsi1sk=result.message_id)
-            items.append(item)
-        # The head goes last: once it is there, every recipient is too.
-        items.append(
-            {
-                "pk": pk,
-                "sk": "M",
-                "dispatch_id": dispatch_id,
-                "provider": provider,
-                "status": status,
-                "created_at": stamp,
-                **head,
-                "recipients": len(results),
-                "expires_at": expires,
-                "gsi2pk": f"DAY#{now:%Y-%m-%d}",
-                "gsi2sk": f"{stamp}#{dispatch_id}",
-            }
-        )
-        for start in range(0, len(items), SAVE_CHUNK):
-            self._put_new([{k: v for k, v in i.items() if v is not None} for i in items[start : start + SAVE_CHUNK]])
+            items.append({k: v for k, v in item.items() if v is not None})
+        head_item = {
+            "pk": pk,
+            "sk": "M",
+            "dispatch_id": dispatch_id,
+            "provider": provider,
+            "status": status,
+            "created_at": stamp,
+            **head,
+            "recipients": len(results),
+            "expires_at": expires,
+            "gsi2pk": f"DAY#{now:%Y-%m-%d}",
+            "gsi2sk": f"{stamp}#{dispatch_id}",
+        }
+        try:
+            if fresh:
+                with self._table.batch_writer() as batch:
+                    for item in items:
+                        batch.put_item(Item=item)
+            else:
+                with ThreadPoolExecutor(max_workers=8, thread_name_prefix="save") as pool:
+                    list(pool.map(self._put_new, items))
+            self._put_new({k: v for k, v in head_item.items() if v is not None})
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
 
-    def _put_new(self, items: list[dict[str, Any]]) -> None:
-        """Put items that do not exist yet, in one transaction; those that exist are left as they are."""
-        client = self._table.meta.client
-        for _ in range(4):
-            if not items:
-                return
-            try:
-                client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Put": {
-                                "TableName": self._table_name,
-                                "Item": item,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        }
-                        for item in items
-                    ]
-                )
-                return
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise DependencyUnavailable("Message store is unavailable") from exc
-                reasons = exc.response.get("CancellationReasons") or []
-                exists = [
-                    i < len(reasons) and reasons[i].get("Code") == "ConditionalCheckFailed" for i in range(len(items))
-                ]
-                if not any(exists):  # conflict or throttling: try the same items again
-                    continue
-                items = [item for item, there in zip(items, exists, strict=True) if not there]
-            except BotoCoreError as exc:
-                raise DependencyUnavailable("Message store is unavailable") from exc
-        raise DependencyUnavailable("Message store is unavailable")
+    def _put_new(self, item: dict[str, Any]) -> None:
+        """Put an item unless it exists (then it is left as it is)."""
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def exists(self, dispatch_id: str) -> bool:
         """Whether a message's records are all written (its head item is written last)."""

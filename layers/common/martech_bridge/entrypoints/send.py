@@ -33,7 +33,7 @@ from martech_bridge.logic.event_auth import infobip_callback_token
 from martech_bridge.logic.gate import decide
 from martech_bridge.models.mail import Address, MailRequest, RecipientResult
 from martech_bridge.observability import logger
-from martech_bridge.sending import CallResult, api_key, dispatch, not_queued, not_resent, record
+from martech_bridge.sending import CallResult, api_key, count_outcomes, dispatch, not_queued, not_resent, record
 
 app = build_resolver()
 RESERVE_SECONDS = 4.0  # time kept back for recording the message after the provider calls
@@ -129,6 +129,7 @@ def send_mail() -> Response:
                 results[int(result.message_id.rsplit(".", 1)[1])] = result
         ordered = [results[i] for i in range(len(request.to))]
         status = _overall(ordered)
+        count_outcomes(provider, [results[i] for i, _ in outbound])
     except BridgeError:
         if key is not None and not called:
             idempotency_store().release(f"send#{key}")  # nothing went out: let the caller try again
@@ -136,7 +137,7 @@ def send_mail() -> Response:
     code, body = _answer(dispatch_id, provider.name, status, ordered, failure, outbound)
     head = MessageStore.head(request)
     save_by = time.monotonic() + max(1.0, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2.0)
-    if record(message_store(), dispatch_id, provider.name, head, ordered, status, save_by):
+    if record(message_store(), dispatch_id, provider.name, head, ordered, status, save_by, fresh=resumed is None):
         if key is not None:
             _keep(key, code, body)
     elif key is not None and called:
@@ -210,7 +211,7 @@ def _replay(key: str, earlier: Claimed) -> Response:
     if earlier.unsaved is not None and earlier.dispatch_id:  # the first could not write its records: do it now
         u = earlier.unsaved
         results = [RecipientResult.model_validate(r) for r in u["results"]]
-        message_store().save(earlier.dispatch_id, u["provider"], u["head"], results, u["status"])
+        message_store().save(earlier.dispatch_id, u["provider"], u["head"], results, u["status"], fresh=False)
         idempotency_store().saved(f"send#{key}")
     return json_response(earlier.status_code or 202, earlier.body or {}, {"Idempotency-Replay": "true"})
 

@@ -16,7 +16,7 @@ from martech_bridge.adapters.send_queue import decode
 from martech_bridge.config import get_settings
 from martech_bridge.dependencies import message_store
 from martech_bridge.observability import logger
-from martech_bridge.sending import api_key, run_calls
+from martech_bridge.sending import api_key, count_outcomes, run_calls
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 RESERVE_SECONDS = 5.0  # kept back for settling the records
@@ -53,6 +53,7 @@ def record_handler(record: SQSRecord) -> None:
         raise HandBack("the provider is unavailable; the queue tries again")  # Braze dedupes the repeat
     for recipient in result.results:
         store.settle_pending(dispatch_id, recipient, provider.name)
+    count_outcomes(provider, result.results)
     logger.info("Deferred send made", extra={"statuses": [r.status for r in result.results]})
 
 
