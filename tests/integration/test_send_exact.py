@@ -158,6 +158,39 @@ def test_braze_queued_answer_means_accepted_not_failed(functions: Functions, san
     assert len(sent(sandbox, "braze")) == 1  # and Braze sent it once
 
 
+def test_postbacks_find_a_recipient_whose_send_got_the_queued_answer(
+    functions: Functions, sandbox: Sandbox, moto_server
+) -> None:
+    fault(sandbox, "braze", delay=3, apply=True)  # Braze sends, the bridge gives up, the repeat is "queued"
+    status, body, _ = send(
+        functions,
+        {
+            "provider": "braze",
+            "template_id": "c1",
+            "to": [{"email": addr(), "user_id": "u5"}],
+        },
+        PROVIDER_TIMEOUT_SECONDS="1",
+    )
+    assert status == 202 and body["recipients"][0]["status"] == "accepted"
+    assert "provider_message_id" not in body["recipients"][0]  # Braze never told us its dispatch_id
+    braze_dispatch = sent(sandbox, "braze")[0]["dispatch_id"]
+    post_events(
+        functions,
+        "braze",
+        {
+            "dispatch_id": braze_dispatch,
+            "status": "delivered",
+            "metadata": {
+                "delivered_at": "2026-11-22T05:00:04.000+00:00",
+                "external_send_id": f"{body['dispatch_id']}-0",
+            },
+        },
+        "token=local-braze-postback-secret",
+    )
+    assert work(functions, moto_server) == {"batchItemFailures": []}
+    assert [r["status"] for r in message(functions, body["dispatch_id"])["recipients"]] == ["delivered"]
+
+
 # ------------------------------------------------------------------ 4. Braze fan-out
 def test_300_braze_recipients_at_a_tenth_of_a_second_all_reach_braze(functions: Functions, sandbox: Sandbox) -> None:
     fault(sandbox, "braze", count=300, delay=0.1, apply=True)

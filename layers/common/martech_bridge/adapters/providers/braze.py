@@ -7,6 +7,7 @@ a call that timed out is sent again, and Braze's "has been queued" answer to it 
 accepted (WIRE-FORMATS 3.2), so the recipient is `accepted`, never `failed`."""
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -120,6 +121,17 @@ class Braze:
         return ProviderAnswer(kind, response.status, message=message, retry_after=wait, raw=body)
 
 
+_DERIVED = re.compile(r"^(d_[0-9a-f]{24})-(\d+)$")
+
+
+def _our_ids(external_send_id: str | None) -> dict[str, str]:
+    """Our dispatch and message ids, when the external_send_id is one the bridge derived from them: a
+    postback then finds its recipient even when the send only got Braze's "has been queued" answer and
+    so never learnt the dispatch_id."""
+    found = _DERIVED.match(external_send_id or "")
+    return {"dispatch_id": found.group(1), "message_id": f"{found.group(1)}.{found.group(2)}"} if found else {}
+
+
 def _external_send_id(given: str | None, one: Outbound, count: int) -> str:
     """The caller's external_send_id for a single recipient; otherwise one per recipient, derived from it or
     from our message id (both match Braze's /^[a-zA-Z0-9-_+\\/=]+$/)."""
@@ -165,6 +177,7 @@ def braze_events(payload: Any) -> list[Any]:
                 provider_event=status,
                 timestamp=p.iso(stamp),
                 provider_message_id=dispatch,
+                **_our_ids(p.text(metadata.get("external_send_id"))),
                 external_send_id=p.text(metadata.get("external_send_id")),
                 bounce=bounce,  # type: ignore[arg-type]
                 description=reason,
