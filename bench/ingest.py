@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.client
+from write_keys import WriteRecorder, print_report, store
 
 from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
@@ -136,6 +137,10 @@ def main() -> dict[str, Any]:
                 )
             )
         quiet = io.StringIO()
+        # scale.hottest_key_share: every DynamoDB write of both phases, recorded at the moto server
+        # (bench/write_keys.py; the recorder's file append per request is inside the events/s figures).
+        writes = WriteRecorder(moto.endpoint)
+        writes.start()
         botocore.client.BaseClient._make_api_call = _counting
         started = time.perf_counter()
         for i, post in enumerate(posts):
@@ -168,6 +173,7 @@ def main() -> dict[str, Any]:
             batches += 1
         worker_seconds = time.perf_counter() - started
         botocore.client.BaseClient._make_api_call = _real
+        write_log = writes.stop()
         dynamo = sum(n for op, n in calls.items() if op.startswith("dynamodb."))
         per_event = dynamo / len(events)
         results = {
@@ -180,6 +186,7 @@ def main() -> dict[str, Any]:
             "floor_requests_per_event": FLOOR,
             "ratio_to_floor": per_event / FLOOR,
             "dynamodb_calls": dict(calls),
+            "write_keys": write_log.summary(),  # moved to results["scale"] by __main__
         }
         print(f"Event ingest: {len(events)} SendGrid events in {len(posts)} signed posts, 10% duplicates (moto)")
         print(
@@ -195,6 +202,7 @@ def main() -> dict[str, Any]:
             "  by operation: "
             + ", ".join(f"{k.split('.')[1]} {v}" for k, v in sorted(calls.items()) if k.startswith("dynamodb."))
         )
+        print_report(write_log)
         return results
     finally:
         moto.stop()
@@ -204,5 +212,6 @@ if __name__ == "__main__":
     figures = main()
     out = REPO_ROOT / "bench" / "results.json"
     existing = json.loads(out.read_text()) if out.exists() else {}
+    store(existing, "ingest", figures.pop("write_keys"))
     existing["ingest"] = figures
     out.write_text(json.dumps(existing, indent=2) + "\n")

@@ -48,6 +48,7 @@ class Settings(BaseModel):
     delivery_dlq_url: str = ""
     event_queue_url: str = ""
     send_queue_url: str = ""  # Braze recipients not sent within a request's deadline
+    sweep_grace_seconds: float = Field(default=60, ge=1, le=3600)
 
     # Operator API
     api_keys: SecretSetting
