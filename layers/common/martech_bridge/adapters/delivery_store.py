@@ -28,7 +28,7 @@ SWEEP_SHARDS = 64
 INDEX_KEYS = ("gsi1pk", "gsi1sk")
 # DynamoDB's item limit is 400 KB; the payload may take this much, leaving room for up to 50 attempts,
 # the caller's answer and the other attributes.
-MAX_STORED_PAYLOAD_BYTES = 300 * 1024
+MAX_STORED_PAYLOAD_BYTES = 256 * 1024
 MAX_STORED_ANSWER_BYTES = 16 * 1024
 _UNAVAILABLE = "Delivery store is unavailable"
 
@@ -168,20 +168,14 @@ class DeliveryStore(aws.TableStore):
     ) -> Delivery:
         """in_progress -> anything: append an attempt and set the delivery's new state in one conditional
         update, only while this caller holds the attempt's lease."""
-        updated = delivery.model_copy(
-            update={
-                "status": status,
-                "attempts": attempt.number,
-                "updated_at": now(),
-                "lease_until_ms": None,
-                "next_attempt_at": next_attempt_at,
-                "last_error": last_error,
-                "failure": failure,
-                "dead_letter_pending": status == DeliveryStatus.FAILED,
-                "sweeps": 0,
-                "attempt_history": [*delivery.attempt_history, attempt],
-                **({"response_status": response[0], "response_body": response[1]} if response else {}),
-            }
+        updated = after_attempt(
+            delivery,
+            attempt,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            response=response,
+            last_error=last_error,
+            failure=failure,
         )
         sets, removes = self._state(updated)
         sets["attempts"] = attempt.number
@@ -243,11 +237,11 @@ class DeliveryStore(aws.TableStore):
             return False
         return True
 
-    def swept(self, delivery: Delivery) -> None:
-        """The sweeper re-queued it: count that, and look again only after another grace period."""
+    def swept(self, delivery: Delivery, backoff: int = 1) -> None:
+        """The sweeper re-queued it: count that, and look again only after `backoff` grace periods."""
         self._update(
             delivery.delivery_id,
-            sets={"sweeps": delivery.sweeps + 1, "gsi1sk": _sort_ms(_ms(now() + self.grace))},
+            sets={"sweeps": delivery.sweeps + 1, "gsi1sk": _sort_ms(_ms(now() + self.grace * backoff))},
             removes=[],
             condition="attempts = :done AND #s = :was AND attribute_exists(gsi1pk)",
             values={":done": delivery.attempts, ":was": delivery.status.value},
@@ -394,6 +388,34 @@ class DeliveryStore(aws.TableStore):
         if "response_json" in data:
             data["response_body"] = json.loads(data.pop("response_json"))
         return Delivery.model_validate(data)
+
+
+def after_attempt(
+    delivery: Delivery,
+    attempt: Attempt,
+    *,
+    status: DeliveryStatus,
+    next_attempt_at: datetime | None = None,
+    response: tuple[int, dict[str, Any]] | None = None,
+    last_error: str | None = None,
+    failure: FailureReason | None = None,
+) -> Delivery:
+    """The delivery as attempt `attempt` leaves it (what record_attempt writes)."""
+    return delivery.model_copy(
+        update={
+            "status": status,
+            "attempts": attempt.number,
+            "updated_at": now(),
+            "lease_until_ms": None,
+            "next_attempt_at": next_attempt_at,
+            "last_error": last_error,
+            "failure": failure,
+            "dead_letter_pending": status == DeliveryStatus.FAILED,
+            "sweeps": 0,
+            "attempt_history": [*delivery.attempt_history, attempt],
+            **({"response_status": response[0], "response_body": response[1]} if response else {}),
+        }
+    )
 
 
 class StateChanged(DependencyUnavailable):

@@ -1,6 +1,14 @@
-"""E-mail addresses: normalised (whitespace, case, IDN domain) and validated once, then trusted."""
+"""E-mail addresses: normalised (whitespace, case, IDN domain) and validated once, then trusted.
+
+Internationalised domains follow IDNA 2008 with UTS #46 non-transitional mapping, as mail systems and
+browsers do (`straße.de` is `xn--strae-oqa.de`; IDNA 2003 would make it another registrant's `strasse.de`).
+Invisible format characters (soft hyphen, zero-width space and joiners, BOM) are refused, not dropped:
+UTS #46 would silently remove some of them and so send to an address nobody typed. ASCII domains - nearly
+every address - take a fast path that never enters the `idna` package, except for `xn--` labels, which
+must be valid Punycode of a valid IDNA 2008 label."""
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
@@ -32,13 +40,12 @@ def normalize_email(value: str) -> str:
         raise InvalidEmail("has a local part longer than 64 characters")
     if not _LOCAL.match(local):
         raise InvalidEmail("has characters not allowed before the @")
-    try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidEmail("has an invalid domain") from None
+    domain = _ascii_domain(domain[:-1] if domain.endswith(".") else domain)  # one trailing dot: the root
     labels = domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         raise InvalidEmail("has an invalid domain")
+    if "xn--" in domain and not all(_valid_a_label(label) for label in labels if label.startswith("xn--")):
+        raise InvalidEmail("has an invalid internationalised domain")
     if not re.match(r"^(xn--[a-z0-9-]+|[a-z]{2,63})$", labels[-1]):
         raise InvalidEmail("has an invalid top-level domain")
     address = f"{local.lower()}@{domain}"
@@ -47,12 +54,35 @@ def normalize_email(value: str) -> str:
     return address
 
 
+def _ascii_domain(domain: str) -> str:
+    """The domain in lower-case ASCII (A-labels); InvalidEmail when IDNA 2008 / UTS #46 refuses it."""
+    if domain.isascii():
+        return domain.lower()
+    if any(unicodedata.category(ch) == "Cf" for ch in domain):
+        raise InvalidEmail("has invisible characters (such as a soft hyphen or zero-width space) in its domain")
+    import idna  # only for non-ASCII domains: keeps the common path and cold starts light
+
+    try:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidEmail("has an invalid internationalised domain") from None
+
+
+def _valid_a_label(label: str) -> bool:
+    import idna
+
+    try:
+        return idna.encode(idna.decode(label)).decode("ascii") == label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+
+
 # What openapi.json states: the format, and the local part's characters (format "email" would allow "%").
 EMAIL_JSON_SCHEMA = {
     "type": "string",
     "format": "email",
     "maxLength": MAX_ADDRESS_LENGTH,
-    # ASCII domains as the checks below take them (an IDN domain is accepted too, and not stated)
-    "pattern": rf"^{_ATOM}(\.{_ATOM})*@({_DOMAIN_LABEL}\.)+([A-Za-z]{{2,63}}|[Xx][Nn]--[A-Za-z0-9-]+)\.?$",
+    # ASCII domains as the checks above take them (an internationalised domain is accepted too, not stated)
+    "pattern": rf"^{_ATOM}(\.{_ATOM})*@({_DOMAIN_LABEL}\.)+[A-Za-z]{{2,63}}\.?$",
 }
 EmailAddress = Annotated[str, AfterValidator(normalize_email), WithJsonSchema(EMAIL_JSON_SCHEMA)]
