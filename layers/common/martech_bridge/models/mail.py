@@ -104,11 +104,37 @@ class Attachment(_Model):
 _MAIL_RULES: dict[str, Any] = {
     "anyOf": [_present("template_id"), {**_present("subject"), "anyOf": [_present("text"), _present("html")]}],
     "allOf": [
-        {  # Braze sends through a transactional campaign, without attachments
+        {  # SendGrid (also the default provider, unless DEFAULT_PROVIDER says otherwise): ASCII categories,
+            # no ';', ',' or line break in an attachment's filename, no ';' or line break in its content_id
+            "if": {"properties": {"provider": {"enum": ["sendgrid", None]}}},
+            "then": {
+                "properties": {
+                    "categories": {"items": {"pattern": "^[\\x00-\\x7f]*$"}},
+                    "attachments": {
+                        "items": {
+                            "properties": {
+                                "filename": {"pattern": "^[^;,\\r\\n]*$"},
+                                "content_id": {"anyOf": [{"type": "null"}, {"pattern": "^[^;\\r\\n]*$"}]},
+                            }
+                        }
+                    },
+                }
+            },
+        },
+        {  # Braze sends through a transactional campaign, without attachments, to a Braze identity
             "if": {"required": ["provider"], "properties": {"provider": {"const": "braze"}}},
             "then": {
                 "required": ["template_id"],
-                "properties": {"template_id": {"not": {"type": "null"}}, "attachments": {"maxItems": 0}},
+                "properties": {
+                    "template_id": {"not": {"type": "null"}},
+                    "attachments": {"maxItems": 0},
+                    "to": {
+                        "items": {
+                            "if": _present("email"),
+                            "then": {"anyOf": [_present("user_id"), _present("user_alias")]},
+                        }
+                    },
+                },
             },
         },
         {  # Infobip's templateId is a number
