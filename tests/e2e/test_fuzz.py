@@ -43,8 +43,8 @@ SIGN_HERE = "(signed when sent)"  # a credential computed over the exact bytes, 
 SEED = 20261130
 
 # The budget: examples per operation in the fuzzing phase, and stateful scenarios of up to STEPS calls.
-FUZZ_EXAMPLES = 40
-STATEFUL_EXAMPLES = 15  # per chain
+FUZZ_EXAMPLES = 30
+STATEFUL_EXAMPLES = 12  # per chain
 STATEFUL_STEPS = 6
 
 
