@@ -70,7 +70,7 @@ def receive(provider: str) -> Response:
     except RecursionError:
         raise InvalidRequest("Event post is nested too deeply", code="invalid_json") from None
     try:
-        _verify(provider, settings, body, payload)
+        scope = _verify(provider, settings, body, payload)
     except EventAuthFailure as failure:
         metrics.add_metric(name="EventPostsRejectedAuth", unit=MetricUnit.Count, value=1)
         raise Unauthorized(str(failure)) from None
@@ -78,7 +78,7 @@ def receive(provider: str) -> Response:
         raise InvalidRequest("A SendGrid event post is a JSON array of events", code="invalid_json")
     if provider != "sendgrid" and not isinstance(payload, dict):
         raise InvalidRequest("An event post is a JSON object", code="invalid_json")
-    envelope = event_queue().enqueue(provider, body)
+    envelope = event_queue().enqueue(provider, body, scope=scope)
     metrics.add_metric(name="EventPostsAccepted", unit=MetricUnit.Count, value=1)
     results = payload.get("results") if isinstance(payload, dict) else None
     events = len(payload) if isinstance(payload, list) else len(results) if isinstance(results, list) else 1
@@ -86,7 +86,9 @@ def receive(provider: str) -> Response:
     return json_response(200, {"status": "queued", "events": events})
 
 
-def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> None:
+def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> str | None:
+    """Raises EventAuthFailure, or returns the one dispatch a per-dispatch Infobip token authorises (None
+    when the post is authorised as a whole)."""
     headers = app.current_event.headers
     query = app.current_event.query_string_parameters or {}
     allow = settings.allow_plaintext_secrets
@@ -102,7 +104,7 @@ def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> Non
                 body,
                 max_age_seconds=settings.sendgrid_webhook_max_age_seconds,
             )
-            return
+            return None
     elif provider == "braze":
         accepted = secrets.resolve_list("braze_postback_secret", settings.braze_postback_secret, allow_plaintext=allow)
         if accepted:
@@ -111,7 +113,7 @@ def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> Non
                 raise EventAuthFailure("Missing the postback secret (X-Webhook-Token header or token query parameter)")
             if not matches_any(given, accepted):
                 raise EventAuthFailure("Invalid postback secret")
-            return
+            return None
     else:
         accepted = secrets.resolve_list(
             "infobip_webhook_secret", settings.infobip_webhook_secret, allow_plaintext=allow
@@ -122,13 +124,17 @@ def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> Non
                 raise EventAuthFailure("Missing the token (the bridge puts it into notifyUrl and trackingUrl)")
             bulk_ids = _infobip_bulk_ids(payload)
             # Mail the bridge sent carries a per-dispatch token; mail sent elsewhere, the shared secret itself.
-            if matches_any(given, accepted) or (
-                bulk_ids and all(matches_any(given, [infobip_callback_token(s, b) for s in accepted]) for b in bulk_ids)
+            if matches_any(given, accepted):
+                return None
+            # A per-dispatch token authorises one dispatch (and only its Infobip messages: the worker checks
+            # every item, those without a bulkId included).
+            if len(bulk_ids) == 1 and matches_any(
+                given, [infobip_callback_token(s, next(iter(bulk_ids))) for s in accepted]
             ):
-                return
+                return next(iter(bulk_ids))
             raise EventAuthFailure("Invalid token")
     if settings.insecure_accept_unsigned_events:
-        return
+        return None
     raise EventAuthFailure(f"The {provider} event endpoint has no key or secret configured; every post is refused")
 
 

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     SUBSCRIBED = "subscribed"
     ABORTED = "aborted"  # Braze: the send was cancelled (user not emailable, Liquid abort)
+    EXPIRED = "expired"  # Infobip EXPIRED: no outcome before the validity period ran out (final, WIRE-FORMATS 4.8)
     UNKNOWN = "unknown"
 
 
@@ -33,7 +34,7 @@ class NormalizedEvent(BaseModel):
     event_id: str  # the provider's dedupe key (SendGrid sg_event_id, Braze dispatch_id+status, ...)
     event_type: EventType
     provider_event: str  # the provider's own name: "bounce", "DELIVERED", "OPENED"...
-    timestamp: datetime  # provider time
+    timestamp: datetime  # provider time, always UTC
     recipient: str | None = None
     dispatch_id: str | None = None
     message_id: str | None = None  # ours
@@ -46,6 +47,9 @@ class NormalizedEvent(BaseModel):
     url: str | None = None
     user_agent: str | None = None
     machine_open: bool | None = None  # SendGrid sg_machine_open (Apple Mail Privacy Protection)
+    tags: list[str] = Field(default_factory=list)  # anymail's tags: SendGrid category, Infobip campaignReferenceId
+    metadata: dict[str, Any] = Field(default_factory=dict)  # anymail's metadata: custom_args, callbackData
+    matched_by: Literal["id", "provider_id", "address"] | None = None  # how the bridge found the message
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
