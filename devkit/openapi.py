@@ -98,6 +98,38 @@ class EventsQueued(BaseModel):
     events: int
 
 
+class EventOut(BaseModel):
+    """One normalised event as stored (django-anymail's fields and more)."""
+
+    model_config = {"extra": "allow"}
+    provider: str
+    event_id: str
+    event_type: str = Field(examples=["bounced"])
+    timestamp: str = Field(description="UTC, ISO 8601")
+    recipient: str | None = None
+    matched_by: str | None = Field(default=None, examples=["id", "provider_id", "address"])
+
+
+class EventPage(BaseModel):
+    results: list[EventOut]
+    cursor: str | None = None
+
+
+# Query parameters as the code validates them (entrypoints/query.py).
+EMAIL: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 254}
+LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
+CURSOR = ("cursor", {"type": "string", "maxLength": 4000, "description": "opaque; only with the same filters"})
+MESSAGE_IDS = (
+    "messageId",
+    {"type": "string", "maxLength": 20_000, "description": "one or several ids, repeated or comma-separated (<= 100)"},
+)
+BULK_ID = ("bulkId", {"type": "string", "maxLength": 200})
+SENT_AT: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "description": "between 2000 and 2100; sentSince and sentUntil at most 31 days apart",
+}
+
 API_KEY: list[dict[str, list[str]]] = [{"ApiKey": []}]
 ERRORS = {
     400: "malformed input; `field` names it",
@@ -150,13 +182,38 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Message logs, filtered like Infobip's",
         "auth": True,
         "ok": {200: LogPage},
-        "query": ["messageId", "to", "sentSince", "sentUntil", "generalStatus", "limit", "cursor"],
+        "query": [
+            MESSAGE_IDS,
+            BULK_ID,
+            ("to", EMAIL),
+            ("from", EMAIL),
+            ("campaignReferenceId", {"type": "string", "maxLength": 255}),
+            ("sentSince", SENT_AT),
+            ("sentUntil", SENT_AT),
+            (
+                "generalStatus",
+                {"type": "string", "enum": ["PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED"]},
+            ),
+            LIMIT,
+            CURSOR,
+        ],
     },
     ("GET", "/reports"): {
         "summary": "Final delivery reports, each returned once",
         "auth": True,
         "ok": {200: ReportPage},
-        "query": ["limit"],
+        "query": [MESSAGE_IDS, BULK_ID, LIMIT],
+    },
+    ("GET", "/events"): {
+        "summary": "Normalised events by address or provider message id, matched to a message or not",
+        "auth": True,
+        "ok": {200: EventPage},
+        "query": [
+            ("to", {"type": "string", "maxLength": 320, "description": "one of to / provider_message_id"}),
+            ("provider_message_id", {"type": "string", "maxLength": 512}),
+            LIMIT,
+            CURSOR,
+        ],
     },
     ("GET", "/deliveries/{delivery_id}"): {
         "summary": "A relay or sink delivery with every attempt",
@@ -208,7 +265,10 @@ def document() -> dict[str, Any]:
             for p in (part[1:-1] for part in path.split("/") if part.startswith("{"))
         ]
         parameters += [
-            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in op.get("query", [])
+            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+            if isinstance(q, str)
+            else {"name": q[0], "in": "query", "required": False, "schema": q[1]}
+            for q in op.get("query", [])
         ]
         if parameters:
             operation["parameters"] = parameters
