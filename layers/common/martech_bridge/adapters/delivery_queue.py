@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
 from martech_bridge.errors import DependencyUnavailable
+from martech_bridge.logic import strict_json
 
 MAX_DELAY = 900  # SQS DelaySeconds limit
 MAX_VISIBILITY = 43_200  # SQS visibility timeout limit (12 h)
@@ -16,7 +17,7 @@ MAX_VISIBILITY = 43_200  # SQS visibility timeout limit (12 h)
 
 def parse_message(body: str) -> str:
     """The delivery id a queue message is about; ValueError for anything else."""
-    data = json.loads(body)
+    data = strict_json.loads(body)  # JsonRefused is a ValueError
     if not isinstance(data, dict) or not isinstance(data.get("delivery_id"), str) or not data["delivery_id"]:
         raise ValueError("not a delivery message")
     return data["delivery_id"]

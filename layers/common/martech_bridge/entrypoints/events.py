@@ -4,7 +4,6 @@ Nothing heavy runs here: no normalising, no DynamoDB. A 2xx means the post is in
 in SQS); the event worker does the rest. Every provider's endpoint fails closed: without its key or secret
 it refuses everything (401), unless INSECURE_ACCEPT_UNSIGNED_EVENTS is on."""
 
-import json
 from functools import cache
 from typing import Any
 
@@ -17,6 +16,7 @@ from martech_bridge.api import build_resolver, json_response, raw_body
 from martech_bridge.config import Settings, get_settings
 from martech_bridge.dependencies import event_queue
 from martech_bridge.errors import InvalidRequest, NotFound, Unauthorized
+from martech_bridge.logic import strict_json
 from martech_bridge.logic.event_auth import (
     SENDGRID_SIGNATURE,
     SENDGRID_TIMESTAMP,
@@ -63,17 +63,16 @@ def receive(provider: str) -> Response:
     logger.append_keys(provider=provider)
     settings = get_settings()
     body = raw_body(app)
+    # Authenticate before parsing: an anonymous caller's body is never parsed.
     try:
-        payload = json.loads(body.decode("utf-8")) if body.strip() else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("Event post is not JSON", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("Event post is nested too deeply", code="invalid_json") from None
-    try:
-        scope = _verify(provider, settings, body, payload)
+        scope = _verify(provider, settings, body)
     except EventAuthFailure as failure:
         metrics.add_metric(name="EventPostsRejectedAuth", unit=MetricUnit.Count, value=1)
         raise Unauthorized(str(failure)) from None
+    try:
+        payload = strict_json.loads(body) if body.strip() else None
+    except strict_json.JsonRefused as exc:
+        raise InvalidRequest(f"Event post is not acceptable JSON: {exc}", code="invalid_json") from None
     if provider == "sendgrid" and not isinstance(payload, list):
         raise InvalidRequest("A SendGrid event post is a JSON array of events", code="invalid_json")
     if provider != "sendgrid" and not isinstance(payload, dict):
@@ -86,7 +85,7 @@ def receive(provider: str) -> Response:
     return json_response(200, {"status": "queued", "events": events})
 
 
-def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> str | None:
+def _verify(provider: str, settings: Settings, body: bytes) -> str | None:
     """Raises EventAuthFailure, or returns the one dispatch a per-dispatch Infobip token authorises (None
     when the post is authorised as a whole)."""
     headers = app.current_event.headers
@@ -122,23 +121,27 @@ def _verify(provider: str, settings: Settings, body: bytes, payload: Any) -> str
             given = query.get("token") or headers.get("x-webhook-token")
             if not given:
                 raise EventAuthFailure("Missing the token (the bridge puts it into notifyUrl and trackingUrl)")
-            bulk_ids = _infobip_bulk_ids(payload)
             # Mail the bridge sent carries a per-dispatch token; mail sent elsewhere, the shared secret itself.
             if matches_any(given, accepted):
                 return None
-            # A per-dispatch token authorises one dispatch (and only its Infobip messages: the worker checks
-            # every item, those without a bulkId included).
-            if len(bulk_ids) == 1 and matches_any(
-                given, [infobip_callback_token(s, next(iter(bulk_ids))) for s in accepted]
-            ):
-                return next(iter(bulk_ids))
+            # A per-dispatch token authorises one dispatch, and only its Infobip messages: the worker checks
+            # every item against it, those without a bulkId included.
+            bulk_ids = _infobip_bulk_ids(body)
+            scope = next(iter(bulk_ids)) if len(bulk_ids) == 1 else None
+            if scope is not None and matches_any(given, [infobip_callback_token(s, scope) for s in accepted]):
+                return scope
             raise EventAuthFailure("Invalid token")
     if settings.insecure_accept_unsigned_events:
         return None
     raise EventAuthFailure(f"The {provider} event endpoint has no key or secret configured; every post is refused")
 
 
-def _infobip_bulk_ids(payload: Any) -> set[str]:
+def _infobip_bulk_ids(body: bytes) -> set[str]:
+    """The bulk ids a per-dispatch token must cover; a body that is not JSON has none (so: 401)."""
+    try:
+        payload = strict_json.loads(body)
+    except strict_json.JsonRefused:
+        return set()
     if not isinstance(payload, dict):
         return set()
     results = payload.get("results")

@@ -2,13 +2,11 @@
 Content-Type, so the body is read for what it is: JSON (object or array), else form-encoded; a GET (or an
 empty body) is read from the query string. Japanese text is decoded as UTF-8 and kept as is."""
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 from martech_bridge.errors import InvalidRequest
-
-MAX_DEPTH = 64
+from martech_bridge.logic import strict_json
 
 
 def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str, Any]:
@@ -26,8 +24,8 @@ def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str
     if stripped[:1] in ("{", "[", '"') or (media.endswith("json") and not form_label):
         if form_label:
             try:
-                json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
+                strict_json.loads(text)
+            except strict_json.JsonRefused:
                 return _form(text)
         return json_object(text)
     if form_label or "=" in text:
@@ -38,18 +36,9 @@ def parse_payload(body: bytes, content_type: str | None, query: str) -> dict[str
 def json_object(text: str) -> dict[str, Any]:
     """A request body that must be one JSON object; a 400 says what is wrong with it."""
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code="invalid_json"
-        ) from None
-    except RecursionError:
-        raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest(f"Request body must be a JSON object, not {type(parsed).__name__}", code="invalid_json")
-    if _depth(parsed) > MAX_DEPTH:
-        raise InvalidRequest(f"Request body is nested deeper than {MAX_DEPTH} levels", code="invalid_json")
-    return parsed
+        return strict_json.loads_object(text)
+    except strict_json.JsonRefused as exc:
+        raise InvalidRequest(f"Request body is not acceptable JSON: {exc}", code="invalid_json") from None
 
 
 def _form(text: str) -> dict[str, Any]:
@@ -65,13 +54,3 @@ def _form(text: str) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import requests
 
 from martech_bridge.errors import InvalidRequest
+from martech_bridge.logic import strict_json
 from martech_bridge.logic.delivery import Outcome, classify_status, parse_retry_after
 from martech_bridge.models.routes import Deliverable
 
@@ -37,9 +38,11 @@ class TargetResponse:
     body: bytes
 
     def json(self) -> Any:
+        """The answer as JSON, or None when it is not JSON we accept (NaN, 1e400, a 5,000-digit integer, a
+        lone surrogate): a target's malformed answer is the target's error, never ours."""
         try:
-            return json.loads(self.body.decode("utf-8")) if self.body else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return strict_json.loads(self.body) if self.body else None
+        except strict_json.JsonRefused:
             return None
 
 
