@@ -131,6 +131,8 @@ def sink_payload(event: NormalizedEvent, recipient: dict[str, Any] | None) -> di
     (`user_id`: the recipient's user_id, else the message's metadata.karte_user_id; never the address) and
     the provider as KARTE's plug-in names it (`app_name`)."""
     payload = event.model_dump(mode="json")
+    # kintone's DATETIME format has whole seconds (WIRE-FORMATS 5.2); so does KARTE's event time.
+    payload["timestamp"] = event.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     payload["app_name"] = event.provider
     payload["user_id"] = (recipient or {}).get("user_id")
     if recipient is not None:
