@@ -146,3 +146,24 @@ def test_a_failure_at_any_dynamodb_call_loses_no_report_and_counts_each_event_on
         assert mapped == expected_state, f"failing call {failing}"
         assert take_reports(dispatch) == sorted(f"{dispatch}.{i}" for i in range(3)), f"failing call {failing}"
         assert dict(counted) == expected_counts, f"failing call {failing}"
+
+
+def test_rejected_events_are_spread_over_shards_and_read_back_across_them(flow: Any) -> None:
+    from martech_bridge.adapters.message_store import MessageStore
+
+    store = MessageStore("MessagesTable", 30)
+    provider = f"p{uuid.uuid4().hex[:6]}"  # a fresh partition family for this test
+    received = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
+    store.record_rejected(provider, [(f"bad {i}", {"n": i}) for i in range(64)], received)
+    store.record_rejected(provider, [(f"bad {i}", {"n": i}) for i in range(64)], received)  # redelivered
+    rows = store.rejected(provider, "2026-11-22", 1000)
+    assert sorted(r["reason"] for r in rows) == sorted(f"bad {i}" for i in range(64))  # once each
+    partitions = {
+        item["pk"]
+        for shard in range(32)
+        for item in store._table.query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": f"REJECTED#{provider}#2026-11-22#{shard:02d}"},
+        )["Items"]
+    }
+    assert len(partitions) > 16  # no one key takes a day's rejects
