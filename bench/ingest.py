@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.client
+from write_keys import WriteRecorder, print_report, store
 
 from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
@@ -37,71 +38,26 @@ calls: Counter[str] = Counter()
 _real = botocore.client.BaseClient._make_api_call
 
 
-writes: dict[str, Counter[str]] = {}  # table or index -> partition key -> writes
-INDEXES = {"gsi1pk": "ProviderIdIndex", "gsi2pk": "LogIndex"}
-
-
-def _attribute(table: str, item: dict[str, Any] | None, key: dict[str, Any] | None = None) -> None:
-    """Count one write against the partition keys it touches: the table's, and each index's it carries."""
-
-    def plain(v: Any) -> str:
-        return str(next(iter(v.values()))) if isinstance(v, dict) else str(v)
-
-    source = item or key or {}
-    if "pk" in source:
-        writes.setdefault(table, Counter())[plain(source["pk"])] += 1
-    for attr, index in INDEXES.items():
-        if item and attr in item:
-            writes.setdefault(f"{table}.{index}", Counter())[plain(item[attr])] += 1
-
-
 def _counting(self: Any, operation: str, params: dict[str, Any]) -> Any:
     calls[f"{self.meta.service_model.service_name}.{operation}"] += 1
-    if self.meta.service_model.service_name == "dynamodb":
-        if operation == "PutItem":
-            _attribute(params["TableName"], params["Item"])
-        elif operation in ("UpdateItem", "DeleteItem"):
-            _attribute(params["TableName"], None, params["Key"])
-        elif operation == "BatchWriteItem":
-            for table, requests in params["RequestItems"].items():
-                for r in requests:
-                    if "PutRequest" in r:
-                        _attribute(table, r["PutRequest"]["Item"])
-                    else:
-                        _attribute(table, None, r["DeleteRequest"]["Key"])
-        elif operation == "TransactWriteItems":
-            for op in params["TransactItems"]:
-                kind, body = next(iter(op.items()))
-                if kind == "Put":
-                    _attribute(body["TableName"], body["Item"])
-                elif kind in ("Update", "Delete"):
-                    _attribute(body["TableName"], None, body["Key"])
     return _real(self, operation, params)
 
 
-def hottest(min_writes: int = 1000) -> dict[str, Any]:
-    """For each table or index with at least `min_writes` writes, the largest share one key takes."""
-    out: dict[str, Any] = {}
-    for name, keys in sorted(writes.items()):
-        total = sum(keys.values())
-        if total >= min_writes:
-            key, n = keys.most_common(1)[0]
-            out[name] = {"writes": total, "hottest_key": key, "share": n / total}
-    return out
-
-
 class FastMotoProcess(MotoProcess):
-    """moto in its own process, with bench/moto_server.py's fix for its slow transactions."""
+    """moto in its own process, with bench/moto_server.py's fix for its slow transactions (and, as
+    MotoProcess, its request recorder writing to a private file for bench/write_keys.py)."""
 
     def start(self) -> "FastMotoProcess":
         import socket
         import subprocess
         import sys
 
+        self._workdir = tempfile.mkdtemp(prefix="moto-")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and script, fixed arguments
             [sys.executable, str(REPO_ROOT / "bench" / "moto_server.py"), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "MOTO_RECORDER_FILEPATH": os.path.join(self._workdir, "recording.jsonl")},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -303,7 +259,10 @@ def run(env: dict[str, str], posts: list[dict[str, Any]], *, todays_design: bool
             events.message_store = lambda: TodaysDesign(real_store())  # type: ignore[assignment]
         quiet = io.StringIO()
         calls.clear()
-        writes.clear()
+        # scale.hottest_key_share: every DynamoDB write of both phases, recorded at the moto server
+        # (bench/write_keys.py; the recorder's file append per request is inside the events/s figures).
+        recorder = WriteRecorder(moto.endpoint)
+        recorder.start()
         botocore.client.BaseClient._make_api_call = _counting
         started = time.perf_counter()
         for i, post in enumerate(posts):
@@ -313,7 +272,6 @@ def run(env: dict[str, str], posts: list[dict[str, Any]], *, todays_design: bool
         ack_seconds = time.perf_counter() - started
         ack_calls = sum(calls.values())
         calls.clear()
-        writes.clear()
         sqs = moto.client("sqs")
         url = local_queue_url("EventQueue")
         started = time.perf_counter()
@@ -339,12 +297,13 @@ def run(env: dict[str, str], posts: list[dict[str, Any]], *, todays_design: bool
         worker_seconds = time.perf_counter() - started
         botocore.client.BaseClient._make_api_call = _real
         events.message_store = real_store  # type: ignore[assignment]
+        write_log = recorder.stop()
         return {
+            "write_log": write_log,
             "ack_seconds": ack_seconds,
             "ack_calls": ack_calls,
             "worker_seconds": worker_seconds,
             "calls": dict(calls),
-            "heat": hottest(),
             "digest": digest(moto),
         }
     finally:
@@ -375,7 +334,6 @@ def main() -> dict[str, Any]:
     dynamo = sum(n for op, n in now["calls"].items() if op.startswith("dynamodb."))
     before_dynamo = sum(n for op, n in before["calls"].items() if op.startswith("dynamodb."))
     per_event = dynamo / len(events)
-    heat = now["heat"]
     cpu = normaliser_cpu([_body(p) for p in posts])
     results = {
         "events": len(events),
@@ -393,7 +351,7 @@ def main() -> dict[str, Any]:
         "state_digest": now["digest"],
         "todays_design_state_digest": before["digest"],
         "state_digest_equal": now["digest"] == before["digest"],
-        "scale": {"hottest_key_share": max((h["share"] for h in heat.values()), default=0.0), "by_table": heat},
+        "write_keys": now["write_log"].summary(),  # moved to results["scale"] by __main__
         **cpu,
     }
     print(
@@ -413,8 +371,7 @@ def main() -> dict[str, Any]:
         "  by operation: "
         + ", ".join(f"{k.split('.')[1]} {v}" for k, v in sorted(now["calls"].items()) if k.startswith("dynamodb."))
     )
-    for name, h in heat.items():
-        print(f"  hottest key          {h['share']:10.3f} of {h['writes']} writes to {name} ({h['hottest_key']})")
+    print_report(now["write_log"])
     print(
         f"  state digest         {now['digest']}   today's design {before['digest']}   "
         f"{'equal' if results['state_digest_equal'] else 'DIFFERENT'}"
@@ -437,5 +394,6 @@ if __name__ == "__main__":
     figures = main()
     out = REPO_ROOT / "bench" / "results.json"
     existing = json.loads(out.read_text()) if out.exists() else {}
+    store(existing, "ingest", figures.pop("write_keys"))
     existing["ingest"] = figures
     out.write_text(json.dumps(existing, indent=2) + "\n")

@@ -4,7 +4,11 @@ delivery record and its attempt in DynamoDB - moto server here - and the target 
 
 The target answers after a fixed service time. With 0 ms the ratio is pure bridge overhead against a
 loopback round trip; with a service time like a real API's (kintone answers in tens to hundreds of ms)
-the ratio shows what a user sees."""
+the ratio shows what a user sees.
+
+Then, untimed (so moto's request recorder cannot slow the figures above), BENCH_SCALE_DELIVERIES more
+deliveries, each for another address, with every DynamoDB write recorded at the moto server and attributed
+to the partition keys it touches (bench/write_keys.py): `scale.hottest_key_share`."""
 
 import contextlib
 import importlib.util
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from write_keys import WriteLog, print_report, recording, store
 
 from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
@@ -29,6 +34,9 @@ from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
 
 CALLS = int(os.environ.get("BENCH_CALLS", "150"))
 SERVICE_TIMES_MS = tuple(int(x) for x in os.environ.get("BENCH_SERVICE_MS", "0,50").split(","))
+# Enough that the deliveries table passes write_keys' 1,000-write threshold even once a keyless delivery
+# is written once (issue 10); about 20 s.
+SCALE_DELIVERIES = int(os.environ.get("BENCH_SCALE_DELIVERIES", "2000"))
 
 
 class Target(BaseHTTPRequestHandler):
@@ -50,7 +58,7 @@ class Target(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def main() -> dict[str, Any]:
+def main() -> tuple[dict[str, Any], WriteLog]:
     target = ThreadingHTTPServer(("127.0.0.1", 0), Target)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{target.server_address[1]}"
@@ -94,15 +102,17 @@ def main() -> dict[str, Any]:
     handler = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(handler)
 
-    body = json.dumps({"email": "taro@example.com", "campaign": "SPRING24"}).encode()
-    event = build_event(
-        method="POST",
-        target="/relay/bench",
-        headers=[("x-webhook-token", "bench-token")],
-        body=body,
-        route=HttpRoute("POST", "/relay/{route}", "RelayFunction"),
-        path_parameters={"route": "bench"},
-    )
+    def relay_event(email: str, key: str | None = None) -> dict[str, Any]:
+        return build_event(
+            method="POST",
+            target="/relay/bench",
+            headers=[("x-webhook-token", "bench-token"), *([("idempotency-key", key)] if key else [])],
+            body=json.dumps({"email": email, "campaign": "SPRING24"}).encode(),
+            route=HttpRoute("POST", "/relay/{route}", "RelayFunction"),
+            path_parameters={"route": "bench"},
+        )
+
+    event = relay_event("taro@example.com")
     direct_body = json.dumps(
         {
             "app": 1,
@@ -145,14 +155,31 @@ def main() -> dict[str, Any]:
         print(
             f"  {str(service_ms) + ' ms':20} {direct:10.2f} {relay:10.2f} {relay - direct:12.2f} {relay / direct:7.2f}"
         )
+    Target.service_time = 0.0
+    with recording(moto.endpoint) as writes:
+        # Half carry an idempotency key: those are stored in_progress before the call and settled after it,
+        # so the sweep index is written too (keyless sync deliveries are written once, settled).
+        for i in range(SCALE_DELIVERIES):
+            with contextlib.redirect_stdout(quiet):
+                result = handler.lambda_handler(
+                    relay_event(f"u{i}@example.com", f"scale-{i}" if i % 2 else None),
+                    LambdaContext("RelayFunction", 512, 25, f"scale-{i}"),
+                )
+            assert result["statusCode"] == 200, result
+    print(
+        f"Relay at scale: {SCALE_DELIVERIES} more deliveries (half with an idempotency key), untimed, "
+        "every DynamoDB write recorded (moto)"
+    )
+    print_report(writes)
     moto.stop()
     target.shutdown()
-    return results
+    return results, writes
 
 
 if __name__ == "__main__":
-    figures = main()
+    figures, writes = main()
     out = REPO_ROOT / "bench" / "results.json"
     existing = json.loads(out.read_text()) if out.exists() else {}
     existing["relay_overhead"] = figures
+    store(existing, "relay", writes)
     out.write_text(json.dumps(existing, indent=2) + "\n")

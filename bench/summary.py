@@ -61,9 +61,16 @@ def main() -> None:
                     f"{ingest['normalise_ratio_to_json']:.2f}",
                 )
             )
-            rows.append(
-                ("ingest: scale.hottest_key_share", f"{ingest['scale']['hottest_key_share']:.3f}", "goal 0.05", "-")
+    scale = results.get("scale")
+    if scale and scale.get("hottest_key_share") is not None:
+        rows.append(
+            (
+                f"hottest key share ({scale['hottest_key_in']} {scale['hottest_key']})",
+                f"{scale['hottest_key_share']:.3f}",
+                f"goal {scale['goal']:g}",
+                f"{scale['ratio_to_goal']:.1f}",
             )
+        )
     size = results.get("layer_size")
     if size:
         rows.append(

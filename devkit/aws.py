@@ -3,9 +3,12 @@ from the template's own definitions (never a second copy)."""
 
 import json
 import logging
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -70,12 +73,17 @@ class MotoProcess(MotoServer):
     def __init__(self, port: int = 0) -> None:
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: str | None = None
 
     def start(self) -> "MotoProcess":
+        # moto's request recorder (bench/write_keys.py) writes request bodies to a file: a private one, not
+        # "moto_recording" in whatever directory the server was started from.
+        self._workdir = tempfile.mkdtemp(prefix="moto-")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "MOTO_RECORDER_FILEPATH": os.path.join(self._workdir, "recording.jsonl")},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -90,6 +98,8 @@ class MotoProcess(MotoServer):
         if self._process is not None:
             self._process.terminate()
             self._process.wait(timeout=10)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
 
 def create_resources(

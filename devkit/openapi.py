@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from martech_bridge.models.delivery import Attempt, DeliveryStatus
+from martech_bridge.models.delivery import Attempt, DeliveryStatus, FailureReason
 from martech_bridge.models.mail import MailRequest, RecipientResult
 from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionUpdate
 from pydantic import BaseModel, Field
@@ -56,6 +56,7 @@ class DeliveryOut(BaseModel):
     max_attempts: int
     payload: dict[str, Any]
     last_error: str | None = None
+    failure: FailureReason | None = None
     replays: int = 0
     attempt_history: list[Attempt]
 
@@ -141,21 +142,19 @@ ERRORS = {
 
 # (method, path) -> the operation. test_openapi checks these against template.yaml's routes.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("POST", "/relay/{route}"): {
-        "summary": "Relay a Marketo / KARTE webhook to its route's target",
-        "body": "any",
-        "ok": {200: RelayAnswer, 202: RelayAnswer},
-        "errors": {
-            405: "method not taken by the route",
-            409: "same idempotency key in progress",
-            422: "same idempotency key, different body",
-            502: "the target refused the call (its code and message)",
-        },
-    },
-    ("GET", "/relay/{route}"): {
-        "summary": "Relay a webhook sent as GET (tokens in the query string)",
-        "ok": {200: RelayAnswer, 202: RelayAnswer},
-        "errors": {405: "method not taken"},
+    **{
+        (method, "/relay/{route}"): {
+            "summary": f"Relay a Marketo / KARTE webhook sent as {method} to its route's target",
+            **({"body": "any"} if method != "GET" else {}),
+            "ok": {200: RelayAnswer, 202: RelayAnswer},
+            "errors": {
+                405: "method not taken by the route (the Allow header lists those it takes)",
+                409: "same idempotency key in progress (Retry-After: when its attempt's lease ends)",
+                422: "same idempotency key, different body; or the route's mapping cannot use this payload",
+                502: "the target refused the call (its code and message)",
+            },
+        }
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
     },
     ("POST", "/mail/send"): {
         "summary": "Send one message through SendGrid, Braze or Infobip",

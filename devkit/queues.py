@@ -1,8 +1,12 @@
-"""Drives the SQS-triggered functions from the local queues the way Lambda's event source mapping does:
-batches of the template's BatchSize, partial batch failures (ReportBatchItemFailures), failed messages left
-to reappear after the visibility timeout, and the queue's redrive policy moving them to the DLQ."""
+"""Drives the event-triggered functions locally. SQS: the way Lambda's event source mapping does - batches
+of the template's BatchSize, partial batch failures (ReportBatchItemFailures), failed messages left to
+reappear after the visibility timeout, and the queue's redrive policy moving them to the DLQ. Schedules:
+every few seconds, with the event EventBridge Scheduler sends."""
 
+import json
 import threading
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from devkit.runtime import InvocationError, LocalFunction
@@ -122,3 +126,52 @@ class QueuePoller:
                     return
                 self.log(f"poller {self.source.queue}: {type(exc).__name__}: {exc}")
                 self._stop.wait(1)
+
+
+def scheduled_event(function: str, expression: str) -> dict[str, Any]:
+    """What EventBridge Scheduler hands a function (the parts a handler may read)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:scheduler:{REGION}:123456789012:schedule/default/{function}"],
+        "detail": {"schedule": expression},
+    }
+
+
+class Scheduler:
+    """Runs a function with a schedule (the template's ScheduleV2 events) every `interval` seconds locally,
+    whatever its rate in AWS: `make run` sweeps every SWEEP_INTERVAL seconds (10 by default)."""
+
+    def __init__(self, function: LocalFunction, expression: str, interval: float, log: Any = None) -> None:
+        self.function, self.expression, self.interval = function, expression, interval
+        self.log = log or (lambda line: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{function.spec.logical_id}", daemon=True)
+
+    def start(self) -> "Scheduler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                result = self.function.invoke(scheduled_event(self.function.spec.logical_id, self.expression))
+            except InvocationError as exc:
+                self.log(f"{self.function.spec.logical_id} failed: {exc.error_type}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - keep the schedule going, as EventBridge would
+                if self._stop.is_set():
+                    return
+                self.log(f"schedule {self.function.spec.logical_id}: {type(exc).__name__}: {exc}")
+                continue
+            if isinstance(result, dict) and any(result.values()):
+                self.log(f"{self.function.spec.logical_id}: {json.dumps(result)}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from devkit.aws import MotoServer, create_resources
 from devkit.gateway import Gateway
-from devkit.queues import QueuePoller
+from devkit.queues import QueuePoller, Scheduler
 from devkit.runtime import (
     DEFAULT_API_ADDRESS,
     DEFAULT_SANDBOX_ADDRESS,
@@ -100,7 +100,7 @@ class LocalStack:
         self.template = Template()
         self.resolver = Resolver(self.template)
         self.functions: dict[str, LocalFunction] = {}
-        self.pollers: list[QueuePoller] = []
+        self.pollers: list[QueuePoller | Scheduler] = []
         self.environments: dict[str, dict[str, str]] = {}
 
     def start(self) -> "LocalStack":
@@ -124,6 +124,11 @@ class LocalStack:
         for spec in specs.values():
             for source in spec.queue_sources:
                 self.pollers.append(QueuePoller(source, self.functions[spec.logical_id], sqs, log=self.log).start())
+            for expression in spec.schedules:
+                interval = float(self.shell.get("SWEEP_INTERVAL") or 10)
+                self.pollers.append(
+                    Scheduler(self.functions[spec.logical_id], expression, interval, log=self.log).start()
+                )
         self.gateway.start()
         if self.state_file:
             self.state_file.write_text(

@@ -80,6 +80,7 @@ class FunctionSpec:
     environment: dict[str, Any]  # unresolved values
     http_routes: list[HttpRoute] = field(default_factory=list)
     queue_sources: list[QueueSource] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)  # schedule expressions (run locally on an interval)
 
     @property
     def handler_file(self) -> Path:
@@ -118,6 +119,8 @@ class Template:
                 ev_props = event.get("Properties", {})
                 if event["Type"] == "HttpApi":
                     spec.http_routes.append(HttpRoute(ev_props["Method"].upper(), ev_props["Path"], logical_id))
+                elif event["Type"] in ("Schedule", "ScheduleV2"):
+                    spec.schedules.append(ev_props.get("ScheduleExpression") or ev_props["Schedule"])
                 elif event["Type"] == "SQS":
                     queue = ev_props["Queue"]
                     queue_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else queue

@@ -90,3 +90,8 @@ def test_log_lines_carry_the_request_id_and_nothing_from_earlier_requests(functi
     assert "recipient" not in refused[-1]  # warm instances must not carry keys over
     log_text = functions.log_file("QueryFunction").read_text(encoding="utf-8")
     assert "local-dev-key-1" not in log_text and "taro.yamada@example.com" not in log_text
+
+
+def test_sweeper_event_file_runs_a_sweep(functions: Functions) -> None:
+    result = functions.invoke("SweeperFunction", load_event("sweeper-scheduled.json"))
+    assert set(result) == {"requeued", "dead_lettered", "stuck"} and all(isinstance(v, int) for v in result.values())

@@ -427,3 +427,11 @@ def test_a_crash_between_the_call_and_its_record_causes_no_second_effect(
     record = delivery(functions, delivery_id)
     assert record["status"] == "failed" and "stopped midway" in record["last_error"]
     assert len(kintone_records(sandbox, 9)) == 1  # exactly one record: the add was not done twice
+
+
+def test_karte_craft_put_event_file_reaches_the_users_api(functions: Functions, fresh_sandbox: Sandbox) -> None:
+    result = functions.invoke("RelayFunction", load_event("relay-karte-craft-put.json"))
+    assert result["statusCode"] == 200, result
+    (call,) = [r for r in received(fresh_sandbox, "http") if "karte-user-42" in r["path"]]
+    assert (call["method"], call["path"]) == ("PUT", "/v1/craft-users/karte-user-42")
+    assert call["body"]["json"]["segment"] == "cart_abandoned"

@@ -47,10 +47,12 @@ def test_counts_are_written_in_batches_and_warned_once_when_crossing(monkeypatch
         "warning",
         lambda msg, extra=None: warnings.append(extra["requests_today"]) if extra else None,
     )
-    for _ in range(60):
+    for _ in range(3 * deliveries.BUDGET_FLUSH_REQUESTS):
         engine._count_budget(ROUTE)
-    assert (store.total, store.writes) == (60, 3)  # three batches of 20, not sixty writes
-    assert warnings == [60]  # the batch that crossed 50 of 100 warned; the others did not
+    batch = deliveries.BUDGET_FLUSH_REQUESTS
+    assert (store.total, store.writes) == (3 * batch, 3)  # three batches, not one write per request
+    # The batch that crossed 50 of 100 warned; later batches warn once per hundred more.
+    assert warnings == [batch, 2 * batch, 3 * batch]
 
 
 def test_a_quiet_instance_still_writes_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:

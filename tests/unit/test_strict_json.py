@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from martech_bridge.errors import InvalidRequest
 from martech_bridge.logic import strict_json
 from martech_bridge.logic.inbound import parse_payload

@@ -33,7 +33,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: BridgeError) -> Response:
-    return json_response(error.status, error.body())
+    return json_response(error.status, error.body(), error.headers or None)
 
 
 def build_resolver() -> APIGatewayHttpResolver:

@@ -47,6 +47,7 @@ class Settings(BaseModel):
     delivery_queue_url: str = ""
     delivery_dlq_url: str = ""
     event_queue_url: str = ""
+    sweep_grace_seconds: float = Field(default=60, ge=1, le=3600)
 
     # Operator API
     api_keys: SecretSetting

@@ -1,6 +1,15 @@
-"""The delivery machinery shared by the relay, its worker, replays and (later) event sinks: build the
-target request, make one attempt, record it, and settle the delivery - delivered, rejected, retried
-later, or given up on and dead-lettered. Nothing accepted is lost: every path ends in a record."""
+"""The deliveries flow, shared by the relay, its worker, the sweeper, replays and event sinks: build the
+target request, make one attempt, record it, and settle the delivery - delivered, rejected, retried later,
+or given up on and dead-lettered. The states and who moves each edge are in logic/delivery_states.py.
+
+What holds after any crash, at any step (tests/integration/test_delivery_faults.py checks it):
+- every delivery is final, or `pending`/`in_progress` and in the sweep index, so the sweeper re-queues it
+  once its due time (or lease) has passed by a grace period;
+- every `failed` delivery gets its DLQ message and its metric exactly once (`dead_letter_pending` until the
+  message is sent; the sweeper finishes what a crash cut short);
+- an attempt that may have reached a target whose call is not idempotent is never repeated automatically:
+  the delivery ends `failed` / `outcome_unknown` for an operator to check and replay;
+- a caller is answered 2xx or 502 only after the record that backs the answer is written."""
 
 import hashlib
 import json
@@ -8,29 +17,42 @@ import secrets as random_ids
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import jmespath
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge import secrets
-from martech_bridge.adapters import targets
-from martech_bridge.adapters.delivery_queue import DeliveryQueue
-from martech_bridge.adapters.delivery_store import DeliveryStore
+from martech_bridge.adapters import delivery_store, targets
+from martech_bridge.adapters.delivery_queue import MAX_DELAY, DeliveryQueue
+from martech_bridge.adapters.delivery_store import (
+    MAX_STORED_ANSWER_BYTES,
+    MAX_STORED_PAYLOAD_BYTES,
+    SWEEP_SHARDS,
+    DeliveryStore,
+    StateChanged,
+    after_attempt,
+    payload_json,
+)
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
 from martech_bridge.config import Settings
-from martech_bridge.errors import Conflict, DependencyUnavailable, NotFound
+from martech_bridge.errors import BridgeError, Conflict, DependencyUnavailable, NotFound, PayloadTooLarge
 from martech_bridge.logic.delivery import Outcome, backoff_seconds, should_give_up
-from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus
-from martech_bridge.models.routes import Deliverable, KintoneTarget
+from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus, FailureReason
+from martech_bridge.models.routes import Deliverable, KintoneTarget, MappingFailed, search
 from martech_bridge.observability import count, logger, metrics
 
 LEASE_MARGIN_SECONDS = 15
-# The kintone budget counter is a warning, not a limit: a warm instance adds its count every 20 requests
-# or after 30 s, saving a DynamoDB write on most deliveries (an instance that dies loses at most 19).
-BUDGET_FLUSH_REQUESTS = 20
+# The kintone budget counter is a warning, not a limit: a warm instance adds its count every 100 requests
+# or after 30 s, saving a DynamoDB write on most deliveries (an instance that dies loses at most 99), and
+# keeping the counter's one key far below DynamoDB's per-key write rate.
+BUDGET_FLUSH_REQUESTS = 100
 BUDGET_FLUSH_SECONDS = 30.0
+# A delivery the sweeper has re-queued this often with no attempt made is failed as `stuck`.
+MAX_SWEEPS = 5
+# Leave this much time after an attempt's deadline for recording its outcome.
+RECORD_RESERVE_SECONDS = 2.5
+MIN_SECONDS_FOR_AN_ATTEMPT = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,13 @@ class Settled:
     status_code: int
     body: dict[str, Any]
     retry_in: float | None = None  # seconds until the next attempt, when one is due
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    dead_lettered: int = 0
+    stuck: int = 0
 
 
 def new_delivery_id(route: str, idempotency_key: str | None) -> str:
@@ -55,6 +84,22 @@ def request_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def lease_seconds(holder_lifetime: float) -> float:
+    """A lease outlives its holder: a live holder never loses it, a dead one's lapses soon after."""
+    return holder_lifetime + LEASE_MARGIN_SECONDS
+
+
+def check_stored_size(payload: dict[str, Any]) -> None:
+    """413 before any target call when the delivery record could not hold the payload as stored (JSON with
+    escapes can be several times the raw body: a form's %01 is stored as \\u0001)."""
+    size = len(payload_json(payload).encode("utf-8"))
+    if size > MAX_STORED_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"The payload takes {size} bytes as stored; a delivery holds at most {MAX_STORED_PAYLOAD_BYTES}",
+            limit_bytes=MAX_STORED_PAYLOAD_BYTES,
+        )
+
+
 class Engine:
     def __init__(self, store: DeliveryStore, queue: DeliveryQueue, settings: Settings) -> None:
         self.store = store
@@ -63,7 +108,7 @@ class Engine:
         # Requests counted but not yet written, per (counter, day): (count, monotonic time of last write).
         self._budget: dict[tuple[str, str], tuple[int, float]] = {}
 
-    # ------------------------------------------------------------------ secrets
+    # ------------------------------------------------------------------ requests
     def resolve_secrets(self, refs: Sequence[str]) -> tuple[str, ...]:
         values: list[str] = []
         for ref in refs:
@@ -79,29 +124,52 @@ class Engine:
         return self.settings.stage == "local"
 
     def build(self, route: Deliverable, payload: dict[str, Any]) -> TargetRequest:
-        return targets.for_kind(route.target.type).build(
-            route, payload, self.resolve_secrets, local_mode=self.local_mode
-        )
+        """The target request; a 400/422 naming the field when the payload cannot make one."""
+        try:
+            return targets.for_kind(route.target.type).build(
+                route, payload, self.resolve_secrets, local_mode=self.local_mode
+            )
+        except MappingFailed as exc:
+            raise exc.as_error() from None
+
+    # ------------------------------------------------------------------ new deliveries
+    def queue_new(self, delivery: Delivery) -> Delivery | None:
+        """Store a `pending` delivery and queue it; the existing delivery when the id was taken. Once stored
+        it cannot be lost: if the queue is unavailable the sweeper queues it after the grace period."""
+        existing = self.store.create(delivery)
+        if existing is not None:
+            return existing
+        self.requeue(delivery.delivery_id, 0)
+        return None
 
     # ------------------------------------------------------------------ one attempt
     def attempt(
-        self, delivery: Delivery, route: Deliverable, number: int, *, lapsed: bool, deadline: float | None = None
+        self,
+        delivery: Delivery,
+        route: Deliverable,
+        number: int,
+        *,
+        lapsed: bool = False,
+        deadline: float | None = None,
+        request: TargetRequest | None = None,
+        stored: bool = True,
     ) -> Settled:
-        """Make attempt `number` (its lease is held) and settle the delivery."""
-        request = self.build(route, delivery.payload)
-        started = datetime.now(UTC)
+        """Make attempt `number` and settle the delivery. `stored` is False for a keyless sync delivery,
+        which is written once, already settled, after its call; otherwise the caller holds the lease."""
+        request = request or self.build(route, delivery.payload)
+        started = delivery_store.now()
         if lapsed and not request.idempotent:
             outcome = Outcome(
                 "retry", None, error="an earlier attempt stopped midway; the target may have acted", ambiguous=True
             )
-            return self._settle(delivery, route, number, started, 0, outcome, request)
+            return self._settle(delivery, route, number, started, 0, outcome, request, stored=stored)
         self._count_budget(route)
         clock = time.monotonic()
         answer = send(request, deadline)
         latency = int((time.monotonic() - clock) * 1000)
         target = targets.for_kind(route.target.type)
         outcome = target.interpret(route, answer) if isinstance(answer, TargetResponse) else answer
-        return self._settle(delivery, route, number, started, latency, outcome, request)
+        return self._settle(delivery, route, number, started, latency, outcome, request, stored=stored)
 
     def _settle(
         self,
@@ -112,6 +180,8 @@ class Engine:
         latency: int,
         outcome: Outcome,
         request: TargetRequest,
+        *,
+        stored: bool,
     ) -> Settled:
         attempt = Attempt(
             number=number,
@@ -132,29 +202,26 @@ class Engine:
             "target_status": outcome.status,
             "latency_ms": latency,
         }
+        write = _Writer(self.store, delivery, attempt, stored)
         if outcome.verdict == "delivered":
-            body = self.caller_response(route, delivery, outcome)
-            settled = self.store.record_attempt(
-                delivery, attempt, status=DeliveryStatus.DELIVERED, response=(200, body)
-            )
+            body = _bounded(self.caller_response(route, delivery, outcome), delivery)
+            settled = write(DeliveryStatus.DELIVERED, response=(200, body))
             _metric("DeliveriesSucceeded", route)
             logger.info("Delivered", extra=log)
             return Settled(settled, 200, body)
         if outcome.verdict == "rejected":
-            body = self.rejection(delivery, outcome)
-            settled = self.store.record_attempt(
-                delivery, attempt, status=DeliveryStatus.REJECTED, response=(502, body), last_error=outcome.error
-            )
+            body = _bounded(self.rejection(delivery, outcome), delivery)
+            settled = write(DeliveryStatus.REJECTED, response=(502, body), last_error=outcome.error)
             _metric("DeliveriesRejected", route)
             logger.warning("Target rejected the delivery", extra={**log, "target_code": outcome.target_code})
             return Settled(settled, 502, body)
         # Retryable - unless resending could do the work twice.
         if outcome.ambiguous and not request.idempotent:
             reason = (
-                f"{outcome.error}; {request.method} is not idempotent, so it is not sent again "
+                f"outcome unknown: {outcome.error}; {request.method} is not idempotent, so it is not sent again "
                 "(check the target, then replay if needed)"
             )
-            return self._give_up(delivery, route, attempt, outcome, reason, log)
+            return self._give_up(write, route, outcome, reason, FailureReason.OUTCOME_UNKNOWN, log)
         wait = backoff_seconds(
             number,
             base=route.delivery.backoff_base_seconds,
@@ -166,15 +233,14 @@ class Engine:
             delivery.max_attempts,
             delivery.created_at.timestamp(),
             route.delivery.max_age_seconds,
-            time.time(),
+            delivery_store.now().timestamp(),
             wait,
         )
         if gave_up:
-            return self._give_up(delivery, route, attempt, outcome, f"{outcome.error}; {gave_up}", log)
-        next_at = datetime.now(UTC) + timedelta(seconds=wait)
-        settled = self.store.record_attempt(
-            delivery, attempt, status=DeliveryStatus.PENDING, next_attempt_at=next_at, last_error=outcome.error
-        )
+            return self._give_up(write, route, outcome, f"{outcome.error}; {gave_up}", FailureReason.GAVE_UP, log)
+        next_at = delivery_store.now() + timedelta(seconds=wait)
+        settled = write(DeliveryStatus.PENDING, next_attempt_at=next_at, last_error=outcome.error)
+        self.requeue(delivery.delivery_id, wait)
         _metric("DeliveriesRetried", route)
         logger.info("Delivery will be retried", extra={**log, "error": outcome.error, "retry_in_s": round(wait, 1)})
         body = {
@@ -188,21 +254,159 @@ class Engine:
 
     def _give_up(
         self,
-        delivery: Delivery,
+        write: "_Writer",
         route: Deliverable,
-        attempt: Attempt,
         outcome: Outcome,
         reason: str,
+        failure: FailureReason,
         log: dict[str, Any],
     ) -> Settled:
-        body = self.rejection(delivery, outcome, reason=reason, code="delivery_failed")
-        settled = self.store.record_attempt(
-            delivery, attempt, status=DeliveryStatus.FAILED, response=(502, body), last_error=reason
+        body = _bounded(
+            self.rejection(write.delivery, outcome, reason=reason, code="delivery_failed"), write.delivery
         )
-        self.queue.dead_letter(delivery.delivery_id, reason)
-        _metric("DeliveriesFailed", route)
-        logger.error("Delivery failed; moved to the DLQ", extra={**log, "reason": reason})
+        settled = write(DeliveryStatus.FAILED, response=(502, body), last_error=reason, failure=failure)
+        logger.error("Delivery failed", extra={**log, "reason": reason, "failure": failure.value})
+        self.dead_letter(settled, route.target.type)
         return Settled(settled, 502, body)
+
+    def dead_letter(self, delivery: Delivery, target_kind: str | None = None) -> bool:
+        """Send a failed delivery's DLQ message, then clear its flag; the metric counts the one that clears
+        it. If either step fails the flag stays and the sweeper sends it again (the DLQ may then hold the
+        message twice; a replay of an already reopened delivery is a no-op)."""
+        try:
+            self.queue.dead_letter(delivery.delivery_id, delivery.last_error or "failed")
+            cleared = self.store.dead_lettered(delivery.delivery_id)
+        except DependencyUnavailable:
+            logger.warning(
+                "Could not dead-letter the delivery yet; the sweeper will", extra={"delivery_id": delivery.delivery_id}
+            )
+            return False
+        if cleared:
+            count("DeliveriesFailed", target=target_kind or _target_kind(delivery))
+            if delivery.failure == FailureReason.OUTCOME_UNKNOWN:
+                metrics.add_metric(name="DeliveriesOutcomeUnknown", unit=MetricUnit.Count, value=1)
+        return cleared
+
+    def requeue(self, delivery_id: str, delay: float) -> None:
+        """Queue the next attempt. A failure loses nothing: the record is pending and in the sweep index."""
+        try:
+            self.queue.enqueue(delivery_id, min(delay, MAX_DELAY))
+        except DependencyUnavailable:
+            logger.warning("Could not queue the delivery; the sweeper will", extra={"delivery_id": delivery_id})
+
+    # ------------------------------------------------------------------ the worker's step
+    def process(self, delivery_id: str, remaining_seconds: float) -> str:
+        """Handle one queue message about `delivery_id`; returns what happened (for the log). The message is
+        always let go: anything still to do is queued again or left to the sweeper."""
+        from martech_bridge.config import load_bridge_config
+
+        delivery = self.store.get(delivery_id)
+        if delivery is None:
+            logger.error("Delivery message for an unknown delivery; dropped")
+            return "unknown delivery"
+        if delivery.status.final:
+            if delivery.dead_letter_pending:
+                self.dead_letter(delivery)
+            return "already settled"
+        now = delivery_store.now()
+        if delivery.status == DeliveryStatus.PENDING and delivery.next_attempt_at and delivery.next_attempt_at > now:
+            wait = (delivery.next_attempt_at - now).total_seconds()
+            if wait > 1:
+                self.requeue(delivery_id, wait)  # early (SQS delays stop at 15 min): a fresh message
+                return f"not due for {wait:.0f} s"
+        if delivery.status == DeliveryStatus.IN_PROGRESS and (delivery.lease_until_ms or 0) > now.timestamp() * 1000:
+            return "attempt held elsewhere"  # its holder settles it, or its lease lapses and the sweeper acts
+        route = load_bridge_config().spec(delivery.route)
+        if route is None:
+            self._fail_unattempted(
+                delivery, f"route {delivery.route!r} is no longer configured", FailureReason.ROUTE_REMOVED
+            )
+            return "route removed"
+        if remaining_seconds < MIN_SECONDS_FOR_AN_ATTEMPT:
+            self.requeue(delivery_id, 0)
+            return "not enough time left in this invocation"
+        claimed = self.store.claim(delivery_id, delivery.attempts + 1, lease_seconds(remaining_seconds))
+        if claimed is None:
+            return "attempt held elsewhere"
+        held, lapsed = claimed
+        try:
+            request = self.build(route, held.payload)
+        except BridgeError as exc:
+            if isinstance(exc, DependencyUnavailable):  # e.g. SSM did not answer: try again later
+                self.store.release(held)
+                raise
+            self._fail_unattempted(held, f"the request cannot be built: {exc.message}", FailureReason.UNBUILDABLE)
+            return "unbuildable"
+        except BaseException:
+            self.store.release(held)
+            raise
+        self.attempt(
+            held,
+            route,
+            held.attempts + 1,
+            lapsed=lapsed,
+            deadline=remaining_seconds - RECORD_RESERVE_SECONDS,
+            request=request,
+        )
+        return "attempted"
+
+    def _fail_unattempted(self, delivery: Delivery, reason: str, failure: FailureReason) -> None:
+        try:
+            failed = self.store.settle_without_attempt(
+                delivery, DeliveryStatus.FAILED, last_error=reason, failure=failure
+            )
+        except StateChanged:
+            return
+        logger.error("Delivery failed", extra={"delivery_id": delivery.delivery_id, "reason": reason})
+        self.dead_letter(failed)
+
+    # ------------------------------------------------------------------ the sweeper
+    def sweep(
+        self, now: datetime | None = None, per_shard: int = 100, seconds: float | None = None
+    ) -> SweepReport:
+        """Find deliveries whose due time or lease has passed by the grace period and move them on:
+        re-queue them (the worker decides whether a lapsed attempt may be repeated), finish an unsent DLQ
+        message, or fail one that never gets attempted. Stops after `seconds`; the next run goes on."""
+        now = now or delivery_store.now()
+        stop = time.monotonic() + seconds if seconds is not None else None
+        report = SweepReport()
+        first = random_ids.randbelow(SWEEP_SHARDS)  # a run cut short does not always leave the same shards out
+        for offset in range(SWEEP_SHARDS):
+            if stop is not None and time.monotonic() > stop:
+                break
+            for delivery_id in self.store.due((first + offset) % SWEEP_SHARDS, now, per_shard):
+                delivery = self.store.get(delivery_id)
+                if delivery is None:
+                    continue
+                try:
+                    self._sweep_one(delivery, now, report)
+                except StateChanged:
+                    continue  # it moved while we looked: whoever moved it is in charge
+        if report.requeued or report.dead_lettered or report.stuck:
+            logger.warning("Sweeper moved deliveries on", extra=report.__dict__)
+            metrics.add_metric(name="DeliveriesRecovered", unit=MetricUnit.Count, value=report.requeued)
+        return report
+
+    def _sweep_one(self, delivery: Delivery, now: datetime, report: SweepReport) -> None:
+        if delivery.dead_letter_pending:
+            if self.dead_letter(delivery):
+                report.dead_lettered += 1
+            return
+        if delivery.status == DeliveryStatus.IN_PROGRESS and (delivery.lease_until_ms or 0) > now.timestamp() * 1000:
+            return
+        if delivery.status.final:
+            return
+        if delivery.sweeps >= MAX_SWEEPS:
+            reason = f"re-queued {delivery.sweeps} times by the sweeper without an attempt being recorded"
+            failed = self.store.settle_without_attempt(
+                delivery, DeliveryStatus.FAILED, last_error=reason, failure=FailureReason.STUCK
+            )
+            report.stuck += 1
+            self.dead_letter(failed)
+            return
+        self.queue.enqueue(delivery.delivery_id)
+        self.store.swept(delivery)
+        report.requeued += 1
 
     # ------------------------------------------------------------------ answers
     def caller_response(self, route: Deliverable, delivery: Delivery, outcome: Outcome) -> dict[str, Any]:
@@ -215,7 +419,10 @@ class Engine:
         }
         context = {"request": delivery.payload, "result": result, "delivery_id": delivery.delivery_id}
         for name, path in route.response.fields.items():
-            value = jmespath.search(path, context)
+            try:
+                value = search(path, context)
+            except MappingFailed:
+                continue  # the target acted: a response field that cannot be computed is left out
             if value is not None:
                 body[name] = value
         return body
@@ -247,7 +454,7 @@ class Engine:
         target = route.target
         if not isinstance(target, KintoneTarget):
             return
-        key = (f"kintone#{target.host}#{target.app}", datetime.now(UTC).strftime("%Y-%m-%d"))
+        key = (f"kintone#{target.host}#{target.app}", delivery_store.now().strftime("%Y-%m-%d"))
         pending, last_flush = self._budget.get(key, (0, time.monotonic()))
         pending += 1
         if pending < BUDGET_FLUSH_REQUESTS and time.monotonic() - last_flush < BUDGET_FLUSH_SECONDS:
@@ -274,22 +481,54 @@ class Engine:
             )
 
 
+class _Writer:
+    """Writes an attempt's outcome: one conditional update of a stored delivery whose lease the caller
+    holds, or - for a keyless sync delivery - the delivery's one and only write."""
+
+    def __init__(self, store: DeliveryStore, delivery: Delivery, attempt: Attempt, stored: bool) -> None:
+        self.store, self.delivery, self.attempt, self.stored = store, delivery, attempt, stored
+
+    def __call__(self, status: DeliveryStatus, **outcome: Any) -> Delivery:
+        if self.stored:
+            return self.store.record_attempt(self.delivery, self.attempt, status=status, **outcome)
+        settled = after_attempt(self.delivery, self.attempt, status=status, **outcome)
+        if self.store.create(settled) is not None:  # a random id: cannot happen short of a collision
+            raise DependencyUnavailable("Delivery id collision; not recorded")
+        return settled
+
+
 def _metric(name: str, route: Deliverable) -> None:
     # By target kind (kintone, http, karte); the route itself goes into the log line beside it (a
     # dimension per route would multiply custom-metric costs).
     count(name, target=route.target.type)
 
 
+def _target_kind(delivery: Delivery) -> str:
+    from martech_bridge.config import load_bridge_config
+
+    spec = load_bridge_config().spec(delivery.route)
+    return spec.target.type if spec else "unknown"
+
+
 def _clip(text: str | None, limit: int = 500) -> str | None:
     return text if text is None or len(text) <= limit else text[:limit] + "…"
 
 
-def lease_seconds(function_timeout: float) -> float:
-    return function_timeout + LEASE_MARGIN_SECONDS
+def _bounded(body: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    """An answer small enough to store with the delivery (a target's huge answer must not make the record
+    fail after the target acted): the target's details are dropped when the whole would not fit."""
+    if len(json.dumps(body, ensure_ascii=False).encode("utf-8")) <= MAX_STORED_ANSWER_BYTES:
+        return body
+    if "error" in body:
+        error = body["error"]
+        kept = {k: error[k] for k in ("code", "delivery_id", "target_status", "target_code") if k in error}
+        return {"error": {**kept, "message": _clip(str(error.get("message")), 1000), "truncated": True}}
+    return {"status": body.get("status"), "delivery_id": delivery.delivery_id, "response_truncated": True}
 
 
 def replay_delivery(engine: Engine, delivery_id: str, default_attempts: int = 8) -> Delivery:
-    """Reopen a failed or rejected delivery and queue it: the operator's retry and the DLQ redrive."""
+    """Reopen a failed or rejected delivery and queue it: the operator's retry and the DLQ redrive. An
+    `outcome_unknown` delivery is replayed like any other: the operator has checked the target."""
     from martech_bridge.config import load_bridge_config
 
     current = engine.store.get(delivery_id)
@@ -304,10 +543,6 @@ def replay_delivery(engine: Engine, delivery_id: str, default_attempts: int = 8)
             code="not_retryable",
             status=current.status.value,
         )
-    try:
-        engine.queue.enqueue(delivery_id)
-    except DependencyUnavailable:
-        engine.store.mark(reopened, DeliveryStatus.FAILED, last_error="could not queue the replay")
-        raise
+    engine.requeue(delivery_id, 0)  # reopened is pending and swept: a failed enqueue loses nothing
     logger.info("Delivery reopened for replay", extra={"delivery_id": delivery_id, "replays": reopened.replays})
     return reopened

@@ -38,7 +38,9 @@ def delivery_engine() -> "Engine":
     from martech_bridge.deliveries import Engine
 
     settings = get_settings()
-    store = DeliveryStore(settings.require("deliveries_table"), settings.retention_days)
+    store = DeliveryStore(
+        settings.require("deliveries_table"), settings.retention_days, grace_seconds=settings.sweep_grace_seconds
+    )
     queue = DeliveryQueue(settings.require("delivery_queue_url"), settings.delivery_dlq_url)
     return Engine(store, queue, settings)
 

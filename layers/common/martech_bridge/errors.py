@@ -8,6 +8,7 @@ class BridgeError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    headers: dict[str, str] = {}  # noqa: RUF012 - replaced per instance, never mutated
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -34,6 +35,10 @@ class NotFound(BridgeError):
 
 class MethodNotAllowed(BridgeError):
     status, code = 405, "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message, allow=allow)
+        self.headers = {"Allow": allow}
 
 
 class Conflict(BridgeError):

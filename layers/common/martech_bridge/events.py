@@ -21,7 +21,7 @@ from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.config import load_bridge_config
 from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine, event_payloads, message_store, subscription_store
-from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest
+from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest, Unprocessable
 from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status_change, suppression_for
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import Delivery, DeliveryStatus
@@ -158,7 +158,7 @@ def forward(event: NormalizedEvent, recipient: dict[str, Any] | None = None) -> 
         name = f"{SINK_PREFIX}{sink.name}"
         try:
             request = engine.build(sink, payload)
-        except (InvalidRequest, ConfigurationError) as exc:  # this event cannot go to this sink; the rest can
+        except (InvalidRequest, Unprocessable, ConfigurationError) as exc:  # not this sink; the rest can
             metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
             logger.warning("Event not forwarded to a sink", extra={"sink": sink.name, "reason": exc.message})
             continue
@@ -173,8 +173,7 @@ def forward(event: NormalizedEvent, recipient: dict[str, Any] | None = None) -> 
             request_hash=request_hash(payload),
             payload=payload,
         )
-        if engine.store.create(delivery) is None:
-            engine.queue.enqueue(delivery.delivery_id)
+        if engine.queue_new(delivery) is None:  # stored: from here the sweeper sees it queued
             metrics.add_metric(name="SinkDeliveriesQueued", unit=MetricUnit.Count, value=1)
 
 

@@ -1,22 +1,40 @@
 """Deliveries in DynamoDB: one item per delivery (pk = delivery id, sk "D") holding its payload, state and
-every attempt. Status changes are conditional: an attempt is *claimed* (attempt number and lease checked),
-so a duplicate queue message can never repeat a call that is done or running, and recording it is one
-conditional update. Daily request counters per kintone app live beside them (pk "BUDGET#...")."""
+every attempt. Every state change is one conditional write (the edges are in logic/delivery_states.py): an
+attempt is *claimed* (attempt number and lease checked), so a duplicate queue message can never repeat a
+call that is done or running, and recording it is one conditional update.
+
+Only deliveries that still need something - `pending`, `in_progress`, or `failed` with its DLQ message not
+yet sent - carry the sweep index keys (StatusIndex: gsi1pk `OPEN#<shard>`, gsi1sk the time by which it must
+have moved, zero-padded ms). The index is sparse, so settled deliveries cost it nothing, and sharded, so no
+partition key takes more than a few percent of its writes. Daily request counters per kintone app live
+beside them (pk "BUDGET#...")."""
 
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
 from martech_bridge.errors import DependencyUnavailable
-from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus
+from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus, FailureReason
 
 RECORD_SK = "D"
+SWEEP_INDEX = "StatusIndex"
+SWEEP_SHARDS = 64
+INDEX_KEYS = ("gsi1pk", "gsi1sk")
+# DynamoDB's item limit is 400 KB; the payload may take this much, leaving room for up to 50 attempts,
+# the caller's answer and the other attributes.
+MAX_STORED_PAYLOAD_BYTES = 300 * 1024
+MAX_STORED_ANSWER_BYTES = 16 * 1024
+_UNAVAILABLE = "Delivery store is unavailable"
 
 
-def _now() -> datetime:
+def now() -> datetime:
+    """The deliveries' one clock (the fault-injection tests move it forward to lapse leases)."""
     return datetime.now(UTC)
 
 
@@ -24,66 +42,118 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def sweep_shard(delivery_id: str) -> str:
+    return f"OPEN#{zlib.crc32(delivery_id.encode()) % SWEEP_SHARDS:02d}"
+
+
+def _sort_ms(ms: int) -> str:
+    return f"{max(0, ms):015d}"
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """The payload as it is stored (and so as it is measured against MAX_STORED_PAYLOAD_BYTES)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 class DeliveryStore(aws.TableStore):
+    def __init__(self, table_name: str, retention_days: int, grace_seconds: float = 60) -> None:
+        super().__init__(table_name, retention_days)
+        # How long past its due time a pending delivery (or an unsent DLQ message) waits for the normal path
+        # before the sweeper steps in.
+        self.grace = timedelta(seconds=grace_seconds)
+
     # ------------------------------------------------------------------ reads
     def get(self, delivery_id: str) -> Delivery | None:
         try:
             item = self._table.get_item(Key={"pk": delivery_id, "sk": RECORD_SK}, ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
         return self._from_item(item) if item else None
+
+    def due(self, shard: int, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of deliveries in one sweep shard whose time to move has passed."""
+        try:
+            items = self._table.query(
+                IndexName=SWEEP_INDEX,
+                KeyConditionExpression=Key("gsi1pk").eq(f"OPEN#{shard:02d}") & Key("gsi1sk").lte(_sort_ms(_ms(now))),
+                ProjectionExpression="pk",
+                Limit=limit,
+            )["Items"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        return [str(item["pk"]) for item in items]
 
     # ------------------------------------------------------------------ writes
     def create(self, delivery: Delivery) -> Delivery | None:
-        """Store a new delivery; if one with this id exists already, return it instead (idempotency)."""
+        """Store a new delivery (in whatever state it starts: a keyless sync delivery is written once, already
+        settled); if one with this id exists already, return it instead (idempotency)."""
         try:
             self._table.put_item(Item=self._to_item(delivery), ConditionExpression="attribute_not_exists(pk)")
             return None
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise DependencyUnavailable("Delivery store is unavailable") from exc
+                raise DependencyUnavailable(_UNAVAILABLE) from exc
         except BotoCoreError as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
         return self.get(delivery.delivery_id)
 
-    def delete(self, delivery_id: str) -> None:
-        try:
-            self._table.delete_item(Key={"pk": delivery_id, "sk": RECORD_SK})
-        except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
-
     def claim(self, delivery_id: str, attempt: int, lease_seconds: float) -> tuple[Delivery, bool] | None:
-        """Take the lease for attempt number `attempt` (the one after the `attempt - 1` recorded). Returns the
-        delivery and whether an earlier holder's lease lapsed mid-attempt (it may have reached the target),
-        or None if the attempt is not this caller's to make (done, running elsewhere, or final)."""
-        now = _now()
+        """pending -> in_progress (or a lapsed in_progress taken over): the lease for attempt number `attempt`
+        (the one after the `attempt - 1` recorded). Returns the delivery and whether an earlier holder's lease
+        lapsed mid-attempt (it may have reached the target), or None if the attempt is not this caller's to
+        make (done, running elsewhere, or final)."""
+        moment = now()
+        lease = _ms(moment + timedelta(seconds=lease_seconds))
         try:
             old = self._table.update_item(
                 Key={"pk": delivery_id, "sk": RECORD_SK},
                 UpdateExpression="SET #s = :running, lease_until_ms = :lease, updated_at = :now, "
-                "gsi1pk = :g, gsi1sk = :now",
+                "gsi1pk = :shard, gsi1sk = :check",
                 ConditionExpression="attempts = :done AND "
                 "(#s = :pending OR (#s = :running AND lease_until_ms < :nowms))",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":running": DeliveryStatus.IN_PROGRESS.value,
                     ":pending": DeliveryStatus.PENDING.value,
-                    ":lease": _ms(now + timedelta(seconds=lease_seconds)),
-                    ":now": now.isoformat(),
-                    ":nowms": _ms(now),
+                    ":lease": lease,
+                    ":now": moment.isoformat(),
+                    ":nowms": _ms(moment),
                     ":done": attempt - 1,
-                    ":g": f"STATUS#{DeliveryStatus.IN_PROGRESS.value}",
+                    ":shard": sweep_shard(delivery_id),
+                    ":check": _sort_ms(lease),
                 },
                 ReturnValues="ALL_OLD",
             )["Attributes"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
         except BotoCoreError as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
-        delivery = self._from_item(old).model_copy(update={"status": DeliveryStatus.IN_PROGRESS})
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        delivery = self._from_item(old).model_copy(
+            update={"status": DeliveryStatus.IN_PROGRESS, "lease_until_ms": lease, "updated_at": moment}
+        )
         return delivery, old["status"] == DeliveryStatus.IN_PROGRESS.value
+
+    def release(self, delivery: Delivery) -> None:
+        """in_progress -> pending without an attempt: the holder stopped before calling the target."""
+        moment = now()
+        self._update(
+            delivery.delivery_id,
+            sets={
+                "#s": DeliveryStatus.PENDING.value,
+                "updated_at": moment.isoformat(),
+                "gsi1pk": sweep_shard(delivery.delivery_id),
+                "gsi1sk": _sort_ms(_ms(moment + self.grace)),
+            },
+            removes=["lease_until_ms"],
+            condition="attempts = :done AND #s = :running AND lease_until_ms = :lease",
+            values={
+                ":done": delivery.attempts,
+                ":running": DeliveryStatus.IN_PROGRESS.value,
+                ":lease": delivery.lease_until_ms,
+            },
+        )
 
     def record_attempt(
         self,
@@ -94,123 +164,119 @@ class DeliveryStore(aws.TableStore):
         next_attempt_at: datetime | None = None,
         response: tuple[int, dict[str, Any]] | None = None,
         last_error: str | None = None,
+        failure: FailureReason | None = None,
     ) -> Delivery:
-        """Append an attempt and set the delivery's new state in one conditional update (only while this
-        caller holds the attempt's lease): atomic without a transaction."""
-        now = _now()
-        updated = delivery.model_copy(
-            update={
-                "status": status,
-                "attempts": attempt.number,
-                "updated_at": now,
-                "lease_until_ms": None,
-                "next_attempt_at": next_attempt_at,
-                "last_error": last_error,
-                "attempt_history": [*delivery.attempt_history, attempt],
-                **({"response_status": response[0], "response_body": response[1]} if response else {}),
-            }
+        """in_progress -> anything: append an attempt and set the delivery's new state in one conditional
+        update, only while this caller holds the attempt's lease."""
+        updated = after_attempt(
+            delivery,
+            attempt,
+            status=status,
+            next_attempt_at=next_attempt_at,
+            response=response,
+            last_error=last_error,
+            failure=failure,
         )
-        sets: dict[str, Any] = {
-            "#s": status.value,
-            "attempts": attempt.number,
-            "updated_at": now.isoformat(),
-            "gsi1pk": f"STATUS#{status.value}",
-            "gsi1sk": now.isoformat(),
-        }
-        removes = ["lease_until_ms"]
-        optional = (
-            ("next_attempt_at", next_attempt_at.isoformat() if next_attempt_at else None),
-            ("last_error", last_error),
-        )
-        for name, value in optional:
-            if value is None:
-                removes.append(name)
-            else:
-                sets[name] = value
-        if response:
-            sets["response_status"] = response[0]
-            sets["response_json"] = json.dumps(response[1], ensure_ascii=False)
-        values: dict[str, Any] = {}
-        clauses = []
-        for i, (name, value) in enumerate(sets.items()):
-            values[f":v{i}"] = value
-            clauses.append(f"{name} = :v{i}")
-        clauses.append("attempt_history = list_append(if_not_exists(attempt_history, :empty), :attempt)")
+        sets, removes = self._state(updated)
+        sets["attempts"] = attempt.number
         attempt_item = {k: v for k, v in attempt.model_dump(mode="json").items() if v is not None}
-        values.update(
-            {
-                ":empty": [],
-                ":attempt": [attempt_item],
+        self._update(
+            delivery.delivery_id,
+            sets=sets,
+            removes=["lease_until_ms", "sweeps", *removes],
+            condition="attempts = :done AND #s = :running AND lease_until_ms = :lease",
+            values={
                 ":done": attempt.number - 1,
                 ":running": DeliveryStatus.IN_PROGRESS.value,
-            }
+                ":lease": delivery.lease_until_ms,
+                ":empty": [],
+                ":attempt": [attempt_item],
+            },
+            extra="attempt_history = list_append(if_not_exists(attempt_history, :empty), :attempt)",
         )
-        try:
-            self._table.update_item(
-                Key={"pk": delivery.delivery_id, "sk": RECORD_SK},
-                UpdateExpression="SET " + ", ".join(clauses) + " REMOVE " + ", ".join(removes),
-                ConditionExpression="attempts = :done AND #s = :running",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
         return updated
 
-    def mark(
-        self,
-        delivery: Delivery,
-        status: DeliveryStatus,
-        *,
-        last_error: str,
-        response: tuple[int, dict[str, Any]] | None = None,
+    def settle_without_attempt(
+        self, delivery: Delivery, status: DeliveryStatus, *, last_error: str, failure: FailureReason | None = None
     ) -> Delivery:
-        """Settle a delivery without an attempt (gave up before calling, route gone, queueing failed)."""
+        """pending or in_progress -> final without calling the target (route removed, stuck), conditional on
+        nothing having moved since `delivery` was read."""
         updated = delivery.model_copy(
             update={
                 "status": status,
-                "updated_at": _now(),
+                "updated_at": now(),
                 "lease_until_ms": None,
                 "last_error": last_error,
-                **({"response_status": response[0], "response_body": response[1]} if response else {}),
+                "failure": failure,
+                "dead_letter_pending": status == DeliveryStatus.FAILED,
             }
         )
-        try:
-            self._table.put_item(
-                Item=self._to_item(updated),
-                ConditionExpression="attempts = :done",
-                ExpressionAttributeValues={":done": delivery.attempts},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+        sets, removes = self._state(updated)
+        self._update(
+            delivery.delivery_id,
+            sets=sets,
+            removes=["lease_until_ms", *removes],
+            condition="attempts = :done AND #s = :was",
+            values={":done": delivery.attempts, ":was": delivery.status.value},
+        )
         return updated
+
+    def dead_lettered(self, delivery_id: str) -> bool:
+        """failed (DLQ message pending) -> failed: the message is sent; the delivery leaves the sweep index.
+        False when another sweeper or worker got there first."""
+        try:
+            self._update(
+                delivery_id,
+                sets={},
+                removes=["dead_letter_pending", *INDEX_KEYS],
+                condition="#s = :failed AND dead_letter_pending = :yes",
+                values={":failed": DeliveryStatus.FAILED.value, ":yes": True},
+                conflict_ok=False,
+            )
+        except StateChanged:
+            return False
+        return True
+
+    def swept(self, delivery: Delivery) -> None:
+        """The sweeper re-queued it: count that, and look again only after another grace period."""
+        self._update(
+            delivery.delivery_id,
+            sets={"sweeps": delivery.sweeps + 1, "gsi1sk": _sort_ms(_ms(now() + self.grace))},
+            removes=[],
+            condition="attempts = :done AND #s = :was AND attribute_exists(gsi1pk)",
+            values={":done": delivery.attempts, ":was": delivery.status.value},
+        )
 
     def reopen(self, delivery_id: str, extra_attempts: int) -> Delivery | None:
         """Replay: a failed or rejected delivery becomes pending again with `extra_attempts` more allowed.
         None when it is not in a final failed state (already delivered, or still running)."""
-        now = _now()
+        moment = now()
         try:
             new = self._table.update_item(
                 Key={"pk": delivery_id, "sk": RECORD_SK},
                 UpdateExpression="SET #s = :pending, max_attempts = attempts + :extra, replays = replays + :one, "
-                "updated_at = :now, gsi1pk = :g, gsi1sk = :now REMOVE lease_until_ms",
+                "updated_at = :now, gsi1pk = :shard, gsi1sk = :check "
+                "REMOVE lease_until_ms, failure, dead_letter_pending, sweeps",
                 ConditionExpression="#s IN (:failed, :rejected)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":pending": DeliveryStatus.PENDING.value,
                     ":extra": extra_attempts,
                     ":one": 1,
-                    ":now": now.isoformat(),
+                    ":now": moment.isoformat(),
                     ":failed": DeliveryStatus.FAILED.value,
                     ":rejected": DeliveryStatus.REJECTED.value,
-                    ":g": f"STATUS#{DeliveryStatus.PENDING.value}",
+                    ":shard": sweep_shard(delivery_id),
+                    ":check": _sort_ms(_ms(moment + self.grace)),
                 },
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
         return self._from_item(new)
 
     def count_request(self, counter: str, day: str, requests: int = 1) -> int:
@@ -219,29 +285,95 @@ class DeliveryStore(aws.TableStore):
             result = self._table.update_item(
                 Key={"pk": f"BUDGET#{counter}", "sk": day},
                 UpdateExpression="ADD requests :one SET expires_at = if_not_exists(expires_at, :exp)",
-                ExpressionAttributeValues={":one": requests, ":exp": int((_now() + timedelta(days=3)).timestamp())},
+                ExpressionAttributeValues={":one": requests, ":exp": int((now() + timedelta(days=3)).timestamp())},
                 ReturnValues="UPDATED_NEW",
             )
         except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Delivery store is unavailable") from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
         return int(result["Attributes"]["requests"])
 
-    # ------------------------------------------------------------------ items
-    def _expires(self, created_at: datetime) -> int:
-        return int((created_at + self._retention).timestamp())
+    # ------------------------------------------------------------------ plumbing
+    def _update(
+        self,
+        delivery_id: str,
+        *,
+        sets: dict[str, Any],
+        removes: list[str],
+        condition: str,
+        values: dict[str, Any],
+        extra: str | None = None,
+        conflict_ok: bool = False,
+    ) -> None:
+        clauses, bound = [], dict(values)
+        for i, (name, value) in enumerate(sets.items()):
+            bound[f":v{i}"] = value
+            clauses.append(f"{name} = :v{i}")
+        if extra:
+            clauses.append(extra)
+        expression = ("SET " + ", ".join(clauses) if clauses else "") + (
+            " REMOVE " + ", ".join(dict.fromkeys(removes)) if removes else ""
+        )
+        try:
+            self._table.update_item(
+                Key={"pk": delivery_id, "sk": RECORD_SK},
+                UpdateExpression=expression.strip(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=bound,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                if conflict_ok:
+                    return
+                raise StateChanged(delivery_id) from exc
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+
+    def _index_keys(self, delivery: Delivery) -> dict[str, str] | None:
+        """The sweep index keys a delivery in this state carries (None: it is settled, not indexed)."""
+        if delivery.status == DeliveryStatus.IN_PROGRESS:
+            check = delivery.lease_until_ms or _ms(delivery.updated_at)
+        elif delivery.status == DeliveryStatus.PENDING:
+            check = _ms((delivery.next_attempt_at or delivery.updated_at) + self.grace)
+        elif delivery.dead_letter_pending:
+            check = _ms(delivery.updated_at + self.grace)
+        else:
+            return None
+        return {"gsi1pk": sweep_shard(delivery.delivery_id), "gsi1sk": _sort_ms(check)}
+
+    def _state(self, delivery: Delivery) -> tuple[dict[str, Any], list[str]]:
+        """SET and REMOVE clauses that write `delivery`'s state (not its attempts) onto its item."""
+        sets: dict[str, Any] = {"#s": delivery.status.value, "updated_at": delivery.updated_at.isoformat()}
+        removes: list[str] = []
+        optional = {
+            "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None,
+            "last_error": delivery.last_error,
+            "failure": delivery.failure.value if delivery.failure else None,
+            "dead_letter_pending": True if delivery.dead_letter_pending else None,
+            **(self._index_keys(delivery) or dict.fromkeys(INDEX_KEYS)),
+        }
+        if delivery.response_body is not None:
+            optional["response_status"] = delivery.response_status
+            optional["response_json"] = json.dumps(delivery.response_body, ensure_ascii=False)
+        for name, value in optional.items():
+            if value is None:
+                removes.append(name)
+            else:
+                sets[name] = value
+        return sets, removes
 
     def _to_item(self, delivery: Delivery) -> dict[str, Any]:
         data = delivery.model_dump(mode="json", exclude={"payload", "response_body"})
         data["attempt_history"] = [{k: v for k, v in a.items() if v is not None} for a in data["attempt_history"]]
-        item = {k: v for k, v in data.items() if v is not None}
+        item = {k: v for k, v in data.items() if v is not None and v is not False}
         item.update(
             {
                 "pk": delivery.delivery_id,
                 "sk": RECORD_SK,
-                "payload_json": json.dumps(delivery.payload, ensure_ascii=False),
-                "gsi1pk": f"STATUS#{delivery.status.value}",
-                "gsi1sk": delivery.updated_at.isoformat(),
-                "expires_at": self._expires(delivery.created_at),
+                "payload_json": payload_json(delivery.payload),
+                "expires_at": int((delivery.created_at + self._retention).timestamp()),
+                **(self._index_keys(delivery) or {}),
             }
         )
         if delivery.response_body is not None:
@@ -258,13 +390,47 @@ class DeliveryStore(aws.TableStore):
         return Delivery.model_validate(data)
 
 
+def after_attempt(
+    delivery: Delivery,
+    attempt: Attempt,
+    *,
+    status: DeliveryStatus,
+    next_attempt_at: datetime | None = None,
+    response: tuple[int, dict[str, Any]] | None = None,
+    last_error: str | None = None,
+    failure: FailureReason | None = None,
+) -> Delivery:
+    """The delivery as attempt `attempt` leaves it (what record_attempt writes)."""
+    return delivery.model_copy(
+        update={
+            "status": status,
+            "attempts": attempt.number,
+            "updated_at": now(),
+            "lease_until_ms": None,
+            "next_attempt_at": next_attempt_at,
+            "last_error": last_error,
+            "failure": failure,
+            "dead_letter_pending": status == DeliveryStatus.FAILED,
+            "sweeps": 0,
+            "attempt_history": [*delivery.attempt_history, attempt],
+            **({"response_status": response[0], "response_body": response[1]} if response else {}),
+        }
+    )
+
+
+class StateChanged(DependencyUnavailable):
+    """A conditional write found the delivery in another state than this caller expected: someone else
+    moved it (a caller answered with this gets a 503, as for any store failure)."""
+
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__("The delivery moved on while this step ran", delivery_id=delivery_id)
+
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     """A DynamoDB item as plain JSON values (Decimal numbers become int)."""
-    from decimal import Decimal
-
     out = {}
     for key, value in item.items():
-        if key in ("pk", "sk", "gsi1pk", "gsi1sk", "expires_at"):
+        if key in ("pk", "sk", "expires_at", *INDEX_KEYS):
             continue
         out[key] = int(value) if isinstance(value, Decimal) else value
     return out

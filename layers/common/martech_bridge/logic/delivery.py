@@ -2,11 +2,15 @@
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Retry-After is 1*DIGIT (RFC 9110 10.2.3): ASCII digits only - str.isdigit() also takes "²" and "٣".
+_DELTA_SECONDS = re.compile(r"[0-9]{1,400}")
+MAX_RETRY_AFTER = 43_200.0  # a target asking for more than SQS can hold a message back (12 h) gets 12 h
 Verdict = Literal["delivered", "retry", "rejected"]
 
 
@@ -38,13 +42,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return min(MAX_RETRY_AFTER, float(value))
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = parsed.timestamp() - (now if now is not None else time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def backoff_seconds(

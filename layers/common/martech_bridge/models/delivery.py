@@ -1,4 +1,5 @@
-"""A delivery: one inbound webhook (or event) on its way to a target, with every attempt."""
+"""A delivery: one inbound webhook (or event) on its way to a target, with every attempt, and the state
+machine it moves through (README, "Delivery states"; logic/delivery_states.py holds the edges)."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -8,15 +9,25 @@ from pydantic import BaseModel, Field
 
 
 class DeliveryStatus(StrEnum):
-    PENDING = "pending"  # waiting for its next attempt (queued)
-    IN_PROGRESS = "in_progress"  # an attempt holds the lease
+    PENDING = "pending"  # waiting for its next attempt: a queue message is in flight, or the sweeper sends one
+    IN_PROGRESS = "in_progress"  # an attempt holds the lease (lease_until_ms)
     DELIVERED = "delivered"
     REJECTED = "rejected"  # the target refused it for good (a 4xx): retrying will not help
-    FAILED = "failed"  # gave up (attempts, age, ambiguous outcome): its message sits in the DLQ
+    FAILED = "failed"  # gave up (attempts, age, outcome unknown, ...): its message sits in the DLQ
 
     @property
     def final(self) -> bool:
         return self in (DeliveryStatus.DELIVERED, DeliveryStatus.REJECTED, DeliveryStatus.FAILED)
+
+
+class FailureReason(StrEnum):
+    """Why a delivery is `failed`: what an operator reads before replaying it."""
+
+    GAVE_UP = "gave_up"  # max_attempts or max_age_seconds reached
+    OUTCOME_UNKNOWN = "outcome_unknown"  # a non-idempotent call may have reached the target: check it first
+    UNBUILDABLE = "unbuildable"  # the request cannot be built any more (mapping or secret changed)
+    ROUTE_REMOVED = "route_removed"
+    STUCK = "stuck"  # the sweeper re-queued it again and again without any attempt being made
 
 
 class Attempt(BaseModel):
@@ -34,7 +45,7 @@ class Attempt(BaseModel):
 class Delivery(BaseModel):
     delivery_id: str
     route: str
-    target: str  # "PUT https://example.cybozu.com/k/v1/record.json", never with secrets
+    target: str  # "PUT https://example.cybozu.com/k/v1/record.json": the URL actually called, never secrets
     status: DeliveryStatus
     attempts: int = 0
     max_attempts: int
@@ -46,6 +57,10 @@ class Delivery(BaseModel):
     lease_until_ms: int | None = None
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    failure: FailureReason | None = None
+    # Set with `failed` and cleared once the DLQ message is sent: the sweeper finishes what a crash cut short.
+    dead_letter_pending: bool = False
+    sweeps: int = 0  # times the sweeper re-queued it since its last attempt
     response_status: int | None = None  # what the caller was (or will be) answered, for replays
     response_body: dict[str, Any] | None = None
     replays: int = 0
@@ -53,4 +68,6 @@ class Delivery(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """`GET /deliveries/{id}`: the delivery and every attempt (not its lease or answer bookkeeping)."""
-        return self.model_dump(mode="json", exclude={"lease_until_ms", "request_hash", "response_body"})
+        return self.model_dump(
+            mode="json", exclude={"lease_until_ms", "request_hash", "response_body", "dead_letter_pending", "sweeps"}
+        )

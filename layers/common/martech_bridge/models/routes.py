@@ -5,7 +5,7 @@ how its fields map onto the target request (JMESPath over the inbound payload, w
 defaults), the flat JSON answered to the caller, and how the delivery is attempted."""
 
 import re
-from functools import cached_property
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -22,6 +22,38 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MappingFailed(Exception):
+    """A JMESPath expression of the routes file failed on this payload (`join()` over a number, ...)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+    def as_error(self) -> Any:
+        from martech_bridge.errors import Unprocessable
+
+        return Unprocessable(
+            f"The route's mapping {self.path!r} cannot be applied to this payload: {self.reason}",
+            code="mapping_error",
+            field=self.path,
+        )
+
+
+def search(path: str, data: Any) -> Any:
+    """Evaluate a routes-file JMESPath expression; MappingFailed when it fails on this data."""
+    try:
+        return _compiled(path).search(data)
+    except JMESPathError as exc:
+        raise MappingFailed(path, str(exc).splitlines()[0][:200]) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # jmespath's functions raise some of these raw
+        raise MappingFailed(path, f"{type(exc).__name__}") from None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(expression: str) -> Any:
+    return _compile(expression)
 
 
 def _compile(expression: str) -> Any:
@@ -52,14 +84,10 @@ class ValueSpec(_Strict):
             _compile(self.path)
         return self
 
-    @cached_property
-    def _expression(self) -> Any:
-        return _compile(self.path) if self.path is not None else None
-
     def evaluate(self, payload: Any) -> Any:
-        if self._expression is None:
+        if self.path is None:
             return self.const
-        found = self._expression.search(payload)
+        found = search(self.path, payload)
         return self.default if found is None else found
 
 
@@ -262,7 +290,8 @@ class DeliverySpec(_Strict):
 
 class Route(_Strict):
     description: str = ""
-    methods: list[Literal["GET", "POST"]] = Field(default=["POST"], min_length=1)
+    # KARTE Craft's webhook action and Marketo webhooks may send any of these (WIRE-FORMATS 0.6).
+    methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE"]] = Field(default=["POST"], min_length=1)
     auth: Auth
     input: InputSpec = Field(default_factory=InputSpec)
     target: Target

@@ -1,13 +1,11 @@
 """The target interface, the request it builds, and the one HTTP client every target call goes through."""
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Protocol
 
-import requests
-
+from martech_bridge.adapters.http_client import Answer, FailureKind, call
 from martech_bridge.errors import InvalidRequest
 from martech_bridge.logic import strict_json
 from martech_bridge.logic.delivery import Outcome, classify_status, parse_retry_after
@@ -34,7 +32,7 @@ class TargetRequest:
 @dataclass(frozen=True)
 class TargetResponse:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive when it comes from the target
     body: bytes
 
     def json(self) -> Any:
@@ -54,37 +52,37 @@ class Target(Protocol):
     def interpret(self, route: Deliverable, response: TargetResponse) -> Outcome: ...
 
 
-@cache
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxy or .netrc surprises from the environment
-    return session
+# What a call that got no whole answer means for the delivery: its error text, and whether the target may
+# have acted (the request, or part of it, left this process). Only never-sent failures are unambiguous.
+_NO_ANSWER: dict[FailureKind, str] = {
+    "invalid_request": "request could not be sent",
+    "dns_failure": "target host did not resolve",
+    "refused": "connection refused",
+    "connect_timeout": "connect timeout",
+    "connect_failed": "connection failed",
+    "tls_failure": "TLS verification failed",
+    "timeout": "no answer",
+    "dropped": "connection dropped",
+    "bad_response": "malformed answer",
+    "too_large": "answer too large",
+}
 
 
 def send(request: TargetRequest, deadline: float | None = None) -> TargetResponse | Outcome:
-    """The target's answer, or the Outcome of a call that got no answer. `deadline` caps the timeout."""
+    """The target's answer, or the Outcome of a call that got no answer. The call, from look-up to the last
+    byte of the body, takes at most `request.timeout` seconds of wall-clock time, or `deadline` if sooner."""
     timeout = request.timeout if deadline is None else max(0.5, min(request.timeout, deadline))
-    try:
-        answer = _session().request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            data=request.body,
-            timeout=(min(3.0, timeout), timeout),
-            allow_redirects=False,
-        )
-    except requests.exceptions.ConnectTimeout:
-        return Outcome("retry", None, error=f"connect timeout after {timeout:.1f} s")
-    except requests.exceptions.ReadTimeout:
-        return Outcome("retry", None, error=f"no answer within {timeout:.1f} s", ambiguous=True)
-    except requests.exceptions.ConnectionError as exc:
-        refused = "NewConnectionError" in repr(exc) or "Name or service not known" in repr(exc)
-        return Outcome(
-            "retry", None, error="connection refused" if refused else "connection dropped", ambiguous=not refused
-        )
-    except requests.exceptions.RequestException as exc:
-        return Outcome("retry", None, error=f"request failed: {type(exc).__name__}", ambiguous=True)
-    return TargetResponse(answer.status_code, dict(answer.headers), answer.content)
+    result = call(request.method, request.url, request.headers, request.body, deadline_seconds=timeout)
+    if isinstance(result, Answer):
+        return TargetResponse(result.status, result.headers, result.body)
+    error = _NO_ANSWER[result.kind]
+    if result.kind in ("timeout", "connect_timeout"):
+        error += f" within {timeout:.1f} s"
+    if result.status is not None:
+        error += f" (HTTP {result.status} had begun)"
+    if result.kind == "invalid_request":
+        return Outcome("rejected", None, error=f"{error}: {result.detail}")
+    return Outcome("retry", None, error=error, ambiguous=result.may_have_reached_peer)
 
 
 def generic_outcome(

@@ -3,7 +3,7 @@ percent-encoded, so it cannot leave its path segment), static and secret headers
 
 import json
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from martech_bridge.adapters.targets.base import (
     SecretResolver,
@@ -30,6 +30,24 @@ def _text(value: Any) -> str:
     )
 
 
+def _refuse_dot_segments(template: str, path: str, params: dict[str, Any]) -> None:
+    """A value cannot hold "/" once encoded, but "." and ".." pass quote() unchanged, and every HTTP client
+    and server removes such dot segments (RFC 3986 5.2.4): `/v1/users/{id}` with id ".." would call `/v1/`.
+    So a segment that placeholders turned into a dot segment is refused, naming the field."""
+    before = urlsplit(template).path.split("/")
+    for original, filled in zip(before, path.split("/"), strict=False):
+        if original != filled and unquote(filled) in (".", ".."):
+            names = [n for n in params if "{" + n + "}" in original] or [original]
+            spec = params.get(names[0])
+            field = getattr(spec, "path", None) or names[0]
+            raise InvalidRequest(
+                f"The value for URL parameter {names[0]} would make the path segment {unquote(filled)!r}, which "
+                "moves the call to another path",
+                code="invalid_path_value",
+                field=field,
+            )
+
+
 class HttpTargetAdapter:
     def build(
         self, route: Deliverable, payload: dict[str, Any], secrets: SecretResolver, *, local_mode: bool
@@ -50,6 +68,7 @@ class HttpTargetAdapter:
         parts = urlsplit(url)
         if parts.netloc != target.host:  # cannot happen with encoded values; checked all the same
             raise InvalidRequest("Mapped URL would leave the configured host", code="invalid_url")
+        _refuse_dot_segments(target.url, parts.path, mapping.url_params)
         query = [(k, _text(v)) for k, spec in mapping.query.items() if (v := spec.evaluate(payload)) is not None]
         if query:
             joined = "&".join(filter(None, [parts.query, urlencode(query)]))

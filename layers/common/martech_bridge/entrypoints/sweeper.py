@@ -1,0 +1,14 @@
+"""SweeperFunction: on its schedule (every minute; `make run` every SWEEP_INTERVAL seconds), moves on every
+delivery whose due time or lease has passed by the grace period (deliveries.Engine.sweep)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from martech_bridge.dependencies import delivery_engine
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Leave the last 10 s of the function's time unused: a sweep cut short is finished by the next one.
+    report = delivery_engine().sweep(seconds=context.get_remaining_time_in_millis() / 1000 - 10)
+    return dict(report.__dict__)
