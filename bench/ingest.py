@@ -1,4 +1,4 @@
-"""Event ingest: 10,000 SendGrid events (about 4 per message, 10% duplicates, 5% for mail not sent through
+"""Event ingest: 4,000 SendGrid events (about 4 per message, 10% duplicates, 5% for mail not sent through
 the bridge) through the acknowledge handler (verify, enqueue) and the event worker (normalise, dedupe,
 status, history, subscriptions) against moto, in batches as SendGrid posts them, every batch delivered
 twice (SQS is at least once). Prints events per second for each handler, the DynamoDB requests per event
@@ -30,7 +30,9 @@ from devkit.runtime import LambdaContext, function_environment, load_env_json
 from devkit.signing import sendgrid_headers
 from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template, local_queue_url
 
-EVENTS = int(os.environ.get("BENCH_EVENTS", "10000"))
+# moto answers index queries by scanning the table and transactions slowly: 4,000 events (both designs,
+# every batch twice) take a few minutes; BENCH_EVENTS=10000 matches the figure the issue quotes, in far longer.
+EVENTS = int(os.environ.get("BENCH_EVENTS", "4000"))
 UNMATCHED_SHARE = 0.05
 PER_POST = 500
 FLOOR = 1 / 25
