@@ -167,3 +167,17 @@ def test_rejected_events_are_spread_over_shards_and_read_back_across_them(flow: 
         )["Items"]
     }
     assert len(partitions) > 16  # no one key takes a day's rejects
+
+
+def test_an_event_with_a_lone_surrogate_is_rejected_alone(flow: Any) -> None:
+    events, _ = flow
+    from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore
+
+    email = f"sur-{uuid.uuid4().hex[:6]}@example.com"
+    opened = {"email": email, "event": "open", "timestamp": T0, "sg_event_id": uuid.uuid4().hex, "useragent": "X"}
+    unsubscribed = {"email": email, "event": "unsubscribe", "timestamp": T0, "sg_event_id": uuid.uuid4().hex}
+    body = json.dumps([opened, unsubscribed]).replace('"useragent": "X"', '"useragent": "\\ud800"')
+    result = events.process_post({"provider": "sendgrid", "received_at": datetime.now(UTC).isoformat(), "body": body})
+    assert result.applied == 1 and len(result.rejected) == 1
+    state, _ = DynamoSubscriptionStore("SubscriptionsTable", 30).get(email)
+    assert state is not None and state.suppression == "unsubscribe"

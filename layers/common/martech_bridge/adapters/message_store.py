@@ -376,7 +376,8 @@ class MessageStore(aws.TableStore):
         try:
             with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
                 for n, (reason, raw) in enumerate(rejected):
-                    body = json.dumps(raw, ensure_ascii=False, default=str)[:20_000]
+                    # ASCII escapes: a rejected event may hold text that is not valid Unicode (a lone surrogate).
+                    body = json.dumps(raw, ensure_ascii=True, default=str)[:20_000]
                     mark = fingerprint([n, body])
                     batch.put_item(
                         Item={
