@@ -122,7 +122,7 @@ LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
 CURSOR = ("cursor", {"type": "string", "maxLength": 4000, "description": "opaque; only with the same filters"})
 MESSAGE_IDS = (
     "messageId",
-    {"type": "string", "maxLength": 20_000, "description": "one or several ids, repeated or comma-separated (<= 100)"},
+    {"type": "string", "maxLength": 2000, "description": "one or several ids, repeated or comma-separated (<= 100)"},
 )
 BULK_ID = ("bulkId", {"type": "string", "maxLength": 200})
 SENT_AT: dict[str, Any] = {

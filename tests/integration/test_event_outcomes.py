@@ -299,6 +299,7 @@ def crafted(value: Any) -> str:
         (f"cursor={crafted({'key': 'x'})}", "cursor"),
         (f"cursor={crafted({'f': 'x', 'k': {'b': '2099-01-01', 'm': 'R#'}})}", "cursor"),
         ("messageId=" + ",".join(f"d_x.{i}" for i in range(101)), "messageId"),
+        ("messageId=" + "d" * 2001, "messageId"),
     ],
 )
 def test_bad_look_ups_are_400_never_500(functions: Functions, query: str, field: str) -> None:

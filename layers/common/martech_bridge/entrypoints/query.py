@@ -27,6 +27,7 @@ from martech_bridge.observability import logger, mask_email, metrics
 app = build_resolver()
 AUTH = [require_api_key]
 MAX_IDS = 100  # message ids a look-up takes at once
+MAX_IDS_CHARS = 2000  # and their length, so a URL stays far under API Gateway's limits
 
 
 def _email_from_path(raw: str) -> str:
@@ -145,7 +146,10 @@ def list_events() -> Response:
 
 def _many(params: dict[str, str], name: str) -> list[str]:
     """A parameter given several times (API Gateway joins repeats with commas) or comma-separated."""
-    values = [v.strip() for v in (params.get(name) or "").split(",") if v.strip()]
+    raw = params.get(name) or ""
+    if len(raw) > MAX_IDS_CHARS:
+        raise InvalidRequest(f"{name} is longer than {MAX_IDS_CHARS} characters", field=name)
+    values = [v.strip() for v in raw.split(",") if v.strip()]
     if len(values) > MAX_IDS:
         raise InvalidRequest(f"at most {MAX_IDS} values of {name} at once", field=name)
     if any(len(v) > 200 for v in values):
