@@ -148,7 +148,7 @@ def seed_messages(events_count: int) -> None:
             )
             for i in range(10)
         ]
-        store.save(dispatch, "sendgrid", request, results, "accepted")
+        store.save(dispatch, "sendgrid", store.head(request), results, "accepted", fresh=True)
 
 
 def normaliser_cpu(posts: list[bytes]) -> dict[str, float]:

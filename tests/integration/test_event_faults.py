@@ -44,7 +44,8 @@ def seed(n: int) -> tuple[str, list[str]]:
     emails = [f"f{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(n)]
     request = MailRequest.model_validate({"to": [{"email": e} for e in emails], "subject": "s", "text": "t"})
     results = [RecipientResult(email=e, message_id=f"{dispatch}.{i}", status="accepted") for i, e in enumerate(emails)]
-    MessageStore("MessagesTable", 30).save(dispatch, "sendgrid", request, results, "accepted")
+    store = MessageStore("MessagesTable", 30)
+    store.save(dispatch, "sendgrid", store.head(request), results, "accepted", fresh=True)
     return dispatch, emails
 
 
