@@ -227,7 +227,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
 MESSAGE_IDS = {
-    "schema": {"type": "string", "maxLength": 2000},
+    "schema": {"type": "string", "maxLength": 2000, "pattern": r"^[^,]{0,200}(,[^,]{0,200}){0,99}$"},
     "description": "one or several message ids, repeated or comma-separated (at most 100, each <= 200 characters)",
 }
 BULK_ID = {"schema": {"type": "string", "maxLength": 200}}

@@ -87,15 +87,15 @@ def list_messages() -> Response:
     to = _email_from_path(params["to"]) if params.get("to") else None
     sender = _email_from_path(params["from"]) if params.get("from") else None
     ids = _many(params, "messageId")
-    bulk_id = params.get("bulkId") or None
-    campaign = params.get("campaignReferenceId") or None
+    bulk_id = _bounded(params, "bulkId", 200)
+    campaign = _bounded(params, "campaignReferenceId", 255)
     group = status.upper() if status else None
     filters: dict[str, Any] = {
         "messageId": ids,
         "bulkId": bulk_id,
         "to": to,
         "from": sender,
-        "campaignReferenceId": params.get("campaignReferenceId") or None,
+        "campaignReferenceId": campaign,
         "generalStatus": status.upper() if status else None,
         "sentSince": params.get("sentSince"),  # as given: a default window moves with the clock
         "sentUntil": params.get("sentUntil"),
@@ -125,7 +125,8 @@ def get_reports() -> Response:
     Filtered by messageId (several) and bulkId, as Infobip's reports API is."""
     params = app.current_event.query_string_parameters or {}
     ids = _many(params, "messageId")
-    reports = message_store().take_reports(_limit(params, 100), message_ids=ids, bulk_id=params.get("bulkId") or None)
+    bulk_id = _bounded(params, "bulkId", 200)
+    reports = message_store().take_reports(_limit(params, 100), message_ids=ids, bulk_id=bulk_id)
     return json_response(200, {"results": reports})
 
 
@@ -134,6 +135,8 @@ def list_events() -> Response:
     """Every normalised event recorded for an address (`to`) or a provider's message id
     (`provider_message_id`), newest first, including events of mail not sent through the bridge."""
     params = app.current_event.query_string_parameters or {}
+    if len(params.get("to") or "") > 320:
+        raise InvalidRequest("to is longer than 320 characters", field="to")
     to = recipient(params["to"]) if params.get("to") else None
     pmid = params.get("provider_message_id") or None
     if bool(to) == bool(pmid):
@@ -160,6 +163,14 @@ def _many(params: dict[str, str], name: str) -> list[str]:
     if any(len(v) > 200 for v in values):
         raise InvalidRequest(f"{name} is longer than 200 characters", field=name)
     return values
+
+
+def _bounded(params: dict[str, str], name: str, limit: int) -> str | None:
+    """An optional filter value no longer than `limit` characters (as openapi.json states)."""
+    value = params.get(name) or None
+    if value is not None and len(value) > limit:
+        raise InvalidRequest(f"{name} is longer than {limit} characters", field=name)
+    return value
 
 
 def _limit(params: dict[str, str], default: int) -> int:
