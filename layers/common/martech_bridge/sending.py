@@ -9,6 +9,7 @@ no time left, before the deadline is `pending`: handed back to be sent later fro
 
 import dataclasses
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -167,8 +168,9 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
 
     if answer is not None and answer.kind == "accepted":
         return CallResult(each("accepted", answer.message))
-    if call.retry_safe and (answer is None or ambiguous):
-        # Never made, or made and unanswered with no time left to repeat it: safe to make later.
+    if call.retry_safe and (answer is None or ambiguous or answer.kind == "retry"):
+        # Never made, made and unanswered, or still refused for now (429, 5xx) with no time left to repeat it:
+        # the provider dedupes, so the send queue makes it later.
         return CallResult(each("pending", PENDING_REASON), deferred=call)
     if ambiguous and not call.retry_safe:
         reason = f"{provider.label} did not answer in time; the mail may have been sent (not resent; events will tell)"
@@ -188,10 +190,13 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
             "provider": provider.name,
             "provider_status": answer.status,
             "kind": answer.kind,
-            "provider_message": answer.message,
+            "provider_message": _ADDRESS.sub("***@", answer.message or ""),  # providers quote addresses
         },
     )
     return CallResult(each("failed", what), failure=answer)
+
+
+_ADDRESS = re.compile(r"[^\s<>\"'@,;:]+@")
 
 
 def _short(message: str | None) -> str:
@@ -234,10 +239,15 @@ def not_resent(provider: Provider, recipients: Sequence[Outbound]) -> list[Recip
 
 
 def not_queued(provider: Provider, call: ProviderCall) -> list[RecipientResult]:
-    """Recipients of a deferred call the send queue would not take: nothing was sent to them."""
-    reason = "not sent: no time was left in the request and the bridge's send queue is unavailable"
+    """Recipients of a deferred call the send queue would not take: failed if nothing can have been sent to
+    them, unknown if an attempt may have gone out."""
+    unavailable = "the bridge's send queue is unavailable"
+    if call.may_have_sent:
+        status, reason = "unknown", f"an attempt may have reached the provider, and {unavailable} to make sure"
+    else:
+        status, reason = "failed", f"not sent: no time was left in the request and {unavailable}"
     return [
-        RecipientResult(email=o.recipient.email, message_id=o.message_id, status="failed", reason=reason)
+        RecipientResult(email=o.recipient.email, message_id=o.message_id, status=status, reason=reason)
         for o in call.recipients
     ]
 
