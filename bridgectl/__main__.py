@@ -41,7 +41,22 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--to", help="only this recipient")
     logs.add_argument("--format", choices=["csv", "json"], default="csv")
 
+    setup = sub.add_parser("setup", help="list a stage's secrets and create the missing ones")
+    setup.add_argument("--config-env", required=True, help="the samconfig.toml environment (dev, prod)")
+    setup.add_argument("--check", action="store_true", help="only list; exit 1 if any is missing")
+    setup.add_argument("--print-stage", action="store_true", help="print the environment's Stage and exit")
+    setup.add_argument("--before-delete", action="store_true", help="empty the payload bucket, say what stays")
+
     args = parser.parse_args(argv)
+    if args.command == "setup":
+        from bridgectl import setup as setup_module
+
+        if args.print_stage:
+            print(setup_module.plan(args.config_env).stage)
+            return 0
+        if args.before_delete:
+            return setup_module.before_delete(args.config_env)
+        return setup_module.run(args.config_env, check_only=args.check)
     stack = _resources(args)
     if args.command == "redrive":
         from bridgectl.redrive import redrive

@@ -11,7 +11,14 @@ from devkit.runtime import ENV_JSON
 
 
 def _run(args: argparse.Namespace) -> int:
+    from devkit.routes_file import check_for_run
     from devkit.stack import STATE_FILE, LocalStack
+
+    # A bad routes file stops the start, naming the file, the route and the field, before anything serves.
+    problem = check_for_run(Path(args.env_vars))
+    if problem:
+        print(f"Cannot start: {problem}", file=sys.stderr)
+        return 2
 
     def log(line: str) -> None:
         print(line, file=sys.stderr if args.quiet else sys.stdout, flush=True)
@@ -79,6 +86,18 @@ def _check_layer(args: argparse.Namespace) -> int:
     return check_layer(Path(args.build_dir), max_mb=args.max_mb, prune=args.prune)
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    from devkit.routes_file import main_check
+
+    return main_check(args.config, None if args.no_overlay else args.overlay, args.stage)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from devkit.routes_file import main_schema
+
+    return main_schema(args.write)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +141,17 @@ def main() -> int:
     layer.add_argument("--max-mb", type=float, default=30.0)
     layer.add_argument("--no-prune", dest="prune", action="store_false")
     layer.set_defaults(func=_check_layer)
+
+    chk = sub.add_parser("check-config", help="validate the routes file for a stage (make run, make build)")
+    chk.add_argument("--config", help="routes file (default layers/common/config/bridge.json)")
+    chk.add_argument("--overlay", default="config/bridge.local.json", help="local overlay (default: %(default)s)")
+    chk.add_argument("--no-overlay", action="store_true", help="check the file as deployed (references only)")
+    chk.add_argument("--stage", default="local")
+    chk.set_defaults(func=_check_config)
+
+    sch = sub.add_parser("schema", help="print (or --write) the routes file's JSON Schema")
+    sch.add_argument("--write", action="store_true", help="write config/bridge.schema.json")
+    sch.set_defaults(func=_schema)
 
     args = parser.parse_args()
     return int(args.func(args))

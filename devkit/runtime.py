@@ -61,14 +61,20 @@ def function_environment(
             env[key] = value
     for default, actual in (addresses or {}).items():
         env = {k: actual + v[len(default) :] if v.startswith(default) else v for k, v in env.items()}
-    if addresses and env.get("BRIDGE_CONFIG_FILE"):
-        env["BRIDGE_CONFIG_FILE"] = localized_config(env["BRIDGE_CONFIG_FILE"], addresses)
+    if env.get("BRIDGE_CONFIG_OVERLAY"):
+        # The overlay is named relative to the checkout (it never ships in the layer).
+        overlay = Path(env["BRIDGE_CONFIG_OVERLAY"])
+        env["BRIDGE_CONFIG_OVERLAY"] = str(overlay if overlay.is_absolute() else REPO_ROOT / overlay)
+    if addresses:
+        for key in ("BRIDGE_CONFIG_FILE", "BRIDGE_CONFIG_OVERLAY"):
+            if env.get(key):
+                env[key] = localized_config(env[key], addresses)
     return env
 
 
 def localized_config(setting: str, addresses: dict[str, str]) -> str:
-    """The routes file with the local stack's default addresses replaced by the ones in use (a copy, only
-    when something changes), so a sandbox on another port is still the routes' target."""
+    """The routes file (or overlay) with the local stack's default addresses replaced by the ones in use
+    (a copy, only when something changes), so a sandbox on another port is still the routes' target."""
     path = Path(setting) if Path(setting).is_absolute() else LAYER_ROOT / setting
     if not path.is_file():
         return setting

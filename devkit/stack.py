@@ -213,7 +213,7 @@ class LocalStack:
             f"--data-urlencode email=hanako@example.com --data-urlencode lead_id=42 "
             f"--data-urlencode last_name=佐藤 --data-urlencode first_name=花子 {api}/relay/marketo-lead-upsert",
             "  # Relay: KARTE Craft action (no Content-Type) -> queued -> kintone app 9 add",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-karte-token' -H 'Content-Type:' "
+            f"  curl -sS -X POST -H 'X-Webhook-Token: local-craft-token' -H 'Content-Type:' "
             f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon',
             "  # ...then look the delivery up (its id is in the answer above)",
             f"  curl -sS {auth}{api}/deliveries/DELIVERY_ID",

@@ -246,3 +246,61 @@ def test_every_dlq_has_an_alarm(t: Template) -> None:
         if r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
     }
     assert alarmed == {q for q in t.of_type("AWS::SQS::Queue") if q.endswith("DLQ")}
+
+
+def _secret_parts(policies: Any) -> set[str]:
+    """The parts of /SecretsPath/Stage/ a function's policies let it read, SSM and Secrets Manager alike."""
+    parts: set[str] = set()
+    text = repr(policies)
+    for found in re.findall(r"\$\{SecretsPath\}(/[^'\"]*)", text):
+        assert found.startswith("/${Stage}/"), f"secret access outside the stage: {found}"
+        parts.add(found[len("/${Stage}/") :])
+    return parts
+
+
+def test_each_function_may_read_only_the_secrets_it_references(t: Template) -> None:
+    from bridgectl.setup import PARAMETER_SCOPES
+
+    read_by = {
+        fid: _secret_parts(res["Properties"].get("Policies"))
+        for fid, res in t.of_type("AWS::Serverless::Function").items()
+    }
+    for fid, res in t.of_type("AWS::Serverless::Function").items():
+        env = res["Properties"].get("Environment", {}).get("Variables", {})
+        # Each template secret parameter a function is given must sit in a part it may read...
+        refs_given = [v["Ref"] for v in env.values() if isinstance(v, dict) and v.get("Ref") in PARAMETER_SCOPES]
+        needed = {PARAMETER_SCOPES[r] for r in refs_given}
+        for scope in needed:
+            assert any(scope.startswith(p.rstrip("*")) for p in read_by[fid]), f"{fid} cannot read {scope}"
+        # ...and it may read nothing beyond those and its routes' or sinks' parts.
+        extra = {p for p in read_by[fid] if not any(s.startswith(p.rstrip("*")) for s in needed)}
+        assert extra <= {"routes/*", "sinks/*"}, f"{fid} may read {extra}"
+    # The function anonymous callers reach reads only what verifies webhooks: no ESP keys, no target tokens.
+    assert read_by["EventsFunction"] == {"webhooks/*"}
+    assert read_by["RelayFunction"] == {"routes/*"} and read_by["EventWorkerFunction"] == {"sinks/*"}
+    assert not read_by["SweeperFunction"]
+
+
+def test_access_logs_name_the_route_never_the_path(t: Template) -> None:
+    fmt = t.resources["HttpApi"]["Properties"]["AccessLogSettings"]["Format"]
+    assert "$context.routeKey" in fmt and "$context.path" not in fmt and "$context.resourcePath" not in fmt
+
+
+def test_cloudwatch_may_publish_to_the_alarm_topic(t: Template) -> None:
+    topic = t.resources["AlarmTopic"]["Properties"]
+    key_id = topic.get("KmsMasterKeyId")
+    if key_id is not None:
+        # An AWS-managed key (alias/aws/sns) cannot grant CloudWatch; it must be the stack's own key.
+        key = t.resources[key_id["Ref"]]["Properties"]["KeyPolicy"]["Statement"]
+        grants = [s for s in key if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+        assert grants and {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(grants[0]["Action"])
+    for alarm in t.of_type("AWS::CloudWatch::Alarm").values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_layer_ships_no_local_configuration() -> None:
+    shipped = REPO_ROOT / "layers/common/config"
+    assert not list(shipped.glob("*local*"))
+    for path in shipped.glob("*.json"):
+        text = path.read_text()
+        assert "127.0.0.1" not in text and "local-" not in text, path.name
