@@ -135,8 +135,10 @@ def scheduled_event(function: str, expression: str) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.scheduler",
+        "account": "123456789012",
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "resources": [f"arn:aws:scheduler:us-east-1:123456789012:schedule/default/{function}"],
+        "region": REGION,
+        "resources": [f"arn:aws:scheduler:{REGION}:123456789012:schedule/default/{function}"],
         "detail": {"schedule": expression},
     }
 

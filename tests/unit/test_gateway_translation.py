@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, SqsModel
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, EventBridgeModel, SqsModel
 
 from devkit.gateway import build_event, is_text_content, match_route, translate_response
 from devkit.template import REPO_ROOT, HttpRoute, Template
@@ -73,7 +73,10 @@ def test_translation_has_the_shape_sam_generates() -> None:
     assert shape(sample()) == shape(sam_reference_event())
 
 
-@pytest.mark.parametrize("path", [p for p in EVENTS if "Records" not in p.read_text()], ids=lambda p: p.name)
+HTTP_EVENTS = [p for p in EVENTS if "Records" not in p.read_text() and '"detail-type"' not in p.read_text()]
+
+
+@pytest.mark.parametrize("path", HTTP_EVENTS, ids=lambda p: p.name)
 def test_every_http_event_file_has_the_reference_shape_and_parses(path: Path) -> None:
     event = json.loads(path.read_text(encoding="utf-8"))
     assert shape(event) == shape(sam_reference_event())
@@ -83,6 +86,12 @@ def test_every_http_event_file_has_the_reference_shape_and_parses(path: Path) ->
 @pytest.mark.parametrize("path", [p for p in EVENTS if "Records" in p.read_text()], ids=lambda p: p.name)
 def test_every_sqs_event_file_parses(path: Path) -> None:
     SqsModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("path", [p for p in EVENTS if '"detail-type"' in p.read_text()], ids=lambda p: p.name)
+def test_every_scheduled_event_file_parses(path: Path) -> None:
+    event = EventBridgeModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    assert event.detail_type == "Scheduled Event"
 
 
 def test_powertools_model_parses_the_translation() -> None:

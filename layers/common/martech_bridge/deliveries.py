@@ -361,14 +361,20 @@ class Engine:
         self.dead_letter(failed)
 
     # ------------------------------------------------------------------ the sweeper
-    def sweep(self, now: datetime | None = None, per_shard: int = 100) -> SweepReport:
+    def sweep(
+        self, now: datetime | None = None, per_shard: int = 100, seconds: float | None = None
+    ) -> SweepReport:
         """Find deliveries whose due time or lease has passed by the grace period and move them on:
         re-queue them (the worker decides whether a lapsed attempt may be repeated), finish an unsent DLQ
-        message, or fail one that never gets attempted."""
+        message, or fail one that never gets attempted. Stops after `seconds`; the next run goes on."""
         now = now or delivery_store.now()
+        stop = time.monotonic() + seconds if seconds is not None else None
         report = SweepReport()
-        for shard in range(SWEEP_SHARDS):
-            for delivery_id in self.store.due(shard, now, per_shard):
+        first = random_ids.randbelow(SWEEP_SHARDS)  # a run cut short does not always leave the same shards out
+        for offset in range(SWEEP_SHARDS):
+            if stop is not None and time.monotonic() > stop:
+                break
+            for delivery_id in self.store.due((first + offset) % SWEEP_SHARDS, now, per_shard):
                 delivery = self.store.get(delivery_id)
                 if delivery is None:
                     continue
