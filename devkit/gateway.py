@@ -3,6 +3,7 @@ an API Gateway HTTP API payload-2.0 event and the function's answer back into HT
 
 import base64
 import json
+import sys
 import threading
 import time
 import uuid
@@ -23,12 +24,22 @@ _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", 
 
 
 def is_text_content(content_type: str | None) -> bool:
-    """HTTP APIs hand text bodies over as is and base64-encode everything else (form posts, binary, and
-    bodies without a Content-Type), so handlers must accept both."""
+    """HTTP APIs hand text bodies over as is and base64-encode everything else (form posts, binary, bodies
+    without a Content-Type, and structured-suffix types such as application/vnd.api+json or
+    application/soap+xml, which are not in the text list), so handlers must accept both."""
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
+    return media.startswith("text/") or media in _TEXT_TYPES
+
+
+def decoded_path(target: str) -> str:
+    """The path as an HTTP API hands it over (rawPath) and routes on: percent-decoded (%2F is a `/`, so
+    /subscriptions/a%2Fb@x.com is three segments), cut at a `?` or `#` that decoding reveals."""
+    path = unquote(urlsplit(target).path or "/")
+    for stop in ("?", "#"):
+        path = path.split(stop, 1)[0]
+    return path or "/"
 
 
 def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
@@ -41,7 +52,8 @@ def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRo
             continue
         found = route.pattern.match(path)
         if found:
-            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+            # The path is already decoded (decoded_path): parameters are taken as they stand.
+            return route, dict(found.groupdict())
     return (fallback, {}) if fallback else None
 
 
@@ -58,7 +70,7 @@ def build_event(
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload format 2.0) event for one request."""
     split = urlsplit(target)
-    raw_path = split.path or "/"
+    raw_path = decoded_path(target)
     merged: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -157,6 +169,22 @@ class Gateway:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass
 
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # Protocol errors (414 URI too long, 431 headers too large, a bad request line) in JSON, as
+                # API Gateway answers them, never http.server's HTML page.
+                body = json.dumps({"message": message or self.responses.get(code, ("Error",))[0]}).encode()
+                self.close_connection = True
+                try:
+                    self.send_response(code, message)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                        self.wfile.write(body)
+                except OSError:
+                    pass  # the client is gone; nothing to tell it
+
             def _serve(self) -> None:
                 gateway.handle(self)
 
@@ -167,7 +195,7 @@ class Gateway:
                     return self._serve
                 raise AttributeError(name)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread: threading.Thread | None = None
@@ -198,7 +226,7 @@ class Gateway:
             self._reply(req, 400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
             req.close_connection = True
             return
-        found = match_route(self.routes, method, urlsplit(req.path).path)
+        found = match_route(self.routes, method, decoded_path(req.path))
         if found is None:
             self._reply(req, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
             return
@@ -245,6 +273,18 @@ class Gateway:
         req.end_headers()
         if not head:
             req.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections when a Marketo batch or a bench opens 50 at once.
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that disconnects mid-answer is routine: no traceback on the console.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _TooLarge(Exception):

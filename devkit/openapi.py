@@ -173,6 +173,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "auth": True,
         "ok": {200: SubscriptionOut},
     },
+    ("GET", "/subscriptions"): {
+        "summary": "A recipient's subscription and its history, for any address (?email=)",
+        "auth": True,
+        "ok": {200: SubscriptionOut},
+        "query": ["email"],
+    },
+    ("PUT", "/subscriptions"): {
+        "summary": "Set a subscription for any address (?email=)",
+        "auth": True,
+        "body": SubscriptionUpdate,
+        "ok": {200: SubscriptionOut},
+        "query": ["email"],
+        "errors": {409: "changed concurrently"},
+    },
+    ("GET", "/health"): {
+        "summary": "Liveness: no credentials, no secrets",
+        "ok": {200: "object"},
+    },
     ("PUT", "/subscriptions/{email}"): {
         "summary": "Set a subscription (re-subscribing is explicit)",
         "auth": True,

@@ -136,7 +136,31 @@ def test_base64_encoded_body_is_decoded(store: FakeSubscriptionStore) -> None:
     assert status == 200 and answer["reason"] == "配信停止"
 
 
-@pytest.mark.parametrize("address", ["not-an-address", "a@b", "%00@b.co", "a%20b@c.co"])
+def test_a_control_character_in_the_path_is_refused_with_a_json_error(store: FakeSubscriptionStore) -> None:
+    status, body = call("GET", "/subscriptions/%00@b.co")
+    assert status in (400, 404) and body["error"]["code"]
+
+
+def test_any_accepted_address_is_reachable_by_query(store: FakeSubscriptionStore) -> None:
+    # `/`, `?` and `#` are valid in a local part, but API Gateway's decoded path cannot carry them.
+    for address in ("a/b@example.com", "a?b@example.com", "a#b@example.com"):
+        encoded = address.replace("/", "%2F").replace("?", "%3F").replace("#", "%23").replace("@", "%40")
+        status, answer = call(
+            "PUT", f"/subscriptions?email={encoded}", body=b'{"subscribed": false}', route_path="/subscriptions"
+        )
+        assert status == 200 and answer["email"] == address, answer
+        status, answer = call("GET", f"/subscriptions?email={encoded}", route_path="/subscriptions")
+        assert status == 200 and answer["subscribed"] is False
+    status, answer = call("GET", "/subscriptions", route_path="/subscriptions")
+    assert status == 400 and answer["error"]["field"] == "email"
+
+
+def test_health_answers_without_credentials() -> None:
+    status, answer = call("GET", "/health", key=None, route_path="/health")
+    assert status == 200 and answer["status"] == "ok"
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@b", "a%20b@c.co"])
 def test_malformed_address_in_path_is_400(store: FakeSubscriptionStore, address: str) -> None:
     status, body = call("GET", f"/subscriptions/{address}")
     assert status == 400 and body["error"]["code"] == "invalid_email" and body["error"]["field"] == "email"
