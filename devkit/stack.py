@@ -20,7 +20,9 @@ from devkit.runtime import (
     load_env_json,
     runtime_environment,
 )
+from devkit.sandbox.callbacks import EventCallbacks
 from devkit.sandbox.server import DEFAULT_CREDENTIALS, Sandbox
+from devkit.signing import sendgrid_headers
 from devkit.template import REPO_ROOT, Resolver, Template
 
 STATE_FILE = REPO_ROOT / ".local-stack.json"
@@ -112,6 +114,10 @@ class LocalStack:
         self.sandbox.start()
         seed_demo_apps(self.sandbox)
         self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
+        # The sandboxed SendGrid posts accepted mail's events back, signed with the key env.json trusts.
+        self.sandbox.callbacks = EventCallbacks(
+            {"sendgrid": f"{self.gateway.url}/events/sendgrid"}, sign=sendgrid_headers
+        )
         addresses = {DEFAULT_API_ADDRESS: self.gateway.url, DEFAULT_SANDBOX_ADDRESS: self.sandbox.url}
         for logical_id, spec in specs.items():
             env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell, addresses=addresses)
@@ -189,51 +195,63 @@ class LocalStack:
             self.state_file.unlink()
 
     def banner(self) -> str:
-        api, key = self.gateway.url, self._first_api_key()
-        auth = f"-H 'X-Api-Key: {key}' " if key else ""
-        lines = [
+        return "\n".join(
+            self.story_header()
+            + ["", "The story, in order (paste each line; every one answers 2xx):"]
+            + [f"  {line}" for line in self.story()]
+            + ["", "Ctrl-C stops everything."]
+        )
+
+    def story_header(self) -> list[str]:
+        return [
             "Martech Bridge local stack",
-            f"  HTTP API       {api}",
+            f"  HTTP API       {self.gateway.url}",
             f"  Sandbox        {self.sandbox.url}  (kintone, sendgrid, braze, infobip, karte; /_sandbox/health)",
             f"  Embedded AWS   {self.moto.endpoint}  (AWS_ENDPOINT_URL={self.moto.endpoint} aws dynamodb list-tables)",
             f"  Functions      {', '.join(self.functions)}",
-            "",
-            "Try the flows:",
-            "  # Subscriptions: set, then read back",
-            f"  curl -sS -X PUT {auth}-H 'Content-Type: application/json' "
-            f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
-            f"{api}/subscriptions/taro@example.com",
-            f"  curl -sS {auth}{api}/subscriptions/taro@example.com",
-            "  # Relay: Marketo 'email opened' -> kintone app 7, record found by e-mail (updateKey)",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' -H 'Idempotency-Key: open-1' "
+        ]
+
+    def story(self) -> list[str]:
+        """Shell lines that run as printed, in this order, in one shell: comments, and commands that each
+        answer 2xx. tests/e2e/test_local_stack.py runs them."""
+        api, box, key = self.gateway.url, self.sandbox.url, self._first_api_key()
+        auth = f"-H 'X-Api-Key: {key}' " if key else ""
+        json_ct = "-H 'Content-Type: application/json'"
+        pick = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+        return [
+            "# 1. Is it up? (no credentials, no secrets)",
+            f"curl -sS {api}/health",
+            "# 2. Relay: Marketo 'email opened' -> kintone app 7, the record found by e-mail (updateKey)",
+            f"curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' {json_ct} -H 'Idempotency-Key: open-1' "
             f'-d \'{{"email": "taro@example.com", "campaign": "SPRING24", "lead_id": 1234567}}\' '
             f"{api}/relay/marketo-email-opened",
-            "  # Relay: Marketo form-encoded lead -> kintone app 8 upsert",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
+            "# ...and what kintone (the sandbox) holds now",
+            f"curl -sS {box}/_sandbox/kintone/apps/7",
+            "# 3. Relay: a Marketo form-encoded lead -> kintone app 8, created or updated by e-mail",
+            f"curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
             f"--data-urlencode email=hanako@example.com --data-urlencode lead_id=42 "
             f"--data-urlencode last_name=佐藤 --data-urlencode first_name=花子 {api}/relay/marketo-lead-upsert",
-            "  # Relay: KARTE Craft action (no Content-Type) -> queued -> kintone app 9 add",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-craft-token' -H 'Content-Type:' "
-            f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon',
-            "  # ...then look the delivery up (its id is in the answer above)",
-            f"  curl -sS {auth}{api}/deliveries/DELIVERY_ID",
-            "  # See what kintone (the sandbox) holds now; make its next call fail: 503 then it retries",
-            f"  curl -sS {self.sandbox.url}/_sandbox/kintone/apps/7",
-            f"  curl -sS -X POST -d '{{\"status\": 503}}' {self.sandbox.url}/_sandbox/kintone/faults",
-            "  # Send mail through an ESP (the sandboxed SendGrid; provider: braze / infobip for the others)",
-            f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
-            f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '
-            f'"text": "hi"}}\' {api}/mail/send',
-            "  # Post SendGrid's event batch, signed with the local key env.json trusts (queued for the worker)",
-            f"  .venv/bin/python -m devkit post-sendgrid events/payloads/sendgrid-batch.json --api {api}",
-            "  # Look a message up",
-            f"  curl -sS {auth}{api}/messages/some-dispatch-id",
-            "  # What the sandbox received",
-            f"  curl -sS {self.sandbox.url}/_sandbox/sendgrid/requests",
-            "",
-            "Ctrl-C stops everything.",
+            "# 4. Relay: a KARTE Craft action (no Content-Type) is queued, then the worker adds it to kintone app 9",
+            f"DELIVERY=$(curl -sS -X POST -H 'X-Webhook-Token: local-craft-token' -H 'Content-Type:' "
+            f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon '
+            f"| tee /dev/stderr | {pick} delivery_id)",
+            f"sleep 2; curl -sS {auth}{api}/deliveries/$DELIVERY",
+            "# 5. Send mail through the sandboxed SendGrid; it posts signed `delivered` and `open` events back",
+            f"DISPATCH=$(curl -sS -X POST {auth}{json_ct} "
+            f'-d \'{{"to": [{{"email": "hanako@example.com"}}], "subject": "hello", "text": "hi"}}\' '
+            f"{api}/mail/send | tee /dev/stderr | {pick} dispatch_id)",
+            "# ...a few seconds later the message shows `delivered`, then `opened`",
+            f"sleep 5; curl -sS {auth}{api}/messages/$DISPATCH",
+            "# 6. Final delivery reports, and the event sinks: KARTE (the sandbox) and kintone app 10",
+            f"curl -sS {auth}{api}/reports",
+            f"curl -sS {box}/_sandbox/karte/events",
+            f"curl -sS {box}/_sandbox/kintone/apps/10",
+            "# 7. Subscriptions: taro unsubscribes; any address works with ?email= (a send to taro is now not_sent)",
+            f"curl -sS -X PUT {auth}{json_ct} "
+            f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
+            f"'{api}/subscriptions?email=taro@example.com'",
+            f"curl -sS {auth}'{api}/subscriptions?email=taro@example.com'",
         ]
-        return "\n".join(lines)
 
     def _first_api_key(self) -> str:
         value = self.environments.get("QueryFunction", {}).get("API_KEYS", "")
