@@ -32,9 +32,17 @@ def _run(args: argparse.Namespace) -> int:
         log=log,
         concurrency=args.concurrency,
         state_file=STATE_FILE if args.state_file else None,
+        console=os.environ.get("LOG_FORMAT", "").lower() != "json",
     )
+    taken = _taken_port({"PORT": args.port, "SANDBOX_PORT": args.sandbox_port, "AWS_PORT": args.aws_port})
+    if taken:
+        print(f"Cannot start: {taken} (another `make run`? stop it, or pick another port)", file=sys.stderr)
+        return 1
     stopping = threading.Event()
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; `kill -INT` must stop the stack however it was started.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     try:
         stack.start()
         print(stack.banner(), flush=True)
@@ -44,16 +52,32 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(
-            f"Cannot start the local stack: {exc} (is another one running? PORT=... picks another port)",
-            file=sys.stderr,
-        )
+        print(f"Cannot start the local stack: {exc}", file=sys.stderr)
         stack.stop()
         return 1
     print("Stopping...", flush=True)
     stack.stop()
     print("Stopped.", flush=True)
     return 0
+
+
+def _taken_port(ports: dict[str, int]) -> str | None:
+    """Which of the stack's fixed ports another process holds, said with the variable that moves it."""
+    import errno
+    import socket
+
+    for variable, port in ports.items():
+        if not port:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} is in use ({variable}={port}; e.g. {variable}={port + 10} make run)"
+                raise
+    return None
 
 
 def _invoke(args: argparse.Namespace) -> int:

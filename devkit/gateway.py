@@ -174,6 +174,8 @@ class Gateway:
                 # API Gateway answers them, never http.server's HTML page.
                 body = json.dumps({"message": message or self.responses.get(code, ("Error",))[0]}).encode()
                 self.close_connection = True
+                # An unparsable request line leaves http.server at HTTP/0.9, which has no status line.
+                self.request_version = "HTTP/1.1"
                 try:
                     self.send_response(code, message)
                     self.send_header("Content-Type", "application/json")
@@ -242,6 +244,7 @@ class Gateway:
             host=req.headers.get("Host", f"127.0.0.1:{self.port}"),
         )
         function = self.functions[route.function]
+        request_id = event["requestContext"]["requestId"]
         try:
             status, headers, data = translate_response(function.invoke(event))
         except InvocationError as exc:
@@ -253,15 +256,21 @@ class Gateway:
             status = 503 if timed_out else 500
             message = b'{"message":"Service Unavailable"}' if timed_out else b'{"message":"Internal Server Error"}'
             headers, data = [("Content-Type", "application/json")], message
+        # The route, not the path: paths carry e-mail addresses (as the deployed access log, routeKey only).
         self.log(
-            f"{method} {req.path.split('?', 1)[0]} -> {route.function} {status} "
-            f"{(time.monotonic() - started) * 1000:.0f} ms"
+            f"{time.strftime('%H:%M:%S')} {status}   {route.route_key} -> {route.function} "
+            f"{(time.monotonic() - started) * 1000:.0f} ms [{request_id}]"
         )
-        self._reply(req, status, headers, data, head=method == "HEAD")
+        self._reply(req, status, headers, data, head=method == "HEAD", request_id=request_id)
 
     @staticmethod
     def _reply(
-        req: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes, head: bool = False
+        req: BaseHTTPRequestHandler,
+        status: int,
+        headers: list[tuple[str, str]],
+        data: bytes,
+        head: bool = False,
+        request_id: str | None = None,
     ) -> None:
         req.send_response(status)
         names = {k.lower() for k, _ in headers}
@@ -269,7 +278,8 @@ class Gateway:
             req.send_header(name, value)
         if "content-length" not in names:
             req.send_header("Content-Length", str(len(data)))
-        req.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+        # The id the function's log lines carry as correlation_id, as API Gateway's header does.
+        req.send_header("apigw-requestid", request_id or uuid.uuid4().hex[:16])
         req.end_headers()
         if not head:
             req.wfile.write(data)
@@ -292,7 +302,12 @@ class _TooLarge(Exception):
 
 
 def _read_body(req: BaseHTTPRequestHandler) -> bytes:
-    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+    codings = [c.strip().lower() for c in req.headers.get("Transfer-Encoding", "").split(",") if c.strip()]
+    if codings and codings[-1] != "chunked":
+        # RFC 9112 6.3: a request whose last transfer coding is not chunked cannot be framed: 400.
+        raise ValueError("transfer coding without chunked framing")
+    if codings:
+        # `gzip, chunked` is framed by chunks like plain `chunked`; the body stays as the client coded it.
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -317,4 +332,8 @@ def _read_body(req: BaseHTTPRequestHandler) -> bytes:
                 break
             remaining -= len(chunk)
         raise _TooLarge
-    return req.rfile.read(length) if length else b""
+    data = req.rfile.read(length) if length else b""
+    if len(data) < length:
+        # The client hung up mid-body: nothing to invoke, nobody to answer (API Gateway drops it too).
+        raise ConnectionAbortedError("client closed the connection before sending its whole body")
+    return data

@@ -7,6 +7,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -28,6 +29,8 @@ DEFAULT_SANDBOX_ADDRESS = "http://127.0.0.1:3100"
 # What a Lambda process inherits from nowhere: only what Python itself needs crosses from the shell.
 # `log_file` value that sends a function's output to stderr instead of a file.
 STDERR = "<stderr>"
+# `log_file` value that shows a function's log lines on the console, one readable line each (make run).
+CONSOLE = "<console>"
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYENV_VERSION", "SYSTEMROOT")
 
 
@@ -146,8 +149,15 @@ class InvocationError(Exception):
 
 def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], log_file: str | None) -> None:
     """Body of a function process: set the environment, import the handler, answer invocations."""
+    # Ctrl-C reaches the whole process group: the stack stops its functions itself, so they ignore it
+    # (no KeyboardInterrupt traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_file == STDERR:
         os.dup2(2, 1)  # as `sam local invoke`: the result alone on stdout, logs on stderr
+    elif log_file == CONSOLE:
+        from devkit.console import install
+
+        install(spec_fields["logical_id"])
     elif log_file:
         # Like CloudWatch Logs: everything the function prints goes to its own log.
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -12,6 +12,7 @@ from devkit.aws import MotoServer, create_resources
 from devkit.gateway import Gateway
 from devkit.queues import QueuePoller, Scheduler
 from devkit.runtime import (
+    CONSOLE,
     DEFAULT_API_ADDRESS,
     DEFAULT_SANDBOX_ADDRESS,
     ENV_JSON,
@@ -91,6 +92,7 @@ class LocalStack:
         log: Callable[[str], None] = print,
         concurrency: int = 1,
         state_file: Path | None = None,
+        console: bool = False,
     ) -> None:
         self.port, self.sandbox_port, self.moto_port = port, sandbox_port, moto_port
         self.visibility_timeout = visibility_timeout
@@ -99,6 +101,8 @@ class LocalStack:
         self.log = log
         self.concurrency = concurrency
         self.state_file = state_file
+        self.console = console  # function log lines as readable one-liners (make run) instead of JSON
+        self._wrote_state = False
         self.template = Template()
         self.resolver = Resolver(self.template)
         self.functions: dict[str, LocalFunction] = {}
@@ -123,7 +127,10 @@ class LocalStack:
             env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell, addresses=addresses)
             self.environments[logical_id] = env
             self.functions[logical_id] = LocalFunction(
-                spec, {**runtime_environment(spec, self.moto.env()), **env}, concurrency=self.concurrency
+                spec,
+                {**runtime_environment(spec, self.moto.env()), **env},
+                concurrency=self.concurrency,
+                log_file=CONSOLE if self.console else None,
             )
         self._warm_all()
         sqs = self.moto.client("sqs")
@@ -137,6 +144,7 @@ class LocalStack:
                 )
         self.gateway.start()
         if self.state_file:
+            self._wrote_state = True
             self.state_file.write_text(
                 json.dumps(
                     {
@@ -191,7 +199,9 @@ class LocalStack:
             self.sandbox.stop()
         if hasattr(self, "moto"):
             self.moto.stop()
-        if self.state_file and self.state_file.exists():
+        # Only the state file this stack wrote: a second `make run` that failed to start must not remove
+        # the running stack's.
+        if self.state_file and self._wrote_state and self.state_file.exists():
             self.state_file.unlink()
 
     def banner(self) -> str:

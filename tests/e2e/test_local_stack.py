@@ -135,11 +135,19 @@ def test_the_sandbox_answers_beside_the_api(stack: RunningStack) -> None:
     assert requests.get(f"{stack.sandbox}/_sandbox/health", timeout=5).json()["status"] == "ok"
 
 
-def test_ctrl_c_stops_everything_cleanly() -> None:
-    own = start_stack()
+def test_ctrl_c_stops_everything_cleanly_even_when_started_in_the_background() -> None:
+    own = start_stack(sigint_ignored=True)
     assert any("curl" in line and "/subscriptions?email=" in line for line in own.output)
-    code = stop_stack(own, signal.SIGINT)
+    # A client that hangs up mid-request leaves no traceback either.
+    import socket
+
+    with socket.create_connection(("127.0.0.1", int(own.api.rsplit(":", 1)[1]))) as s:
+        s.sendall(b"POST /mail/send HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    requests.get(f"{own.api}/health", timeout=10)
+    # Ctrl-C signals the whole process group: the stack and every function process in it.
+    code = stop_stack(own, signal.SIGINT, group=True)
     assert code == 0 and own.output[-1] == "Stopped."
+    assert not [line for line in own.output if "Traceback" in line], own.output
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{own.api}/x", timeout=2)
 
@@ -195,3 +203,64 @@ def test_a_signed_sendgrid_batch_is_queued_by_the_running_stack(stack: RunningSt
     assert json.loads(result.stdout) == {"status": "queued", "events": 12}
     unsigned = requests.post(f"{stack.api}/events/sendgrid", data=b"[]", timeout=20)
     assert unsigned.status_code == 401
+
+
+def _raw(stack: RunningStack, data: bytes) -> bytes:
+    import socket
+
+    if stack.process is None:
+        pytest.skip("the local gateway's protocol handling")
+    host, port = stack.api.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"POST /mail/send HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ],
+)
+def test_protocol_errors_are_answered_in_json(stack: RunningStack, request_bytes: bytes, status: int) -> None:
+    answer = _raw(stack, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode(), head
+    assert b"application/json" in head.lower() and "message" in json.loads(body)
+
+
+def test_gzip_then_chunked_bodies_are_framed_by_their_chunks(stack: RunningStack) -> None:
+    body = b'{"subscribed": false}'
+    chunked = hex(len(body))[2:].encode() + b"\r\n" + body + b"\r\n0\r\n\r\n"
+    answer = _raw(
+        stack,
+        b"PUT /subscriptions?email=chunked%40example.com HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"X-Api-Key: local-dev-key-1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: identity, chunked\r\n\r\n" + chunked,
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
+def test_a_flood_of_connections_is_held_not_reset(stack: RunningStack) -> None:
+    import socket
+
+    if stack.process is None:
+        pytest.skip("the local gateway's listen backlog")
+    host, port = stack.api.rsplit("/", 1)[1].split(":")
+    sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(200)]
+    try:
+        for s in sockets:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [s.recv(64) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers), [
+        a for a in answers if not a.startswith(b"HTTP/1.1 200")
+    ][:3]
