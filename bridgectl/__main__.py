@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("--delivery-id", action="append", help="only these deliveries (repeatable)")
     rd.add_argument("--attempts", type=int, default=8, help="attempts allowed after the redrive (default 8)")
     rd.add_argument("--dry-run", action="store_true", help="show what would be redriven, change nothing")
+    rd.add_argument(
+        "--include-outcome-unknown",
+        action="store_true",
+        help="also resend deliveries whose first call may have reached the target (check it first)",
+    )
 
     show = sub.add_parser("delivery", help="show one delivery and its attempts")
     show.add_argument("delivery_id")
@@ -67,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             delivery_ids=set(args.delivery_id or []) or None,
             attempts=args.attempts,
             dry_run=args.dry_run,
+            include_outcome_unknown=args.include_outcome_unknown,
         )
         print(summary.render())
         return 1 if summary.counts["error"] else 0

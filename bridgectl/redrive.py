@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from martech_bridge.adapters.delivery_queue import DeliveryQueue
 from martech_bridge.adapters.delivery_store import DeliveryStore
-from martech_bridge.models.delivery import DeliveryStatus
+from martech_bridge.models.delivery import DeliveryStatus, FailureReason
 
 from bridgectl.resources import StackResources
 
@@ -28,6 +28,7 @@ class Summary:
             "redriven",
             "would redrive",
             "already delivered",
+            "outcome unknown: check the target, then name it or pass --include-outcome-unknown",
             "still in progress",
             "filtered out",
             "unknown",
@@ -61,6 +62,7 @@ def redrive(
     delivery_ids: set[str] | None = None,
     attempts: int = 8,
     dry_run: bool = False,
+    include_outcome_unknown: bool = False,
     out: TextIO = sys.stderr,
 ) -> Summary:
     resources.apply_to_environment()
@@ -82,7 +84,9 @@ def redrive(
         if not messages:
             break
         for message in messages:
-            outcome, delivery_id = _one(message, store, queue, route, delivery_ids, attempts, dry_run)
+            outcome, delivery_id = _one(
+                message, store, queue, route, delivery_ids, attempts, dry_run, include_outcome_unknown
+            )
             summary.add(outcome, delivery_id)
             if outcome in ("redriven", "already delivered"):
                 sqs.delete_message(QueueUrl=resources.delivery_dlq_url, ReceiptHandle=message["ReceiptHandle"])
@@ -103,6 +107,7 @@ def _one(
     ids: set[str] | None,
     attempts: int,
     dry_run: bool,
+    include_outcome_unknown: bool = False,
 ) -> tuple[str, str]:
     try:
         delivery_id = str(json.loads(message["Body"])["delivery_id"])
@@ -119,6 +124,9 @@ def _one(
         return "already delivered", delivery_id
     if not delivery.status.final:
         return "still in progress", delivery_id
+    if delivery.failure == FailureReason.OUTCOME_UNKNOWN and not (include_outcome_unknown or ids):
+        # The target may have acted already: a blanket redrive must not add a second kintone record.
+        return "outcome unknown: check the target, then name it or pass --include-outcome-unknown", delivery_id
     if dry_run:
         return "would redrive", delivery_id
     try:

@@ -36,7 +36,7 @@ class MailAccepted(BaseModel):
     dispatch_id: str
     provider: str
     status: str = Field(examples=["accepted", "partial", "unknown", "failed", "not_sent"])
-    recipients: list[RecipientResult]
+    recipients: list[RecipientResult]  # `pending`: queued by the bridge within the request, sent shortly
 
 
 class RelayAnswer(BaseModel):
@@ -130,7 +130,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "body": MailRequest,
         "ok": {202: MailAccepted},
         "errors": {
-            409: "same idempotency key in progress",
+            409: "same idempotency key in progress (a first attempt that died is taken over once its lease ends)",
+            413: "attachments or metadata too large to send and record; `field` names it",
             422: "same key, different body",
             502: "the provider refused or stayed unavailable",
         },

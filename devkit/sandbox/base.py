@@ -86,3 +86,17 @@ class AcceptedLog:
             with self._lock:
                 return Reply(200, list(self.accepted))
         return None
+
+
+def rate_limit_headers(limit: int, wait: float | None) -> dict[str, str]:
+    """SendGrid's and Braze's rate-limit headers on a 429: `X-RateLimit-Reset` is an epoch time in seconds,
+    not a delay, and no `Retry-After` is sent (SendGrid's *Rate limits* page; Braze's *API Rate Limits*,
+    braze-inc/braze-docs `_docs/_api/api_limits.md`; WIRE-FORMATS 1.6, 3.2)."""
+    import math
+    import time
+
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(math.ceil(time.time() + (wait if wait is not None else 1))),
+    }

@@ -1,5 +1,19 @@
-"""Braze transactional e-mail stand-in: Bearer REST key, one recipient given by exactly one of
-external_user_id or user_alias, external_send_id validated and deduplicated for 24 h, Braze's error texts."""
+r"""Braze transactional e-mail stand-in: Bearer REST key, one recipient given by exactly one of
+external_user_id or user_alias, external_send_id validated and deduplicated for 24 h, Braze's error texts.
+Sources, per behaviour (braze-inc/braze-docs `_docs/_api/endpoints/messaging/send_messages/
+post_send_transactional_message.md`, WIRE-FORMATS 3.2):
+
+* recipient: exactly one of `external_user_id` or `user_alias` {alias_name, alias_label}, plus attributes.
+* `external_send_id`: /^[a-zA-Z0-9-_+\/=]+$/, a dedupe key for 24 h. A repeat within that window creates no
+  send and is answered with the troubleshooting table's error "The external reference has been queued.
+  Please retry to obtain send_id." (two spaces, verbatim) - not with the first dispatch_id. Its HTTP status
+  is undocumented: the fake takes the pessimistic reading, a 400 like Braze's other request errors, so a
+  client that trusts the status alone would wrongly call the mail failed.
+* trigger_properties at most 50 KB; campaign states and their error texts from the troubleshooting table.
+* 429: `X-RateLimit-Limit/Remaining/Reset` (reset in epoch seconds), no `Retry-After` (*API Rate Limits*,
+  `_docs/_api/api_limits.md`); see `pacing_headers`.
+* The 200 answer's `status` value is undocumented (UNCONFIRMED "sent"); `metadata` mirrors the postbacks.
+"""
 
 import json
 import re
@@ -8,12 +22,14 @@ import threading
 import time
 from typing import Any
 
-from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token
+from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token, rate_limit_headers
 
 _SEND = re.compile(r"^/transactional/v1/campaigns/(?P<campaign>[^/]+)/send$")
 _EXTERNAL_SEND_ID = re.compile(r"^[a-zA-Z0-9-_+/=]+$")
 DEDUPE_SECONDS = 24 * 3600
 MAX_TRIGGER_PROPERTIES = 50 * 1024
+QUEUED = "The external reference has been queued.  Please retry to obtain send_id."
+QUEUED_STATUS = 400  # undocumented; pessimistic (see the module docstring)
 
 
 def braze_error(status: int, message: str) -> Reply:
@@ -38,6 +54,10 @@ class Braze(AcceptedLog):
         with self._dedupe_lock:
             self.campaigns.clear()
             self._by_external_id.clear()
+
+    @staticmethod
+    def pacing_headers(wait: float | None) -> dict[str, str]:
+        return rate_limit_headers(250_000, wait)  # the docs' example: 250,000 requests an hour, all endpoints
 
     def control(self, method: str, path: str, body: Any) -> Reply | None:
         found = re.match(r"^/campaigns/([^/]+)$", path)
@@ -103,15 +123,7 @@ class Braze(AcceptedLog):
             if external_send_id:
                 seen = self._by_external_id.get(external_send_id)
                 if seen and now - seen[0] < DEDUPE_SECONDS:
-                    # Same identifier within 24 h: no new send.
-                    return Reply(
-                        200,
-                        {
-                            "dispatch_id": seen[1],
-                            "status": "sent",
-                            "metadata": {"external_send_id": external_send_id, "campaign_api_id": campaign},
-                        },
-                    )
+                    return braze_error(QUEUED_STATUS, QUEUED)  # same identifier within 24 h: no new send
             dispatch_id = secrets.token_hex(16)
             if external_send_id:
                 self._by_external_id[external_send_id] = (now, dispatch_id)

@@ -1,11 +1,23 @@
 """SendGrid v3 Mail Send stand-in: Bearer key, the documented validation errors in SendGrid's error shape,
-202 with X-Message-Id (200 and no message in sandbox mode)."""
+202 with X-Message-Id (200 and no message in sandbox mode). Sources, per behaviour:
+
+* request schema and limits: twilio/sendgrid-oai `spec/yaml/tsg_mail_v3.yaml`; Twilio SendGrid *Mail Send -
+  Errors* and *Limitations* pages (WIRE-FORMATS 1.2, 1.4, 1.5). Error texts are verbatim where the errors
+  page gives them, constructed otherwise (marked below).
+* categories: ASCII only, "Categories can not contain non-ASCII characters." (errors page, "Categories errors").
+* attachments: `filename` and `type` without `;`, `,`, CR, LF; `content_id` without `;`, CR, LF (errors
+  page, "Attachment errors"; message texts constructed).
+* custom_args: at most 10,000 bytes per personalization after merging. The current errors page says 50,000;
+  older pages say 10,000: the fake takes the stricter, pessimistic figure.
+* 429: `X-RateLimit-Limit/Remaining/Reset` (reset in epoch seconds) and no `Retry-After` (*Rate limits* page,
+  WIRE-FORMATS 1.6); see `pacing_headers`.
+"""
 
 import re
 import secrets
 from typing import Any
 
-from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token
+from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token, rate_limit_headers
 
 _HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 
@@ -23,6 +35,11 @@ class SendGrid(AcceptedLog):
     def __init__(self, api_keys: list[str]) -> None:
         super().__init__()
         self.api_keys = list(api_keys)
+
+    @staticmethod
+    def pacing_headers(wait: float | None) -> dict[str, str]:
+        # No number is published for /v3/mail/send; 600 is the default of other v3 endpoints [3P].
+        return rate_limit_headers(600, wait)
 
     def handle(self, request: Request) -> Reply:
         if request.path != "/v3/mail/send" or request.method != "POST":
@@ -123,6 +140,18 @@ def validate_mail(mail: Any) -> tuple[str, str | None] | None:
         return "Too many categories. You may only specify up to 10 categories per request.", "categories"
     if len(set(categories)) != len(categories):
         return "The categories parameter must contain unique values.", "categories"
+    if any(not isinstance(c, str) or not c.isascii() for c in categories):
+        return "Categories can not contain non-ASCII characters.", "categories"
+    for i, attachment in enumerate(mail.get("attachments") or []):
+        if not isinstance(attachment, dict) or not attachment.get("content") or not attachment.get("filename"):
+            return "The attachment content and filename are required.", f"attachments.{i}"  # constructed text
+        for name, forbidden in (("filename", ";,\r\n"), ("type", ";,\r\n"), ("content_id", ";\r\n")):
+            value = str(attachment.get(name) or "")
+            if any(ch in value for ch in forbidden):  # constructed text; the rule is the errors page's
+                return (
+                    f"The attachment {name} cannot contain {', '.join(map(repr, forbidden))}.",
+                    f"attachments.{i}.{name}",
+                )
     sandbox = (mail.get("mail_settings") or {}).get("sandbox_mode")
     if sandbox is not None and not isinstance(sandbox.get("enable"), bool):
         return "The sandbox mode enable param should be a boolean value.", "mail_settings.sandbox_mode.enable"

@@ -7,7 +7,8 @@ Control API (JSON), for tests and for poking at flows by hand:
   POST   /_sandbox/<provider>/faults          queue a fault for the next `count` calls:
          {"count": 2, "status": 503, "body": {...}, "headers": {...}, "retry_after": 3,
           "delay": 12.5, "drop": false, "apply": false}
-         status: answer with it instead of the real reply; retry_after: adds Retry-After;
+         status: answer with it instead of the real reply; retry_after: adds Retry-After (on a 429 from
+         SendGrid or Braze, their X-RateLimit-* headers instead, reset that many seconds ahead);
          delay: wait this long before answering (the call is carried out first, so a client that gives
          up has an ambiguous result); drop: close the connection without an answer;
          apply: carry the call out before a status or drop fault (default: not carried out)
@@ -203,7 +204,10 @@ class Sandbox:
             return
         if fault.status is not None:
             headers = dict(fault.headers)
-            if fault.retry_after is not None:
+            pacing = getattr(state.provider, "pacing_headers", None)  # a vendor's own rate-limit headers
+            if pacing is not None and fault.status == 429:
+                headers = {**pacing(fault.retry_after), **headers}
+            elif fault.retry_after is not None:
                 headers["Retry-After"] = f"{fault.retry_after:g}"
             reply = Reply(
                 fault.status, fault.body if fault.body is not None else _default_error(first, fault.status), headers
@@ -304,6 +308,10 @@ def _default_error(provider: str, status: int) -> Any:
         return {"code": "GAIA_UN03", "id": "sandbox", "message": f"An unexpected error occurred ({text})."}
     if provider == "sendgrid":
         return {"errors": [{"field": None, "message": text}]}
+    if provider == "infobip" and status == 429:
+        from devkit.sandbox.infobip import E429
+
+        return dict(E429)
     if provider == "infobip":
         return {"requestError": {"serviceException": {"messageId": "GENERAL_ERROR", "text": text}}}
     return {"message": text}

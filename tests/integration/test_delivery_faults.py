@@ -15,7 +15,9 @@ run (the clock moved past every lease and grace period) and the invariants are c
 Real components: moto server for DynamoDB and SQS, the sandbox's generic HTTP API as the target over
 loopback HTTP. The faults are botocore event hooks on the bridge's own clients."""
 
+import io
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -140,7 +142,7 @@ class World:
                 "Messages", []
             ):
                 for message in batch:
-                    self.engine.process(parse_message(message["Body"]), 30)
+                    self.engine.process(parse_message(message["Body"]), lambda: 30)
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                     handled += 1
             if not handled and not self._open():
@@ -276,15 +278,15 @@ def _answer(call: Callable[[], Any]) -> Answer:
 
 
 def sync_keyless(world: World, method: str) -> Callable[[str], Answer]:
-    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker), 20))
+    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker), lambda: 20))
 
 
 def sync_keyed(world: World, method: str) -> Callable[[str], Answer]:
-    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker, key=marker), 20))
+    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker, key=marker), lambda: 20))
 
 
 def async_relay(world: World, method: str) -> Callable[[str], Answer]:
-    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-async", marker, key=marker), 20))
+    return lambda marker: _answer(lambda: relay(world.engine, _hook(f"{method}-async", marker, key=marker), lambda: 20))
 
 
 def worker_step(world: World, method: str) -> Callable[[str], Answer]:
@@ -292,11 +294,11 @@ def worker_step(world: World, method: str) -> Callable[[str], Answer]:
 
     def run(marker: str) -> Answer:
         enabled, world.faults.enabled = world.faults.enabled, False
-        relay(world.engine, _hook(f"{method}-async", marker, key=marker), 20)
+        relay(world.engine, _hook(f"{method}-async", marker, key=marker), lambda: 20)
         world.purge()
         world.faults.enabled = enabled
         (delivery,) = world.deliveries(marker)
-        world.engine.process(delivery.delivery_id, 30)
+        world.engine.process(delivery.delivery_id, lambda: 30)
         return None
 
     return run
@@ -331,7 +333,7 @@ def redrive(world: World, method: str) -> Callable[[str], Answer]:
     def run(marker: str) -> Answer:
         enabled, world.faults.enabled = world.faults.enabled, False
         requests.post(f"{world.sandbox.url}/_sandbox/http/faults", json={"count": 1, "status": 400}, timeout=5)
-        status, _ = _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker, key=marker), 20))
+        status, _ = _answer(lambda: relay(world.engine, _hook(f"{method}-sync", marker, key=marker), lambda: 20))
         assert status == 502
         world.purge()
         world.faults.enabled = enabled
@@ -441,11 +443,11 @@ def test_a_repeat_is_answered_from_the_lease_and_recovers_a_dead_attempt(world: 
     _, error = _run(world, sync_keyed(world, "post"), marker)
     world.faults.enabled = False
     assert error and error.startswith("killed")
-    status, body, headers = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), 20))
+    status, body, headers = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), lambda: 20))
     assert status == 409 and body["error"]["code"] == "idempotency_in_progress"
     assert 20 <= int(headers["Retry-After"]) <= 40  # the lease's remaining time, not a fixed 2 s
     world.advance(timedelta(minutes=1))  # the lease has lapsed: its holder is dead
-    status, body, _ = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), 20))
+    status, body, _ = _reply(relay(world.engine, _hook("post-sync", marker, key=marker), lambda: 20))
     assert status == 202 and body["status"] == "queued"
     world.recover()
     (delivery,) = world.deliveries(marker)
@@ -457,14 +459,14 @@ def test_a_repeat_is_answered_from_the_lease_and_recovers_a_dead_attempt(world: 
 def test_a_mapping_that_fails_on_the_payload_is_a_422_naming_it(world: World) -> None:
     world.faults.enabled = False
     with pytest.raises(BridgeError) as caught:
-        relay(world.engine, _hook("joined", "5"), 20)  # join() takes an array; the payload has a string
+        relay(world.engine, _hook("joined", "5"), lambda: 20)  # join() takes an array; the payload has a string
     assert caught.value.status == 422 and caught.value.code == "mapping_error"
     assert caught.value.details["field"] == "join(',', n)"
 
 
 def test_a_targets_unusable_json_answer_is_not_our_error(world: World) -> None:
     world.faults.enabled = False
-    reply = relay(world.engine, _hook("raw-answer", uuid.uuid4().hex), 20)
+    reply = relay(world.engine, _hook("raw-answer", uuid.uuid4().hex), lambda: 20)
     assert reply.status == 200 and reply.body["status"] == "delivered"
     json.dumps(reply.body, allow_nan=False).encode("utf-8")  # our answer is JSON, and valid UTF-8
 
@@ -475,7 +477,7 @@ def test_a_payload_too_big_to_store_is_a_413_before_any_call(world: World) -> No
     body = f"n={marker}&x=".encode() + b"%01" * 80_000  # 240 KB raw; stored as JSON, \u0001 is 6 bytes
     hook = Webhook("post-sync", "POST", {"content-type": "application/x-www-form-urlencoded"}, {}, "", body)
     with pytest.raises(BridgeError) as caught:
-        relay(world.engine, hook, 20)
+        relay(world.engine, hook, lambda: 20)
     assert caught.value.status == 413
     assert world.effects(marker) == 0 and not world.deliveries(marker)
 
@@ -484,7 +486,7 @@ def test_a_queued_delivery_whose_request_cannot_be_built_fails_to_the_dlq(world:
     world.faults.enabled = False
     world.purge()
     marker = uuid.uuid4().hex
-    reply = relay(world.engine, Webhook("needs-id", "POST", {}, {}, "", json.dumps({"id": "x", "n": marker}).encode()), 20)
+    reply = relay(world.engine, Webhook("needs-id", "POST", {}, {}, "", json.dumps({"id": "x", "n": marker}).encode()), lambda: 20)
     assert reply.status == 202
     (delivery,) = world.deliveries(marker)
     # The payload no longer fits the mapping (as after a routes change): the worker cannot build the call.
@@ -494,7 +496,7 @@ def test_a_queued_delivery_whose_request_cannot_be_built_fails_to_the_dlq(world:
         UpdateExpression="SET payload_json = :p",
         ExpressionAttributeValues={":p": json.dumps({"n": marker})},
     )
-    assert world.engine.process(delivery.delivery_id, 30) == "unbuildable"
+    assert world.engine.process(delivery.delivery_id, lambda: 30) == "unbuildable"
     (failed,) = world.deliveries(marker)
     assert (failed.status, failed.failure) == (DeliveryStatus.FAILED, FailureReason.UNBUILDABLE)
     assert delivery.delivery_id in world.dead_letters()
@@ -505,13 +507,13 @@ def test_an_early_message_is_requeued_not_handed_back(world: World) -> None:
     world.purge()
     marker = uuid.uuid4().hex
     requests.post(f"{world.sandbox.url}/_sandbox/http/faults", json={"count": 1, "status": 503}, timeout=5)
-    reply = relay(world.engine, _hook("put-sync", marker), 20)
+    reply = relay(world.engine, _hook("put-sync", marker), lambda: 20)
     assert reply.status == 202  # retry later; a fresh delayed message is queued
     world.purge()
     (delivery,) = world.deliveries(marker)
     world.advance(-timedelta(hours=1))  # the message arrives long before its attempt is due
     try:
-        assert world.engine.process(delivery.delivery_id, 30).startswith("not due")
+        assert world.engine.process(delivery.delivery_id, lambda: 30).startswith("not due")
     finally:
         world.advance(timedelta(hours=1))
     attributes = world.sqs.get_queue_attributes(
@@ -522,3 +524,77 @@ def test_an_early_message_is_requeued_not_handed_back(world: World) -> None:
 
 def _reply(reply: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
     return reply.status, reply.body, reply.headers
+
+
+# ---------------------------------------------------------------- found by attacking the change
+def test_a_queue_that_is_only_behind_is_not_flooded_and_nothing_is_failed_as_stuck(world: World) -> None:
+    world.faults.enabled = False
+    world.purge()
+    marker = uuid.uuid4().hex
+    assert relay(world.engine, _hook("post-async", marker, key=marker), lambda: 20).status == 202
+    for _ in range(30):  # thirty sweeper runs of a backlog: the worker never gets to the message
+        world.advance(world.engine.store.grace)
+        world.engine.sweep(now=delivery_store.now())
+    (delivery,) = world.deliveries(marker)
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.sweeps <= 5  # re-queued after 1, 2, 4, 8, 16 grace periods - not thirty copies
+    world.purge()
+    world.advance(timedelta(days=2))  # past the route's max_age_seconds (1 day), still never attempted
+    assert world.engine.sweep(now=delivery_store.now()).stuck >= 1
+    (delivery,) = world.deliveries(marker)
+    assert (delivery.status, delivery.failure) == (DeliveryStatus.FAILED, FailureReason.STUCK)
+    assert delivery.delivery_id in world.dead_letters()
+
+
+def test_a_target_quoting_our_credential_back_is_masked_in_the_answer_and_the_record(world: World) -> None:
+    world.faults.enabled = False
+    marker = uuid.uuid4().hex
+    requests.post(
+        f"{world.sandbox.url}/_sandbox/http/faults",
+        json={"count": 1, "status": 401, "body": {"message": "bad credentials: Bearer local-http-token"}},
+        timeout=5,
+    )
+    reply = relay(world.engine, _hook("put-sync", marker), lambda: 20)
+    assert reply.status == 502
+    (delivery,) = world.deliveries(marker)
+    stored = delivery.model_dump_json()
+    assert "local-http-token" not in json.dumps(reply.body) and "local-http-token" not in stored
+    assert reply.body["error"]["message"].endswith("bad credentials: ***")
+
+
+def test_a_long_url_value_is_recorded_clipped_not_refused_after_the_call(world: World) -> None:
+    world.faults.enabled = False
+    marker = uuid.uuid4().hex
+    body = json.dumps({"id": "é" * 60_000, "n": marker}, ensure_ascii=False).encode()  # 360 KB as %C3%A9 in the URL
+    reply = relay(world.engine, Webhook("needs-id", "POST", {}, {}, "", body), lambda: 20)
+    assert reply.status == 202
+    (delivery,) = world.deliveries(marker)
+    assert len(delivery.target) <= 2048 and delivery.target.startswith("PUT ")
+
+
+def test_a_blanket_redrive_leaves_outcome_unknown_deliveries_for_the_operator(world: World) -> None:
+    from bridgectl.redrive import redrive as redrive_dlq
+    from bridgectl.resources import StackResources
+
+    world.purge()
+    marker = uuid.uuid4().hex
+    world.faults.plan(2, "kill_before")  # the POST went out; its record did not
+    _run(world, sync_keyed(world, "post"), marker)
+    world.faults.enabled = False
+    world.recover()
+    (delivery,) = world.deliveries(marker)
+    assert delivery.failure == FailureReason.OUTCOME_UNKNOWN
+    stack = StackResources(
+        "DeliveriesTable", local_queue_url("DeliveryQueue"), local_queue_url("DeliveryDLQ"), endpoint_url=world.moto.endpoint
+    )
+    saved = dict(os.environ)  # the command points the process's environment at the stack
+    try:
+        summary = redrive_dlq(stack, out=io.StringIO())
+        unknown = redrive_dlq(stack, include_outcome_unknown=True, out=io.StringIO())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert summary.examples.get("outcome unknown: check the target, then name it or pass --include-outcome-unknown") == delivery.delivery_id
+    assert unknown.examples.get("redriven") == delivery.delivery_id
+    world.recover()
+    assert world.deliveries(marker)[0].status == DeliveryStatus.DELIVERED and world.effects(marker) == 2  # asked for

@@ -557,3 +557,39 @@ def test_a_target_answer_keeps_case_insensitive_headers(serve) -> None:
 
     assert isinstance(response, TargetResponse)
     assert (response.status, response.headers["Retry-After"]) == (429, "7")
+
+
+# ---------------------------------------------------------------- interim answers and framing
+
+
+def test_interim_answers_are_skipped_and_never_left_for_the_next_request(serve, client: HttpClient) -> None:
+    def early_hints_then_final(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        conn.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+        answer(conn, "201 Created", b'{"for":"A"}')
+        read_request(conn)
+        answer(conn, "400 Bad Request", b'{"for":"B"}')
+
+    server = serve(early_hints_then_final)
+    first = client.call("POST", server.url(), {}, b"{}", deadline_seconds=DEADLINE)
+    second = client.call("POST", server.url(), {}, b"{}", deadline_seconds=DEADLINE)
+
+    assert isinstance(first, Answer) and (first.status, first.body) == (201, b'{"for":"A"}')
+    assert isinstance(second, Answer) and (second.status, second.body) == (400, b'{"for":"B"}')
+
+
+def test_two_different_content_lengths_are_a_bad_response(serve, client: HttpClient) -> None:
+    server = serve(
+        lambda conn: (read_request(conn), conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 5\r\n\r\n{}abc"))
+    )
+    result = client.call("POST", server.url(), {}, b"{}", deadline_seconds=DEADLINE)
+
+    assert isinstance(result, Failure) and result.kind == "bad_response"
+
+
+def test_a_2xx_whose_body_cannot_be_read_is_still_the_targets_yes(serve) -> None:
+    server = serve(lambda conn: (read_request(conn), conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\n{}")))
+    result = send(target_request(server.url()))
+
+    assert isinstance(result, TargetResponse) and result.status == 201  # delivered, never resent

@@ -186,6 +186,15 @@ def test_sendgrid_sandbox_mode_is_200_and_sends_nothing(box: Sandbox) -> None:
         ),
         ({"content": []}, "content"),
         ({"mail_settings": {"sandbox_mode": {"enable": "true"}}}, "mail_settings.sandbox_mode.enable"),
+        ({"categories": ["注文確認"]}, "categories"),
+        ({"attachments": [{"content": "eA==", "filename": "a;b.pdf"}]}, "attachments.0.filename"),
+        ({"attachments": [{"content": "eA==", "filename": "a,b.pdf"}]}, "attachments.0.filename"),
+        ({"attachments": [{"content": "eA==", "filename": "a\r\nb.pdf"}]}, "attachments.0.filename"),
+        ({"attachments": [{"content": "eA==", "filename": "a.pdf", "type": "text/plain;x"}]}, "attachments.0.type"),
+        (
+            {"attachments": [{"content": "eA==", "filename": "a.png", "content_id": "logo;1"}]},
+            "attachments.0.content_id",
+        ),
     ],
 )
 def test_sendgrid_validation_errors(box: Sandbox, change: dict, field: str) -> None:
@@ -218,10 +227,13 @@ def braze(
     )
 
 
-def test_braze_send_dedupes_external_send_id_for_24h(box: Sandbox) -> None:
+def test_braze_answers_a_repeated_external_send_id_with_the_queued_error(box: Sandbox) -> None:
     body = {"external_send_id": "bXNnXzAx+/=", "recipient": {"external_user_id": "user_8842"}}
-    first, second = braze(box, body).json(), braze(box, body).json()
-    assert first["dispatch_id"] == second["dispatch_id"] and first["metadata"]["external_send_id"] == "bXNnXzAx+/="
+    first, second = braze(box, body), braze(box, body)
+    assert first.status_code == 200 and first.json()["metadata"]["external_send_id"] == "bXNnXzAx+/="
+    # Braze's troubleshooting table, verbatim (two spaces); no dispatch_id, and no second send.
+    assert second.status_code == 400
+    assert second.json() == {"message": "The external reference has been queued.  Please retry to obtain send_id."}
     assert len(requests.get(f"{box.url}/_sandbox/braze/sent", timeout=5).json()) == 1
 
 
@@ -273,7 +285,8 @@ def test_infobip_v3_multipart_many_recipients_and_attachment(box: Sandbox) -> No
         ("taro@example.com", "PENDING_ACCEPTED"),
         ("hanako@example.net", "PENDING_ACCEPTED"),
     ]
-    assert body["messages"][1]["messageId"] == "m-hanako"
+    # v3 documents no messageId inside `to`: Infobip ignores it and mints its own.
+    assert body["messages"][1]["messageId"] != "m-hanako" and body["messages"][1]["messageId"]
     sent = requests.get(f"{box.url}/_sandbox/infobip/sent", timeout=5).json()[0]
     assert sent["fields"]["attachment"] == [{"filename": "invoice.pdf", "size": 13}]
     assert sent["fields"]["subject"] == ["ご注文ありがとうございます"]
@@ -318,9 +331,10 @@ def test_status_fault_with_retry_after_for_n_calls_then_normal(box: Sandbox) -> 
     fault(box, "sendgrid", count=2, status=429, retry_after=3)
     first, second, third = (sendgrid(box, MAIL) for _ in range(3))
     assert (first.status_code, second.status_code, third.status_code) == (429, 429, 202)
-    assert first.headers["Retry-After"] == "3" and first.json() == {
-        "errors": [{"field": None, "message": "too many requests"}]
-    }
+    # SendGrid paces a 429 with X-RateLimit-Reset (epoch seconds) and sends no Retry-After.
+    assert "Retry-After" not in first.headers and first.headers["X-RateLimit-Remaining"] == "0"
+    assert 2 <= int(first.headers["X-RateLimit-Reset"]) - time.time() <= 4
+    assert first.json() == {"errors": [{"field": None, "message": "too many requests"}]}
     recorded = requests.get(f"{box.url}/_sandbox/sendgrid/requests", timeout=5).json()
     assert [r["fault"] for r in recorded] == ["429", "429", None]
     assert requests.get(f"{box.url}/_sandbox/sendgrid/sent", timeout=5).json()[0]["x_message_id"]
@@ -359,3 +373,105 @@ def test_kintone_shaped_429(box: Sandbox) -> None:
 def test_bad_fault_specs_are_refused(box: Sandbox, spec: object) -> None:
     response = requests.post(f"{box.url}/_sandbox/sendgrid/faults", json=spec, timeout=5)
     assert response.status_code == 400
+
+
+def test_sendgrid_refuses_non_ascii_categories_with_its_text(box: Sandbox) -> None:
+    response = sendgrid(box, {**MAIL, "categories": ["注文確認"]})
+    assert response.json()["errors"][0]["message"] == "Categories can not contain non-ASCII characters."
+
+
+def test_braze_429_carries_its_rate_limit_headers(box: Sandbox) -> None:
+    fault(box, "braze", status=429, retry_after=5)
+    response = braze(box, {"recipient": {"external_user_id": "u"}})
+    assert response.status_code == 429 and "Retry-After" not in response.headers
+    assert 4 <= int(response.headers["X-RateLimit-Reset"]) - time.time() <= 6
+
+
+def test_infobip_429_is_the_newer_e429_body(box: Sandbox) -> None:
+    fault(box, "infobip", status=429)
+    response = infobip_v4(box, {})
+    assert response.status_code == 429 and response.json()["errorCode"] == "E429"
+
+
+def infobip_v4(box: Sandbox, body: object) -> requests.Response:
+    return requests.post(
+        f"{box.base_url('infobip')}/email/4/messages",
+        json=body,
+        headers={"Authorization": "App local-infobip-key"},
+        timeout=5,
+    )
+
+
+V4 = {
+    "messages": [
+        {
+            "sender": "Shop <shop@example.co.jp>",
+            "destinations": [
+                {"to": [{"destination": "taro@example.com", "messageId": "d_1.0"}, {"destination": "h@example.net"}]}
+            ],
+            "content": {"subject": "s", "text": "t"},
+        }
+    ],
+    "options": {"schedule": {"bulkId": "d_1"}},
+}
+
+
+def test_infobip_v4_keeps_our_ids_and_answers_with_destination(box: Sandbox) -> None:
+    response = infobip_v4(box, V4)
+    body = response.json()
+    assert response.status_code == 200 and body["bulkId"] == "d_1"
+    first, second = body["messages"]
+    assert (first["messageId"], first["destination"], first["status"]["groupName"]) == (
+        "d_1.0",
+        "taro@example.com",
+        "PENDING",
+    )
+    assert second["destination"] == "h@example.net" and second["messageId"]  # minted when not given
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"bulkId": "top-level"}, "bulkId"),  # v4 has no top-level bulkId
+        ({"messages": []}, "messages"),
+        ({"options": {"schedule": {"bulkId": "x" * 101}}}, "options.schedule.bulkId"),
+        (
+            {
+                "messages": [
+                    {**V4["messages"][0], "destinations": [{"to": [{"destination": "a@b.co", "messageId": "x" * 201}]}]}
+                ]
+            },
+            "messages[0].destinations[0].to[0].messageId",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        **V4["messages"][0],
+                        "destinations": [{"to": [{"destination": "a@b.co", "placeholders": {"a": 1}}]}],
+                    }
+                ]
+            },
+            "messages[0].destinations[0].to[0].placeholders",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        **V4["messages"][0],
+                        "content": {
+                            "subject": "s",
+                            "text": "t",
+                            "attachments": [{"type": "binary", "content": "eA=="}],
+                        },
+                    }
+                ]
+            },
+            "messages[0].content.attachments[0].contentType",
+        ),
+    ],
+)
+def test_infobip_v4_refuses_what_its_model_refuses(box: Sandbox, change: dict, field: str) -> None:
+    response = infobip_v4(box, {**V4, **change})
+    assert response.status_code == 400, response.text
+    assert field in response.json()["requestError"]["serviceException"]["validationErrors"]

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ValidationError
         ("hanako+news@sub.example.co.jp", "hanako+news@sub.example.co.jp"),
         ("user@例え.jp", "user@xn--r8jz45g.jp"),
         ("o'brien@example.org.", "o'brien@example.org"),
+        # IDNA 2008 / UTS #46 non-transitional: ß stays ß (IDNA 2003 made it another domain, strasse.de).
+        ("info@straße.de", "info@xn--strae-oqa.de"),
+        ("info@xn--strae-oqa.de", "info@xn--strae-oqa.de"),
+        ("x@ＥＸＡＭＰＬＥ。com", "x@example.com"),  # full-width letters and ideographic full stop map
     ],
 )
 def test_addresses_are_normalised(raw: str, expected: str) -> None:
@@ -38,6 +42,14 @@ def test_addresses_are_normalised(raw: str, expected: str) -> None:
         ("taro@" + "a" * 250 + ".com", "invalid domain"),
         ("<taro@example.com>", "not allowed before the @"),
         ("taro@example.com\r\nBcc: x@y.z", "whitespace"),
+        ("info@stra\u00adsse.de", "invisible"),  # soft hyphen: IDNA 2003 silently dropped it
+        ("info@exa\u200bmple.com", "invisible"),  # zero-width space
+        ("info@exa\u200dmple.com", "invisible"),  # zero-width joiner
+        ("info@\ufeffexample.com", "invisible"),  # byte-order mark
+        ("a@xn--zz.com", "invalid internationalised domain"),  # not Punycode of a valid label
+        ("a@XN--ZZ.com", "invalid internationalised domain"),
+        ("a@example.com..", "invalid domain"),
+        ("a@☃.com", "invalid internationalised domain"),  # a symbol IDNA 2008 disallows (2003 allowed it)
     ],
 )
 def test_malformed_addresses_are_refused_with_a_reason(raw: str, reason: str) -> None:

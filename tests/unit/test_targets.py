@@ -18,7 +18,7 @@ PAYLOAD = {
     "campaign": "SPRING24",
     "name": "山田 太郎",
     "flag": True,
-    "user": {"id": "u/../../admin?x=1#frag"},
+    "user": {"id": "u/1/admin?x=1#frag"},
 }
 
 
@@ -144,8 +144,40 @@ def http(mapping: dict[str, Any], **target: Any) -> Any:
 
 def test_url_values_are_encoded_and_cannot_leave_their_segment() -> None:
     request = http({"query": {"campaign": "campaign"}})
-    assert request.url == "https://api.example.com/v1/users/u%2F..%2F..%2Fadmin%3Fx%3D1%23frag?v=2&campaign=SPRING24"
+    assert request.url == "https://api.example.com/v1/users/u%2F1%2Fadmin%3Fx%3D1%23frag?v=2&campaign=SPRING24"
     assert request.headers["Authorization"] == "Bearer api-token" and "Authorization" in request.secret_headers
+
+
+@pytest.mark.parametrize("value", ["..", ".", "u/../../admin", "..\\x", "a/./b", "%2e%2e/..", "../"])
+def test_a_value_holding_a_dot_segment_is_refused_naming_its_field(value: str) -> None:
+    # Encoded, "/" and "\\" stay in their segment for most servers, but some decode them before
+    # normalising the path, and "." / ".." pass percent-encoding unchanged.
+    with pytest.raises(InvalidRequest) as caught:
+        HttpTargetAdapter().build(
+            route({"type": "http", "method": "PUT", "url": "https://api.example.com/v1/users/{uid}"}, {"url_params": {"uid": "id"}}),
+            {"id": value},
+            secrets,
+            local_mode=False,
+        )
+    assert (caught.value.code, caught.value.details["field"]) == ("invalid_path_value", "id")
+
+
+@pytest.mark.parametrize("value", ["...", "a..b", ".hidden", "%2e%2e", "．．"])
+def test_values_that_only_look_like_dots_stay_in_their_segment(value: str) -> None:
+    request = HttpTargetAdapter().build(
+        route({"type": "http", "method": "PUT", "url": "https://api.example.com/v1/users/{uid}"}, {"url_params": {"uid": "id"}}),
+        {"id": value},
+        secrets,
+        local_mode=False,
+    )
+    assert request.url.startswith("https://api.example.com/v1/users/") and request.url.count("/") == 5
+
+
+def test_mapped_headers_cannot_frame_or_route_the_request() -> None:
+    spec = {"type": "http", "method": "POST", "url": "https://api.example.com/x"}
+    for name in ("Host", "Transfer-Encoding", "content-length", "Connection"):
+        with pytest.raises(ConfigurationError, match="set by the bridge"):
+            route(spec, {"headers": {name: "v"}})
 
 
 def test_json_and_form_bodies() -> None:
@@ -179,3 +211,10 @@ def test_http_error_messages_are_read_from_common_shapes() -> None:
         assert adapter.interpret(r, TargetResponse(422, {}, json.dumps(body).encode())).target_message == message
     redirect = adapter.interpret(r, TargetResponse(302, {"Location": "https://evil.example/"}, b""))
     assert redirect.verdict == "rejected" and "not followed" in redirect.target_message
+
+
+@pytest.mark.parametrize(("method", "idempotent"), [("GET", True), ("PUT", True), ("DELETE", True), ("PATCH", False), ("POST", False)])
+def test_only_methods_http_calls_idempotent_are_resent_after_an_ambiguous_timeout(method: str, idempotent: bool) -> None:
+    spec = {"type": "http", "method": method, "url": "https://api.example.com/x"}
+    assert route(spec, {}).target.is_idempotent is idempotent
+    assert route({**spec, "idempotent": True}, {}).target.is_idempotent is True  # a PATCH that only sets values

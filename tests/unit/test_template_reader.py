@@ -9,6 +9,7 @@ def test_functions_routes_and_queue_sources_come_from_the_template() -> None:
         "RelayFunction",
         "DeliveryWorkerFunction",
         "SendFunction",
+        "SendWorkerFunction",
         "EventsFunction",
         "EventWorkerFunction",
         "QueryFunction",
@@ -17,6 +18,8 @@ def test_functions_routes_and_queue_sources_come_from_the_template() -> None:
     assert functions["SweeperFunction"].schedules == ["rate(1 minute)"]
     worker = functions["EventWorkerFunction"].queue_sources[0]
     assert (worker.queue, worker.batch_size, worker.report_batch_item_failures) == ("EventQueue", 10, True)
+    sender = functions["SendWorkerFunction"].queue_sources[0]
+    assert (sender.queue, sender.report_batch_item_failures) == ("SendQueue", True)
     assert functions["RelayFunction"].timeout == 25 and functions["QueryFunction"].timeout == 15
 
 

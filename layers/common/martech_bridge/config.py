@@ -49,6 +49,7 @@ class Settings(BaseModel):
     delivery_queue_url: str = ""
     delivery_dlq_url: str = ""
     event_queue_url: str = ""
+    send_queue_url: str = ""  # Braze recipients not sent within a request's deadline
     sweep_grace_seconds: float = Field(default=60, ge=1, le=3600)
 
     # Operator API
@@ -63,6 +64,7 @@ class Settings(BaseModel):
     sendgrid_sandbox_mode: bool = False
     send_deadline_seconds: float = Field(default=20, gt=1, le=28)
     provider_timeout_seconds: float = Field(default=10, gt=0.5, le=25)
+    send_concurrency: int = Field(default=16, ge=1, le=64)  # Braze calls in flight at once (one per recipient)
     public_base_url: str = ""
     sendgrid_api_key: SecretSetting
     sendgrid_base_url: str = "https://api.sendgrid.com"

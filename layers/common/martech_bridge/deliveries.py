@@ -11,11 +11,12 @@ What holds after any crash, at any step (tests/integration/test_delivery_faults.
   the delivery ends `failed` / `outcome_unknown` for an operator to check and replay;
 - a caller is answered 2xx or 502 only after the record that backs the answer is written."""
 
+import dataclasses
 import hashlib
 import json
 import secrets as random_ids
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,11 +49,12 @@ LEASE_MARGIN_SECONDS = 15
 # keeping the counter's one key far below DynamoDB's per-key write rate.
 BUDGET_FLUSH_REQUESTS = 100
 BUDGET_FLUSH_SECONDS = 30.0
-# A delivery the sweeper has re-queued this often with no attempt made is failed as `stuck`.
-MAX_SWEEPS = 5
-# Leave this much time after an attempt's deadline for recording its outcome.
-RECORD_RESERVE_SECONDS = 2.5
-MIN_SECONDS_FOR_AN_ATTEMPT = 5.0
+# The sweeper re-queues a delivery after 1, 2, 4 ... grace periods, at most this many.
+MAX_SWEEP_BACKOFF = 32
+# Leave this much of the function's time after an attempt's deadline for recording its outcome: more than
+# one whole DynamoDB attempt (adapters/aws.py: 2 s connect + 5 s read at worst, usually milliseconds).
+RECORD_RESERVE_SECONDS = 6.0
+MIN_SECONDS_FOR_AN_ATTEMPT = RECORD_RESERVE_SECONDS + 2
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def lease_seconds(holder_lifetime: float) -> float:
 
 def check_stored_size(payload: dict[str, Any]) -> None:
     """413 before any target call when the delivery record could not hold the payload as stored (JSON with
-    escapes can be several times the raw body: a form's %01 is stored as \\u0001)."""
+    escapes can be several times the raw body: a form's %01 is stored as \\u0001). The other attributes are
+    bounded on their own (the target's description, the answer, 50 attempts)."""
     size = len(payload_json(payload).encode("utf-8"))
     if size > MAX_STORED_PAYLOAD_BYTES:
         raise PayloadTooLarge(
@@ -169,6 +172,7 @@ class Engine:
         latency = int((time.monotonic() - clock) * 1000)
         target = targets.for_kind(route.target.type)
         outcome = target.interpret(route, answer) if isinstance(answer, TargetResponse) else answer
+        outcome = _redacted(outcome, request.secret_values())
         return self._settle(delivery, route, number, started, latency, outcome, request, stored=stored)
 
     def _settle(
@@ -295,9 +299,10 @@ class Engine:
             logger.warning("Could not queue the delivery; the sweeper will", extra={"delivery_id": delivery_id})
 
     # ------------------------------------------------------------------ the worker's step
-    def process(self, delivery_id: str, remaining_seconds: float) -> str:
+    def process(self, delivery_id: str, remaining: Callable[[], float]) -> str:
         """Handle one queue message about `delivery_id`; returns what happened (for the log). The message is
-        always let go: anything still to do is queued again or left to the sweeper."""
+        always let go: anything still to do is queued again or left to the sweeper. `remaining()` is the
+        function's time left, read again before the lease is taken and before the call."""
         from martech_bridge.config import load_bridge_config
 
         delivery = self.store.get(delivery_id)
@@ -322,10 +327,10 @@ class Engine:
                 delivery, f"route {delivery.route!r} is no longer configured", FailureReason.ROUTE_REMOVED
             )
             return "route removed"
-        if remaining_seconds < MIN_SECONDS_FOR_AN_ATTEMPT:
+        if remaining() < MIN_SECONDS_FOR_AN_ATTEMPT:
             self.requeue(delivery_id, 0)
             return "not enough time left in this invocation"
-        claimed = self.store.claim(delivery_id, delivery.attempts + 1, lease_seconds(remaining_seconds))
+        claimed = self.store.claim(delivery_id, delivery.attempts + 1, lease_seconds(remaining()))
         if claimed is None:
             return "attempt held elsewhere"
         held, lapsed = claimed
@@ -345,7 +350,7 @@ class Engine:
             route,
             held.attempts + 1,
             lapsed=lapsed,
-            deadline=remaining_seconds - RECORD_RESERVE_SECONDS,
+            deadline=remaining() - RECORD_RESERVE_SECONDS,
             request=request,
         )
         return "attempted"
@@ -374,30 +379,44 @@ class Engine:
         for offset in range(SWEEP_SHARDS):
             if stop is not None and time.monotonic() > stop:
                 break
-            for delivery_id in self.store.due((first + offset) % SWEEP_SHARDS, now, per_shard):
-                delivery = self.store.get(delivery_id)
-                if delivery is None:
-                    continue
+            try:
+                due = self.store.due((first + offset) % SWEEP_SHARDS, now, per_shard)
+            except DependencyUnavailable:
+                logger.warning("Sweeper could not read a shard; the next run will")
+                continue
+            for delivery_id in due:
                 try:
-                    self._sweep_one(delivery, now, report)
+                    delivery = self.store.get(delivery_id)
+                    if delivery is not None:
+                        self._sweep_one(delivery, now, report)
                 except StateChanged:
                     continue  # it moved while we looked: whoever moved it is in charge
+                except DependencyUnavailable:
+                    logger.warning(
+                        "Sweeper could not move a delivery on; the next run will", extra={"delivery_id": delivery_id}
+                    )
         if report.requeued or report.dead_lettered or report.stuck:
             logger.warning("Sweeper moved deliveries on", extra=report.__dict__)
             metrics.add_metric(name="DeliveriesRecovered", unit=MetricUnit.Count, value=report.requeued)
         return report
 
     def _sweep_one(self, delivery: Delivery, now: datetime, report: SweepReport) -> None:
+        from martech_bridge.config import load_bridge_config
+
         if delivery.dead_letter_pending:
             if self.dead_letter(delivery):
                 report.dead_lettered += 1
             return
-        if delivery.status == DeliveryStatus.IN_PROGRESS and (delivery.lease_until_ms or 0) > now.timestamp() * 1000:
-            return
         if delivery.status.final:
             return
-        if delivery.sweeps >= MAX_SWEEPS:
-            reason = f"re-queued {delivery.sweeps} times by the sweeper without an attempt being recorded"
+        if delivery.status == DeliveryStatus.IN_PROGRESS and (delivery.lease_until_ms or 0) > now.timestamp() * 1000:
+            return
+        route = load_bridge_config().spec(delivery.route)
+        max_age = route.delivery.max_age_seconds if route else 0
+        if (now - delivery.created_at).total_seconds() > max_age + self.store.grace.total_seconds():
+            # Past the route's max_age with its next attempt still not made (a worker that crashes on it, a
+            # route that is gone): no point queueing it again.
+            reason = f"no attempt could be made within max_age_seconds ({max_age} s); re-queued {delivery.sweeps} times"
             failed = self.store.settle_without_attempt(
                 delivery, DeliveryStatus.FAILED, last_error=reason, failure=FailureReason.STUCK
             )
@@ -405,7 +424,8 @@ class Engine:
             self.dead_letter(failed)
             return
         self.queue.enqueue(delivery.delivery_id)
-        self.store.swept(delivery)
+        # A queue that is merely behind gets the message again ever more rarely, not every minute.
+        self.store.swept(delivery, backoff=min(2**delivery.sweeps, MAX_SWEEP_BACKOFF))
         report.requeued += 1
 
     # ------------------------------------------------------------------ answers
@@ -508,6 +528,32 @@ def _target_kind(delivery: Delivery) -> str:
 
     spec = load_bridge_config().spec(delivery.route)
     return spec.target.type if spec else "unknown"
+
+
+def _redacted(outcome: Outcome, secrets: Sequence[str]) -> Outcome:
+    """A target may quote our credential back ("bad credentials: Bearer ..."): what it says is stored and
+    answered, so the credential is masked out of every text it returned."""
+    if not secrets:
+        return outcome
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return dataclasses.replace(
+        outcome,
+        target_message=clean(outcome.target_message),
+        target_errors=clean(outcome.target_errors),
+        result=clean(outcome.result),
+        target_code=clean(outcome.target_code),
+    )
 
 
 def _clip(text: str | None, limit: int = 500) -> str | None:

@@ -9,6 +9,7 @@ nothing is stored or sent for a request that fails any of them. Then, by the rou
   delivery is written once, after it (one DynamoDB write per webhook)."""
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters import delivery_store
 from martech_bridge.config import load_bridge_config
-from martech_bridge.deliveries import Engine, check_stored_size, lease_seconds, new_delivery_id, request_hash
+from martech_bridge.deliveries import (
+    RECORD_RESERVE_SECONDS,
+    Engine,
+    check_stored_size,
+    lease_seconds,
+    new_delivery_id,
+    request_hash,
+)
 from martech_bridge.errors import (
     Conflict,
     DependencyUnavailable,
@@ -33,9 +41,6 @@ from martech_bridge.logic.webhook_auth import AuthFailure, verify
 from martech_bridge.models.delivery import Delivery, DeliveryStatus
 from martech_bridge.models.routes import MappingFailed, Route, SharedSecretAuth, search
 from martech_bridge.observability import logger, metrics
-
-# Leave this much of the function's own time for recording the outcome after the target call.
-RESERVE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def relay(engine: Engine, hook: Webhook, remaining_seconds: float) -> Reply:
+def relay(engine: Engine, hook: Webhook, remaining: Callable[[], float]) -> Reply:
+    """`remaining()` is the function's time left, read again just before the target call."""
     spec = load_bridge_config().routes.get(hook.route)
     if spec is None:
         raise NotFound(f"No relay route named {hook.route!r}", code="route_not_found")
@@ -108,11 +114,11 @@ def relay(engine: Engine, hook: Webhook, remaining_seconds: float) -> Reply:
         if existing is not None:
             return _repeat(engine, existing, delivery.request_hash)
         return Reply(202, {"status": "queued", "delivery_id": delivery.delivery_id})
-    deadline = min(spec.delivery.deadline_seconds, remaining_seconds - RESERVE_SECONDS)
     if key is None:
+        deadline = min(spec.delivery.deadline_seconds, remaining() - RECORD_RESERVE_SECONDS)
         settled = engine.attempt(delivery, spec, 1, deadline=deadline, request=request, stored=False)
         return Reply(settled.status_code, settled.body)
-    lease = lease_seconds(remaining_seconds)
+    lease = lease_seconds(remaining())
     leased = delivery.model_copy(update={"lease_until_ms": int((now + timedelta(seconds=lease)).timestamp() * 1000)})
     try:
         existing = engine.store.create(leased)
@@ -124,6 +130,7 @@ def relay(engine: Engine, hook: Webhook, remaining_seconds: float) -> Reply:
         raise
     if existing is not None:
         return _repeat(engine, existing, delivery.request_hash)
+    deadline = min(spec.delivery.deadline_seconds, remaining() - RECORD_RESERVE_SECONDS)
     settled = engine.attempt(leased, spec, 1, deadline=deadline, request=request)
     return Reply(settled.status_code, settled.body)
 

@@ -1,32 +1,71 @@
 """Sending one message through its provider: each provider call is made, retried on 429 and 5xx with
 backoff inside the request's deadline, and read; the outcome becomes a status per recipient.
 
-A timeout after a call was sent is ambiguous: through a provider that deduplicates (Braze's
-external_send_id, Infobip's own ids) the call is sent again; through one that cannot (SendGrid) it never
-is - its recipients are `unknown`, and the provider's events settle them."""
+A timeout after a call was sent is ambiguous: through a provider that documents deduplication (Braze's
+external_send_id) the call is sent again; through one that does not (SendGrid, Infobip) it never is - its
+recipients are `unknown`, and the provider's events settle them. A provider that needs one call per
+recipient (Braze) is called with bounded concurrency; a call that could not be made, or whose retry found
+no time left, before the deadline is `pending`: handed back to be sent later from a queue, never `failed`."""
 
 import random
+import threading
 import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
+from martech_bridge import secrets
+from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.providers.base import Outbound, Provider, ProviderAnswer, ProviderCall, SendContext
 from martech_bridge.adapters.targets.base import TargetResponse, send
+from martech_bridge.config import Settings
+from martech_bridge.errors import ConfigurationError, DependencyUnavailable
 from martech_bridge.logic.delivery import Outcome, backoff_seconds
 from martech_bridge.models.mail import RecipientResult
 from martech_bridge.observability import count, logger
 
 MAX_CALL_ATTEMPTS = 4
+MAX_REASON = 300  # characters of a provider's message kept in a reason
+MIN_CALL_SECONDS = 0.5  # no call is started with less time than this left
+PENDING_REASON = "not sent within the request's deadline; queued by the bridge and sent shortly"
 
 
 @dataclass(frozen=True)
 class CallResult:
     results: list[RecipientResult]
     failure: ProviderAnswer | None = None  # the provider's refusal, when it refused
+    deferred: ProviderCall | None = None  # the call still to be made, when its recipients are `pending`
 
 
-def dispatch(provider: Provider, ctx: SendContext, recipients: list[Outbound], deadline: float) -> list[CallResult]:
-    """Every call the provider needs, in turn; `deadline` is a time.monotonic() value."""
-    return [_one_call(provider, call, deadline) for call in provider.calls(ctx, recipients)]
+def dispatch(
+    provider: Provider, ctx: SendContext, recipients: list[Outbound], deadline: float, concurrency: int = 1
+) -> list[CallResult]:
+    """Every call the provider needs, at most `concurrency` at a time; `deadline` is a time.monotonic() value."""
+    return run_calls(provider, provider.calls(ctx, recipients), deadline, concurrency)
+
+
+def run_calls(
+    provider: Provider, calls: Sequence[ProviderCall], deadline: float, concurrency: int = 1
+) -> list[CallResult]:
+    if len(calls) <= 1 or concurrency <= 1:
+        return [_one_call(provider, call, deadline) for call in calls]
+    results: list[CallResult | None] = [None] * len(calls)
+    lock = threading.Lock()
+    cursor = iter(range(len(calls)))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(cursor, None)
+            if i is None:
+                return
+            results[i] = _one_call(provider, calls[i], deadline)
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(calls)), thread_name_prefix="send") as pool:
+        for future in [pool.submit(worker) for _ in range(min(concurrency, len(calls)))]:
+            future.result()
+    return [r for r in results if r is not None]
 
 
 def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallResult:
@@ -34,7 +73,7 @@ def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallRe
     ambiguous = False
     for attempt in range(1, MAX_CALL_ATTEMPTS + 1):
         remaining = deadline - time.monotonic()
-        if remaining < 0.5:
+        if remaining < MIN_CALL_SECONDS:
             break
         raw = send(call.request, remaining)
         if isinstance(raw, TargetResponse):
@@ -81,22 +120,22 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
         ]
 
     if answer is not None and answer.kind == "accepted":
-        _count(provider, "accepted", len(call.recipients))
-        return CallResult(each("accepted"))
+        return CallResult(each("accepted", answer.message))
+    if call.retry_safe and (answer is None or ambiguous):
+        # Never made, or made and unanswered with no time left to repeat it: safe to make later.
+        return CallResult(each("pending", PENDING_REASON), deferred=call)
     if ambiguous and not call.retry_safe:
-        _count(provider, "unknown", len(call.recipients))
         reason = f"{provider.label} did not answer in time; the mail may have been sent (not resent; events will tell)"
         return CallResult(each("unknown", reason))
     if answer is None:
         answer = ProviderAnswer("retry", None, message="no time left to call the provider")
     what = {
         "auth": f"{provider.label} rejected the bridge's credentials (HTTP {answer.status})",
-        "rejected": f"{provider.label} refused the message (HTTP {answer.status}): {answer.message or 'no detail'}",
+        "rejected": f"{provider.label} refused the message (HTTP {answer.status}): {_short(answer.message)}",
         "retry": f"{provider.label} was unavailable"
-        + (f" (HTTP {answer.status})" if answer.status else f" ({answer.message})")
+        + (f" (HTTP {answer.status})" if answer.status else f" ({_short(answer.message)})")
         + " after retries",
     }[answer.kind]
-    _count(provider, "failed", len(call.recipients))
     logger.warning(
         "Provider refused or failed",
         extra={
@@ -109,5 +148,74 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
     return CallResult(each("failed", what), failure=answer)
 
 
-def _count(provider: Provider, outcome: str, n: int) -> None:
-    count(f"Sends{outcome.capitalize()}", n, provider=provider.name)
+def _short(message: str | None) -> str:
+    """A provider's message as kept in a recipient's reason: bounded, so records stay small."""
+    if not message:
+        return "no detail"
+    return message if len(message) <= MAX_REASON else message[: MAX_REASON - 1] + "…"
+
+
+def count_outcomes(provider: Provider, results: Sequence[RecipientResult]) -> None:
+    """Sends{Accepted,Pending,Unknown,Failed} for the recipients a provider was (to be) called for. Counted
+    once, from the request's own thread: metric lines printed from several threads would interleave."""
+    tally: dict[str, int] = {}
+    for r in results:
+        if r.status in ("accepted", "pending", "unknown", "failed"):
+            tally[r.status] = tally.get(r.status, 0) + 1
+    for outcome, n in sorted(tally.items()):
+        count(f"Sends{outcome.capitalize()}", n, provider=provider.name)
+
+
+def api_key(settings: Settings, provider: Provider) -> str:
+    """The provider's API key, resolved from its secret reference; ConfigurationError when none is set."""
+    value = secrets.resolve(
+        f"{provider.name}_api_key",
+        getattr(settings, f"{provider.name}_api_key"),
+        allow_plaintext=settings.allow_plaintext_secrets,
+    )
+    if not value:
+        raise ConfigurationError(f"{provider.label} is not configured: {provider.name.upper()}_API_KEY is empty")
+    return value
+
+
+def not_resent(provider: Provider, recipients: Sequence[Outbound]) -> list[RecipientResult]:
+    """Recipients of a take-over whose first attempt may have reached a provider that cannot deduplicate."""
+    reason = f"an earlier attempt with this key may have handed it to {provider.label}; not resent (events will tell)"
+    return [
+        RecipientResult(email=o.recipient.email, message_id=o.message_id, status="unknown", reason=reason)
+        for o in recipients
+    ]
+
+
+def not_queued(provider: Provider, call: ProviderCall) -> list[RecipientResult]:
+    """Recipients of a deferred call the send queue would not take: nothing was sent to them."""
+    reason = "not sent: no time was left in the request and the bridge's send queue is unavailable"
+    return [
+        RecipientResult(email=o.recipient.email, message_id=o.message_id, status="failed", reason=reason)
+        for o in call.recipients
+    ]
+
+
+def record(
+    store: MessageStore,
+    dispatch_id: str,
+    provider: str,
+    head: dict[str, Any],
+    results: list[RecipientResult],
+    status: str,
+    deadline: float,
+    fresh: bool,
+) -> bool:
+    """Write the message's records, retried until `deadline` (time.monotonic()); False if they could not be.
+    A retry writes only what is missing (the first try may have written part)."""
+    for attempt in range(1, 5):
+        try:
+            store.save(dispatch_id, provider, head, results, status, fresh=fresh and attempt == 1)
+            return True
+        except DependencyUnavailable:
+            wait = backoff_seconds(attempt, base=0.2, cap=1.0)
+            if time.monotonic() + wait > deadline:
+                break
+            time.sleep(wait)
+    logger.error("Message records could not be written after the provider was called")
+    return False

@@ -28,7 +28,7 @@ SWEEP_SHARDS = 64
 INDEX_KEYS = ("gsi1pk", "gsi1sk")
 # DynamoDB's item limit is 400 KB; the payload may take this much, leaving room for up to 50 attempts,
 # the caller's answer and the other attributes.
-MAX_STORED_PAYLOAD_BYTES = 300 * 1024
+MAX_STORED_PAYLOAD_BYTES = 256 * 1024
 MAX_STORED_ANSWER_BYTES = 16 * 1024
 _UNAVAILABLE = "Delivery store is unavailable"
 
@@ -237,11 +237,11 @@ class DeliveryStore(aws.TableStore):
             return False
         return True
 
-    def swept(self, delivery: Delivery) -> None:
-        """The sweeper re-queued it: count that, and look again only after another grace period."""
+    def swept(self, delivery: Delivery, backoff: int = 1) -> None:
+        """The sweeper re-queued it: count that, and look again only after `backoff` grace periods."""
         self._update(
             delivery.delivery_id,
-            sets={"sweeps": delivery.sweeps + 1, "gsi1sk": _sort_ms(_ms(now() + self.grace))},
+            sets={"sweeps": delivery.sweeps + 1, "gsi1sk": _sort_ms(_ms(now() + self.grace * backoff))},
             removes=[],
             condition="attempts = :done AND #s = :was AND attribute_exists(gsi1pk)",
             values={":done": delivery.attempts, ":was": delivery.status.value},

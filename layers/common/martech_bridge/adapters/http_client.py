@@ -389,9 +389,12 @@ class HttpClient:
         status: int | None = None
         try:
             wire.sendall(request)
-            response = http.client.HTTPResponse(wire, method=method)  # type: ignore[arg-type]
+            response = _FinalResponse(wire, method=method)  # type: ignore[arg-type]
             response.begin()
             status = response.status
+            if status == 101 or _conflicting_lengths(response.msg.get_all("Content-Length") or []):
+                wire.close()
+                return Failure("bad_response", f"an answer this client cannot use (HTTP {status})", status, reused)
             if response.length is not None and response.length > max_response_bytes:
                 wire.close()
                 return Failure("too_large", _too_large(response.length, max_response_bytes), status, reused)
@@ -418,6 +421,25 @@ class HttpClient:
         else:
             self._checkin(connection, target)
         return Answer(status, Headers(response.msg.items()), body)
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client skips only `100 Continue`; RFC 9110 15.2 has a client skip every interim (1xx) answer -
+    `102 Processing`, `103 Early Hints` - before the final one. Taking a 1xx as the answer would leave the
+    real one on the connection for the next request to read."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 102 <= status < 200:
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # the interim answer's headers, discarded
+
+
+def _conflicting_lengths(values: list[str]) -> bool:
+    """Two different Content-Length values (RFC 9112 6.3: unrecoverable): which body ends where is unknown."""
+    lengths = {v.strip() for value in values for v in value.split(",")}
+    return len(lengths) > 1
 
 
 def _dropped(wire: _Wire, reused: bool, status: int | None, exc: BaseException) -> Failure | None:

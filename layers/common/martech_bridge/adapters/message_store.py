@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no s
 # Our statuses in Infobip's general status groups (its logs and reports speak these).
 GENERAL_STATUS = {
     "accepted": "PENDING",
+    "pending": "PENDING",
     "unknown": "PENDING",
     "queued": "PENDING",
     "sent": "PENDING",
@@ -40,32 +42,37 @@ STATUSES_OF_GROUP = {
 
 
 class MessageStore(aws.TableStore):
+    @staticmethod
+    def head(request: MailRequest) -> dict[str, Any]:
+        """What a message's head item keeps of its request (sizes checked before the send: MailRequest.oversized)."""
+        return {
+            "subject": request.subject,
+            "template_id": request.template_id,
+            "categories": request.categories or None,
+            "metadata": request.metadata or None,
+            "external_send_id": request.external_send_id,
+        }
+
     def save(
-        self, dispatch_id: str, provider: str, request: MailRequest, results: list[RecipientResult], status: str
+        self,
+        dispatch_id: str,
+        provider: str,
+        head: dict[str, Any],
+        results: list[RecipientResult],
+        status: str,
+        *,
+        fresh: bool,
     ) -> None:
+        """Write a message once; its records are never overwritten. `fresh`: the dispatch id was minted by
+        this process (random, never derived from a key), so nothing can exist under it yet and the recipient
+        items go in batches. Otherwise (a take-over, a repeat writing what its first could not) each item
+        is put on the condition that it does not exist: only what is missing is written, and a recipient an
+        event has moved on is kept. The head goes last, conditionally: once it is there, every recipient is."""
         now = datetime.now(UTC)
         stamp = now.isoformat()
         expires = int((now + self._retention).timestamp())
         pk = f"MSG#{dispatch_id}"
-        items: list[dict[str, Any]] = [
-            {
-                "pk": pk,
-                "sk": "M",
-                "dispatch_id": dispatch_id,
-                "provider": provider,
-                "status": status,
-                "created_at": stamp,
-                "subject": request.subject,
-                "template_id": request.template_id,
-                "categories": request.categories or None,
-                "metadata": request.metadata or None,
-                "external_send_id": request.external_send_id,
-                "recipients": len(results),
-                "expires_at": expires,
-                "gsi2pk": f"DAY#{now:%Y-%m-%d}",
-                "gsi2sk": f"{stamp}#{dispatch_id}",
-            }
-        ]
+        items: list[dict[str, Any]] = []
         for result in results:
             item: dict[str, Any] = {
                 "pk": pk,
@@ -80,12 +87,97 @@ class MessageStore(aws.TableStore):
                 item.update(gsi2pk=f"TO#{result.email}", gsi2sk=f"{stamp}#{result.message_id}")
             if result.provider_message_id:
                 item.update(gsi1pk=f"PID#{provider}#{result.provider_message_id}", gsi1sk=result.message_id)
-            items.append(item)
+            items.append({k: v for k, v in item.items() if v is not None})
+        head_item = {
+            "pk": pk,
+            "sk": "M",
+            "dispatch_id": dispatch_id,
+            "provider": provider,
+            "status": status,
+            "created_at": stamp,
+            **head,
+            "recipients": len(results),
+            "expires_at": expires,
+            "gsi2pk": f"DAY#{now:%Y-%m-%d}",
+            "gsi2sk": f"{stamp}#{dispatch_id}",
+        }
         try:
-            with self._table.batch_writer() as batch:
-                for item in items:
-                    batch.put_item(Item={k: v for k, v in item.items() if v is not None})
+            if fresh:
+                with self._table.batch_writer() as batch:
+                    for item in items:
+                        batch.put_item(Item=item)
+            else:
+                with ThreadPoolExecutor(max_workers=8, thread_name_prefix="save") as pool:
+                    list(pool.map(self._put_new, items))
+            self._put_new({k: v for k, v in head_item.items() if v is not None})
         except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def _put_new(self, item: dict[str, Any]) -> None:
+        """Put an item unless it exists (then it is left as it is)."""
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def exists(self, dispatch_id: str) -> bool:
+        """Whether a message's records are all written (its head item is written last)."""
+        try:
+            found = self._table.get_item(Key={"pk": f"MSG#{dispatch_id}", "sk": "M"}, ConsistentRead=True)
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        return "Item" in found
+
+    def recipients(self, dispatch_id: str) -> list[dict[str, Any]]:
+        """A message's recipient items as stored (for answering a repeat of a send that was recorded)."""
+        from boto3.dynamodb.conditions import Key
+
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(f"MSG#{dispatch_id}") & Key("sk").begins_with("R#"),
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._table.query(**query)
+                items += page["Items"]
+                if "LastEvaluatedKey" not in page:
+                    return [{k: _plain(v) for k, v in i.items()} for i in items]
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def settle_pending(self, dispatch_id: str, result: RecipientResult, provider: str) -> bool:
+        """A `pending` recipient after its deferred call: its status, reason and provider id. Only a recipient
+        still `pending` changes (an event may have moved it on); False when the record is not there yet."""
+        values: dict[str, Any] = {":s": result.status, ":p": "pending"}
+        sets = ["#s = :s"]
+        removes = []
+        if result.reason:
+            sets.append("reason = :r")
+            values[":r"] = result.reason
+        else:
+            removes.append("reason")
+        if result.provider_message_id:
+            sets += ["provider_message_id = :id", "gsi1pk = :g1", "gsi1sk = :m"]
+            values.update({":id": result.provider_message_id, ":g1": f"PID#{provider}#{result.provider_message_id}"})
+            values[":m"] = result.message_id
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self._table.update_item(
+                Key={"pk": f"MSG#{dispatch_id}", "sk": f"R#{result.message_id}"},
+                UpdateExpression=expression,
+                ConditionExpression="#s = :p",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        except BotoCoreError as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
 
     # ------------------------------------------------------------------ events

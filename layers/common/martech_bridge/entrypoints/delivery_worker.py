@@ -27,8 +27,7 @@ def record_handler(record: SQSRecord) -> None:
         engine.queue.dead_letter("?", f"unreadable message {record.message_id}")
         return
     logger.append_keys(delivery_id=delivery_id)
-    remaining = processor.lambda_context.get_remaining_time_in_millis() / 1000
-    outcome = engine.process(delivery_id, remaining)
+    outcome = engine.process(delivery_id, lambda: processor.lambda_context.get_remaining_time_in_millis() / 1000)
     logger.debug("Delivery message handled", extra={"outcome": outcome})
 
 

@@ -29,7 +29,7 @@ def relay_route(route: str) -> Response:
         raw_query=event.raw_query_string or "",
         body=raw_body(app),
     )
-    reply = relay(delivery_engine(), hook, app.lambda_context.get_remaining_time_in_millis() / 1000)
+    reply = relay(delivery_engine(), hook, lambda: app.lambda_context.get_remaining_time_in_millis() / 1000)
     return json_response(reply.status, reply.body, reply.headers or None)
 
 

@@ -13,17 +13,27 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import secrets
+from martech_bridge.adapters.idempotency_store import Claimed
+from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.adapters.providers.base import Outbound, SendContext
+from martech_bridge.adapters.providers.base import Outbound, ProviderAnswer, ProviderCall, SendContext
+from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.config import Settings, get_settings
 from martech_bridge.dependencies import idempotency_store, message_store, subscription_store
-from martech_bridge.errors import BridgeError, ConfigurationError, Conflict, InvalidRequest, Unprocessable
+from martech_bridge.errors import (
+    BridgeError,
+    Conflict,
+    DependencyUnavailable,
+    InvalidRequest,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from martech_bridge.logic.event_auth import infobip_callback_token
 from martech_bridge.logic.gate import decide
 from martech_bridge.models.mail import Address, MailRequest, RecipientResult
 from martech_bridge.observability import logger
-from martech_bridge.sending import dispatch
+from martech_bridge.sending import CallResult, api_key, count_outcomes, dispatch, not_queued, not_resent, record
 
 app = build_resolver()
 RESERVE_SECONDS = 4.0  # time kept back for recording the message after the provider calls
@@ -34,6 +44,9 @@ def send_mail() -> Response:
     settings = get_settings()
     request = parse_body(app, MailRequest)
     provider = PROVIDERS[request.provider or settings.default_provider]
+    oversized = request.oversized()
+    if oversized:  # before any provider call: a record too big to write would mean a second send
+        raise PayloadTooLarge(oversized[1], code="payload_too_large", field=oversized[0])
     provider.validate(request)
     sender = request.sender or _default_sender(settings)
     reply_to = request.reply_to or (Address(email=settings.default_reply_to) if settings.default_reply_to else None)
@@ -44,21 +57,27 @@ def send_mail() -> Response:
     request_hash = hashlib.sha256(
         json.dumps(request.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False).encode()
     ).hexdigest()
-    dispatch_id = _dispatch_id(key)
-    logger.append_keys(dispatch_id=dispatch_id, provider=provider.name)
+    dispatch_id = _new_dispatch_id()  # never derived from the key: a key reused after its window is a new send
+    resumed: str | None = None  # the phase an abandoned first attempt with this key had reached
     if key is not None:
-        earlier = idempotency_store().claim(f"send#{key}", request_hash)
+        earlier = idempotency_store().claim(f"send#{key}", request_hash, dispatch_id)
         if earlier is not None:
-            return _repeat(earlier.request_hash == request_hash, earlier.done, earlier.status_code, earlier.body)
+            if earlier.request_hash != request_hash:
+                raise Unprocessable(
+                    "This idempotency key was used for a different request", code="idempotency_key_reused"
+                )
+            if earlier.done:
+                return _replay(key, earlier)
+            if not (earlier.stale and earlier.dispatch_id and idempotency_store().take_over(f"send#{key}", earlier)):
+                return _in_progress()
+            dispatch_id, resumed = earlier.dispatch_id, earlier.phase
+            logger.info("Taking over an abandoned send", extra={"dispatch_id": dispatch_id, "phase": resumed})
+            if message_store().exists(dispatch_id):  # it got as far as its records: answer from them
+                return _finish(key, *_answer_from_records(dispatch_id, provider.name))
+    logger.append_keys(dispatch_id=dispatch_id, provider=provider.name)
     called = False
+    deferred: list[ProviderCall] = []
     try:
-        api_key = secrets.resolve(
-            f"{provider.name}_api_key",
-            getattr(settings, f"{provider.name}_api_key"),
-            allow_plaintext=settings.allow_plaintext_secrets,
-        )
-        if not api_key:
-            raise ConfigurationError(f"{provider.label} is not configured: {provider.name.upper()}_API_KEY is empty")
         states = subscription_store().states([r.email for r in request.to if r.email])
         results: dict[int, RecipientResult] = {}
         outbound: list[tuple[int, Outbound]] = []
@@ -77,13 +96,16 @@ def send_mail() -> Response:
                     email=recipient.email, message_id=message_id, status=decision.verdict, reason=decision.reason
                 )
         failure = None
-        if outbound:
+        calls: list[CallResult] = []
+        if outbound and resumed == "calling" and not provider.dedupes:
+            calls = [CallResult(not_resent(provider, [o for _, o in outbound]))]
+        elif outbound:
             ctx = SendContext(
                 dispatch_id=dispatch_id,
                 request=request,
                 sender=sender,
                 reply_to=reply_to,
-                api_key=api_key,
+                api_key=api_key(settings, provider),
                 base_url=getattr(settings, f"{provider.name}_base_url"),
                 public_base_url=settings.public_base_url,
                 callback_token=_callback_token(settings, dispatch_id),
@@ -94,50 +116,136 @@ def send_mail() -> Response:
                 settings.send_deadline_seconds,
                 app.lambda_context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS,
             )
+            if key is not None:
+                idempotency_store().calling(f"send#{key}")
             called = True
-            for call in dispatch(provider, ctx, [o for _, o in outbound], deadline):
-                failure = failure or call.failure
-                for result in call.results:
-                    results[int(result.message_id.rsplit(".", 1)[1])] = result
+            calls = dispatch(provider, ctx, [o for _, o in outbound], deadline, settings.send_concurrency)
+        deferred = [c.deferred for c in calls if c.deferred is not None]
+        refused = _send_queue(settings).defer(dispatch_id, provider.name, deferred) if deferred else []
+        for call in calls:
+            failure = failure or call.failure
+            chosen = not_queued(provider, call.deferred) if call.deferred in refused else call.results
+            for result in chosen:
+                results[int(result.message_id.rsplit(".", 1)[1])] = result
         ordered = [results[i] for i in range(len(request.to))]
         status = _overall(ordered)
-        message_store().save(dispatch_id, provider.name, request, ordered, status)
+        count_outcomes(provider, [results[i] for i, _ in outbound])
     except BridgeError:
         if key is not None and not called:
             idempotency_store().release(f"send#{key}")  # nothing went out: let the caller try again
         raise
-    body: dict[str, Any] = {
-        "dispatch_id": dispatch_id,
-        "provider": provider.name,
-        "status": status,
-        "recipients": [r.model_dump(exclude_none=True) for r in ordered],
-    }
-    code = 202
-    if status == "failed" and failure is not None:
-        code = 502
-        kind = {"auth": "provider_auth_failed", "rejected": "provider_rejected", "retry": "provider_unavailable"}
-        body = {
-            "error": {
-                "code": kind[failure.kind],
-                "message": ordered[next(i for i, _ in outbound)].reason,
-                "provider_status": failure.status,
-                "provider_field": failure.error_field,
-                "provider_message": failure.message if failure.kind != "auth" else None,
-            }
-            | {"dispatch_id": dispatch_id, "recipients": body["recipients"]}
-        }
-        body["error"] = {k: v for k, v in body["error"].items() if v is not None}
-    if key is not None:
-        idempotency_store().finish(f"send#{key}", code, body)
+    code, body = _answer(dispatch_id, provider.name, status, ordered, failure, outbound)
+    head = MessageStore.head(request)
+    save_by = time.monotonic() + max(1.0, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2.0)
+    if record(message_store(), dispatch_id, provider.name, head, ordered, status, save_by, fresh=resumed is None):
+        if key is not None:
+            _keep(key, code, body)
+    elif key is not None and called:
+        # The provider has it: keep the answer and what is left to write, so a repeat with the key gets the
+        # answer and writes the records - never a 503 that invites a second send, never a 409 for 24 h.
+        _keep(
+            key,
+            code,
+            body,
+            {"provider": provider.name, "head": head, "status": status, "results": [r.model_dump() for r in ordered]},
+        )
+    elif called:
+        raise DependencyUnavailable(
+            "The mail was handed to the provider but the bridge could not record it; do not send it again",
+            code="outcome_not_recorded",
+            dispatch_id=dispatch_id,
+            recipients=[r.answer() for r in ordered],
+        )
+    else:
+        raise DependencyUnavailable("Message store is unavailable")
     logger.info("Mail handled", extra={"status": status, "recipients": len(ordered)})
     return json_response(code, body)
 
 
+def _answer(
+    dispatch_id: str,
+    provider: str,
+    status: str,
+    ordered: list[RecipientResult],
+    failure: ProviderAnswer | None,
+    outbound: list[tuple[int, Outbound]],
+) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "dispatch_id": dispatch_id,
+        "provider": provider,
+        "status": status,
+        "recipients": [r.answer() for r in ordered],
+    }
+    if status != "failed" or failure is None:
+        return 202, body
+    kind = {"auth": "provider_auth_failed", "rejected": "provider_rejected", "retry": "provider_unavailable"}
+    error = {
+        "code": kind[failure.kind],
+        "message": ordered[next(i for i, _ in outbound)].reason,
+        "provider_status": failure.status,
+        "provider_field": failure.error_field,
+        "provider_message": failure.message if failure.kind != "auth" else None,
+        "dispatch_id": dispatch_id,
+        "recipients": body["recipients"],
+    }
+    return 502, {"error": {k: v for k, v in error.items() if v is not None}}
+
+
+def _keep(key: str, code: int, body: dict[str, Any], unsaved: dict[str, Any] | None = None) -> None:
+    """The answer into the idempotency record. If that write fails the claim stays unfinished, and once its
+    lease runs out a repeat takes it over and finds the records (or, unsaved, resends only where safe)."""
+    try:
+        idempotency_store().finish(f"send#{key}", code, body, unsaved)
+    except DependencyUnavailable:
+        if unsaved is not None:
+            raise
+        logger.warning("Answer not kept for the idempotency key; a repeat will rebuild it from the records")
+
+
+def _finish(key: str, code: int, body: dict[str, Any]) -> Response:
+    _keep(key, code, body)
+    return json_response(code, body, {"Idempotency-Replay": "true"})
+
+
+def _replay(key: str, earlier: Claimed) -> Response:
+    if earlier.unsaved is not None and earlier.dispatch_id:  # the first could not write its records: do it now
+        u = earlier.unsaved
+        results = [RecipientResult.model_validate(r) for r in u["results"]]
+        message_store().save(earlier.dispatch_id, u["provider"], u["head"], results, u["status"], fresh=False)
+        idempotency_store().saved(f"send#{key}")
+    return json_response(earlier.status_code or 202, earlier.body or {}, {"Idempotency-Replay": "true"})
+
+
+def _answer_from_records(dispatch_id: str, provider: str) -> tuple[int, dict[str, Any]]:
+    items = sorted(message_store().recipients(dispatch_id), key=lambda i: int(str(i["message_id"]).rsplit(".")[1]))
+    ordered = [
+        RecipientResult.model_validate(
+            {k: i.get(k) for k in RecipientResult.model_fields if k in i} | {"email": i.get("email")}
+        )
+        for i in items
+    ]
+    return 202, {
+        "dispatch_id": dispatch_id,
+        "provider": provider,
+        "status": _overall(ordered),
+        "recipients": [r.answer() for r in ordered],
+    }
+
+
+def _in_progress() -> Response:
+    error = Conflict("The first request with this idempotency key is still being sent", code="idempotency_in_progress")
+    return json_response(409, error.body(), {"Retry-After": "2", "Idempotency-Replay": "true"})
+
+
+def _send_queue(settings: Settings) -> SendQueue:
+    return SendQueue(settings.require("send_queue_url"))
+
+
 def _overall(results: list[RecipientResult]) -> str:
     statuses = {r.status for r in results}
-    if statuses <= {"accepted"}:
+    if statuses <= {"accepted", "pending"}:  # pending: safely queued by the bridge, sent shortly
         return "accepted"
-    if "accepted" in statuses:
+    if statuses & {"accepted", "pending"}:
         return "partial"
     if "unknown" in statuses:
         return "unknown"
@@ -146,26 +254,13 @@ def _overall(results: list[RecipientResult]) -> str:
     return "not_sent"  # every recipient suppressed or invalid
 
 
-def _repeat(same_body: bool, done: bool, status_code: int | None, body: dict[str, Any] | None) -> Response:
-    if not same_body:
-        raise Unprocessable("This idempotency key was used for a different request", code="idempotency_key_reused")
-    if not done or status_code is None or body is None:
-        error = Conflict(
-            "The first request with this idempotency key is still being sent", code="idempotency_in_progress"
-        )
-        return json_response(409, error.body(), {"Retry-After": "2", "Idempotency-Replay": "true"})
-    return json_response(status_code, body, {"Idempotency-Replay": "true"})
-
-
 def _default_sender(settings: Settings) -> Address:
     if not settings.default_from_email:
         raise InvalidRequest("from is required (no DEFAULT_FROM_EMAIL is configured)", field="from")
     return Address(email=settings.default_from_email, name=settings.default_from_name or None)
 
 
-def _dispatch_id(key: str | None) -> str:
-    if key:
-        return "d_" + hashlib.sha256(f"send\x00{key}".encode()).hexdigest()[:24]
+def _new_dispatch_id() -> str:
     return f"d_{int(time.time() * 1000):012x}{random_ids.token_hex(6)}"
 
 

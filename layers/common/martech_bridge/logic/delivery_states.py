@@ -43,7 +43,12 @@ EDGES: tuple[Edge, ...] = (
         "relay, worker (gave up, outcome unknown)",
         "record_attempt: attempts = n-1 and our lease",
     ),
-    Edge(S.IN_PROGRESS, S.FAILED, "worker (request cannot be built)", "settle_without_attempt: unchanged"),
+    Edge(
+        S.IN_PROGRESS,
+        S.FAILED,
+        "worker (request cannot be built), sweeper (stuck)",
+        "settle_without_attempt: unchanged",
+    ),
     Edge(S.PENDING, S.FAILED, "worker (route removed), sweeper (stuck)", "settle_without_attempt: unchanged"),
     Edge(S.FAILED, S.FAILED, "anyone, then the sweeper: DLQ message sent", "dead_lettered: dead_letter_pending"),
     Edge(S.FAILED, S.PENDING, "operator: retry or redrive", "reopen: failed or rejected"),

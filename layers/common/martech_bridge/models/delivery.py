@@ -27,7 +27,7 @@ class FailureReason(StrEnum):
     OUTCOME_UNKNOWN = "outcome_unknown"  # a non-idempotent call may have reached the target: check it first
     UNBUILDABLE = "unbuildable"  # the request cannot be built any more (mapping or secret changed)
     ROUTE_REMOVED = "route_removed"
-    STUCK = "stuck"  # the sweeper re-queued it again and again without any attempt being made
+    STUCK = "stuck"  # its next attempt was still not made when the route's max_age_seconds ran out
 
 
 class Attempt(BaseModel):

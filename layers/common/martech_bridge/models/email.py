@@ -1,6 +1,14 @@
-"""E-mail addresses: normalised (whitespace, case, IDN domain) and validated once, then trusted."""
+"""E-mail addresses: normalised (whitespace, case, IDN domain) and validated once, then trusted.
+
+Internationalised domains follow IDNA 2008 with UTS #46 non-transitional mapping, as mail systems and
+browsers do (`straße.de` is `xn--strae-oqa.de`; IDNA 2003 would make it another registrant's `strasse.de`).
+Invisible format characters (soft hyphen, zero-width space and joiners, BOM) are refused, not dropped:
+UTS #46 would silently remove some of them and so send to an address nobody typed. ASCII domains - nearly
+every address - take a fast path that never enters the `idna` package, except for `xn--` labels, which
+must be valid Punycode of a valid IDNA 2008 label."""
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -30,19 +38,41 @@ def normalize_email(value: str) -> str:
         raise InvalidEmail("has a local part longer than 64 characters")
     if not _LOCAL.match(local):
         raise InvalidEmail("has characters not allowed before the @")
-    try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidEmail("has an invalid domain") from None
+    domain = _ascii_domain(domain[:-1] if domain.endswith(".") else domain)  # one trailing dot: the root
     labels = domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         raise InvalidEmail("has an invalid domain")
+    if "xn--" in domain and not all(_valid_a_label(label) for label in labels if label.startswith("xn--")):
+        raise InvalidEmail("has an invalid internationalised domain")
     if not re.match(r"^(xn--[a-z0-9-]+|[a-z]{2,63})$", labels[-1]):
         raise InvalidEmail("has an invalid top-level domain")
     address = f"{local.lower()}@{domain}"
     if len(address) > MAX_ADDRESS_LENGTH:
         raise InvalidEmail(f"is longer than {MAX_ADDRESS_LENGTH} characters")
     return address
+
+
+def _ascii_domain(domain: str) -> str:
+    """The domain in lower-case ASCII (A-labels); InvalidEmail when IDNA 2008 / UTS #46 refuses it."""
+    if domain.isascii():
+        return domain.lower()
+    if any(unicodedata.category(ch) == "Cf" for ch in domain):
+        raise InvalidEmail("has invisible characters (such as a soft hyphen or zero-width space) in its domain")
+    import idna  # only for non-ASCII domains: keeps the common path and cold starts light
+
+    try:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidEmail("has an invalid internationalised domain") from None
+
+
+def _valid_a_label(label: str) -> bool:
+    import idna
+
+    try:
+        return idna.encode(idna.decode(label)).decode("ascii") == label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
 
 
 EmailAddress = Annotated[str, AfterValidator(normalize_email)]

@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -15,6 +16,9 @@ DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
 TRANSACTIONAL = "transactional"
 # A Lambda behind API Gateway takes at most 6 MB of request; base64 makes attachments a third larger.
 MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
+# The whole of `metadata` as JSON. It is stored in the message's head item (DynamoDB's 400 KB item limit) and
+# sent as SendGrid custom_args (10,000 bytes in older docs, 50,000 now: WIRE-FORMATS 1.2).
+MAX_METADATA_BYTES = 10_000
 
 
 class _Model(BaseModel):
@@ -62,7 +66,8 @@ class Attachment(_Model):
     content: Annotated[str, Field(min_length=1)]  # base64
     type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
     disposition: Literal["attachment", "inline"] = "attachment"
-    content_id: Annotated[str, Field(max_length=255)] | None = None
+    # Names an inline image for `cid:` in the HTML; Infobip uses it as the image's file name (WIRE-FORMATS 4.3).
+    content_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")] | None = None
 
     @field_validator("content")
     @classmethod
@@ -95,14 +100,6 @@ class MailRequest(_Model):
     metadata: dict[Annotated[str, Field(min_length=1, max_length=100)], str] = Field(default_factory=dict)
     external_send_id: ExternalSendId | None = None
 
-    @field_validator("attachments")
-    @classmethod
-    def _attachments_fit(cls, attachments: list[Attachment]) -> list[Attachment]:
-        total = sum(a.size for a in attachments)
-        if total > MAX_ATTACHMENT_BYTES:
-            raise ValueError(f"attachments total {total} bytes; the bridge accepts at most {MAX_ATTACHMENT_BYTES}")
-        return attachments
-
     @model_validator(mode="after")
     def _content(self) -> "MailRequest":
         if self.template_id is None:
@@ -121,13 +118,30 @@ class MailRequest(_Model):
     def transactional(self) -> bool:
         return TRANSACTIONAL in self.categories
 
+    def oversized(self) -> tuple[str, str] | None:
+        """(field, why) for the first part that is larger than the bridge can send and record, else None.
+        Checked before any provider call: a record that cannot be written after the mail went out is a
+        mail that is sent again."""
+        total = sum(a.size for a in self.attachments)
+        if total > MAX_ATTACHMENT_BYTES:
+            return "attachments", f"attachments total {total} bytes; the bridge accepts at most {MAX_ATTACHMENT_BYTES}"
+        metadata = len(json.dumps(self.metadata, ensure_ascii=False).encode("utf-8"))
+        if metadata > MAX_METADATA_BYTES:
+            return "metadata", f"metadata is {metadata} bytes as JSON; the bridge keeps at most {MAX_METADATA_BYTES}"
+        return None
 
-RecipientStatus = Literal["accepted", "suppressed", "invalid", "failed", "unknown"]
+
+# `pending`: not sent yet within the request's deadline; the bridge's send queue sends it shortly.
+RecipientStatus = Literal["accepted", "pending", "suppressed", "invalid", "failed", "unknown"]
 
 
 class RecipientResult(BaseModel):
-    email: str | None
+    email: str | None  # null for a recipient given without an address (it is `invalid`)
     message_id: str
     status: RecipientStatus
     reason: str | None = None
     provider_message_id: str | None = None
+
+    def answer(self) -> dict[str, Any]:
+        """As the API answers it: optional fields left out when empty, `email` always there."""
+        return {"email": self.email, **self.model_dump(exclude_none=True)}

@@ -168,7 +168,7 @@ class HttpTarget(_Strict):
     secret_header_format: dict[HeaderName, str] = Field(default_factory=dict)  # e.g. "Bearer {}"
     body_format: Literal["json", "form"] = "json"
     timeout_seconds: float = Field(default=10, gt=0, le=60)
-    idempotent: bool | None = None  # default: every method but POST
+    idempotent: bool | None = None  # default: GET, PUT and DELETE (RFC 9110 9.2.2); PATCH and POST are not
 
     @field_validator("url")
     @classmethod
@@ -190,7 +190,7 @@ class HttpTarget(_Strict):
 
     @property
     def is_idempotent(self) -> bool:
-        return self.idempotent if self.idempotent is not None else self.method != "POST"
+        return self.idempotent if self.idempotent is not None else self.method in ("GET", "PUT", "DELETE")
 
 
 class KarteTarget(_Strict):
@@ -215,6 +215,11 @@ class UpdateKeyMapping(_Strict):
     value: Value
 
 
+_FRAMING_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "trailer", "keep-alive", "expect"}
+)
+
+
 class Mapping(_Strict):
     """How inbound fields become the target request.
 
@@ -231,6 +236,15 @@ class Mapping(_Strict):
     headers: dict[HeaderName, Value] = Field(default_factory=dict)
     body: dict[str, Value] | None = None
     body_value: Value | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _no_framing_headers(cls, headers: dict[str, Any]) -> dict[str, Any]:
+        # A payload value must never decide how the request is framed or where it goes.
+        taken = sorted(h for h in headers if h.lower() in _FRAMING_HEADERS)
+        if taken:
+            raise ValueError(f"headers {taken} are set by the bridge and cannot be mapped")
+        return headers
 
     @model_validator(mode="after")
     def _one_body(self) -> "Mapping":

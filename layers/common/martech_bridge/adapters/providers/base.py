@@ -1,10 +1,12 @@
 """The ESP interface: each provider module turns one send into its HTTP call(s) and reads the answers."""
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
+from martech_bridge.logic.delivery import parse_retry_after
 from martech_bridge.models.mail import Address, MailRequest, Recipient
 
 
@@ -53,6 +55,11 @@ class ProviderAnswer:
 class Provider(Protocol):
     name: str
     label: str  # as people write it: "SendGrid"
+    dedupes: bool  # documents deduplication of a repeated call, so one that timed out may be made again
+
+    def auth(self, api_key: str) -> dict[str, str]:
+        """The credential headers of a call (kept out of queued calls, put back when they are made)."""
+        ...
 
     def validate(self, request: MailRequest) -> None:
         """Raise InvalidRequest (naming the field) for what this provider would refuse."""
@@ -73,3 +80,16 @@ def classify(status: int) -> Literal["accepted", "auth", "rejected", "retry"]:
     if status in (408, 425, 429) or status >= 500:
         return "retry"
     return "rejected"
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds a provider asked us to wait. SendGrid and Braze pace a 429 with `X-RateLimit-Reset`, an epoch
+    time in seconds (WIRE-FORMATS 1.6, 3.2), not a delay; `Retry-After` (delta or HTTP date) is read too in
+    case one comes. Header names are matched case-insensitively: HTTP/2 lower-cases them."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    waits = [parse_retry_after(lower.get("retry-after"), now)]
+    reset = (lower.get("x-ratelimit-reset") or "").strip()
+    if reset.isdigit():
+        waits.append(max(0.0, int(reset) - (now if now is not None else time.time())))
+    found = [w for w in waits if w is not None]
+    return max(found) if found else None

@@ -1,9 +1,13 @@
 """Braze transactional e-mail, `/transactional/v1/campaigns/{campaign_id}/send`: one call per recipient
 (the endpoint takes one), `template_id` is the campaign's API id, template data and recipient data become
-`trigger_properties` (at most 50 KB). Every call carries an `external_send_id`, which Braze deduplicates
-for 24 h, so a call that timed out can safely be sent again."""
+`trigger_properties` (at most 50 KB). The recipient is the caller's `user_id` (external_user_id) or the
+`user_alias` the caller names: the endpoint takes only these two, and an address used as an id would create
+a second, e-mail-keyed profile. Every call carries an `external_send_id`, which Braze deduplicates for 24 h:
+a call that timed out is sent again, and Braze's "has been queued" answer to it means the first one was
+accepted (WIRE-FORMATS 3.2), so the recipient is `accepted`, never `failed`."""
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +18,7 @@ from martech_bridge.adapters.providers.base import (
     ProviderCall,
     SendContext,
     classify,
+    rate_limit_wait,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
 from martech_bridge.errors import InvalidRequest
@@ -21,11 +26,17 @@ from martech_bridge.logic.delivery import parse_retry_after
 from martech_bridge.models.mail import MailRequest
 
 MAX_TRIGGER_PROPERTIES = 50 * 1024
+# Braze's troubleshooting table has two spaces after the first full stop; match the stable part only.
+QUEUED = "has been queued"
 
 
 class Braze:
     name = "braze"
     label = "Braze"
+    dedupes = True
+
+    def auth(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
     def validate(self, request: MailRequest) -> None:
         if not request.template_id:
@@ -39,6 +50,13 @@ class Braze:
                 "Braze's transactional API takes no attachments", code="validation_error", field="attachments"
             )
         for i, recipient in enumerate(request.to):
+            if recipient.email and not (recipient.user_id or recipient.user_alias):
+                raise InvalidRequest(
+                    "Braze needs the recipient's user_id (its external_user_id) or a user_alias; the bridge never"
+                    " uses the address as an id, which would create a second profile",
+                    code="validation_error",
+                    field=f"to.{i}.user_id",
+                )
             size = len(json.dumps({**request.template_data, **recipient.data}, ensure_ascii=False).encode())
             if size > MAX_TRIGGER_PROPERTIES:
                 raise InvalidRequest(
@@ -53,9 +71,7 @@ class Braze:
         for one in recipients:
             r = one.recipient
             identity: dict[str, Any] = (
-                {"user_alias": r.user_alias.model_dump()}
-                if r.user_alias
-                else {"external_user_id": r.user_id or r.email}
+                {"user_alias": r.user_alias.model_dump()} if r.user_alias else {"external_user_id": r.user_id}
             )
             body = {
                 "external_send_id": _external_send_id(request.external_send_id, one, len(recipients)),
@@ -88,12 +104,32 @@ class Braze:
                 raw=body,
             )
         message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(message, str) and QUEUED in message:
+            # This external_send_id was accepted within 24 h (by this call's first attempt, which timed out):
+            # the mail is on its way. Its HTTP status is undocumented, so the text decides, whatever the status.
+            return ProviderAnswer(
+                "accepted",
+                response.status,
+                message="Braze had already accepted this external_send_id; its dispatch_id comes with the postbacks",
+                raw=body,
+            )
         if kind == "accepted":  # a 2xx without a dispatch id: Braze's non-fatal error envelope
             kind, message = "rejected", message or "Braze answered without a dispatch_id"
-        retry_after = parse_retry_after(
-            response.headers.get("Retry-After") or response.headers.get("X-RateLimit-Retry-After")
-        )
-        return ProviderAnswer(kind, response.status, message=message, retry_after=retry_after, raw=body)
+        wait = rate_limit_wait(response.headers)
+        if wait is None:  # named only on Braze's Messaging API rate-limit page, read in case it comes
+            wait = parse_retry_after(response.headers.get("X-RateLimit-Retry-After"))
+        return ProviderAnswer(kind, response.status, message=message, retry_after=wait, raw=body)
+
+
+_DERIVED = re.compile(r"^(d_[0-9a-f]{24})-(\d+)$")
+
+
+def _our_ids(external_send_id: str | None) -> dict[str, str]:
+    """Our dispatch and message ids, when the external_send_id is one the bridge derived from them: a
+    postback then finds its recipient even when the send only got Braze's "has been queued" answer and
+    so never learnt the dispatch_id."""
+    found = _DERIVED.match(external_send_id or "")
+    return {"dispatch_id": found.group(1), "message_id": f"{found.group(1)}.{found.group(2)}"} if found else {}
 
 
 def _external_send_id(given: str | None, one: Outbound, count: int) -> str:
@@ -141,6 +177,7 @@ def braze_events(payload: Any) -> list[Any]:
                 provider_event=status,
                 timestamp=p.iso(stamp),
                 provider_message_id=dispatch,
+                **_our_ids(p.text(metadata.get("external_send_id"))),
                 external_send_id=p.text(metadata.get("external_send_id")),
                 bounce=bounce,  # type: ignore[arg-type]
                 description=reason,

@@ -1,17 +1,14 @@
-"""Infobip e-mail, `POST /email/3/send` (multipart/form-data): many recipients in one call (each `to` a
-JSON destination carrying our message id), attachments as file parts, delivery reports and tracking sent
-to the bridge's own /events/infobip with a token, our ids in `bulkId`, `messageId` and `callbackData`.
+"""Infobip e-mail, `POST /email/4/messages` (JSON): many recipients in one call, each `to` destination
+carrying our own message id (v4 is the only Infobip send API that takes a caller-chosen id per recipient,
+WIRE-FORMATS 4.2/4.4), attachments and inline images as base64 `binary` objects, delivery reports and
+tracking sent to the bridge's own /events/infobip with a token, our dispatch id as the bulk id.
 
-v3 rather than v4: v3 is fully documented with attachments and per-recipient message ids; v4's attachment
-and response shapes are not (see WIRE-FORMATS 4.2-4.4). Infobip accepts our own ids, so a call that timed
-out is sent again with the same ones."""
+Infobip documents no deduplication of `messageId`, so a call that timed out is never sent again: its
+recipients are `unknown` and Infobip's reports settle them."""
 
-import base64
 import json
 from collections.abc import Sequence
 from typing import Any
-
-from urllib3.filepost import encode_multipart_formdata
 
 from martech_bridge.adapters.providers.base import (
     Outbound,
@@ -19,25 +16,31 @@ from martech_bridge.adapters.providers.base import (
     ProviderCall,
     SendContext,
     classify,
+    rate_limit_wait,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
-from martech_bridge.errors import InvalidRequest
-from martech_bridge.logic.delivery import parse_retry_after
+from martech_bridge.errors import InvalidRequest, PayloadTooLarge
 from martech_bridge.models.mail import MailRequest
 
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # UNCONFIRMED upper bound for attachments in one message; conservative
+MAX_MESSAGE_ID = 200  # EmailToDestination.messageId (SDK 6.0.0)
+MAX_CALLBACK_DATA = 4000  # EmailWebhooks.callbackData (SDK 6.0.0)
 
 
 class Infobip:
     name = "infobip"
     label = "Infobip"
+    dedupes = False
+
+    def auth(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"App {api_key}"}
 
     def validate(self, request: MailRequest) -> None:
         total = sum(a.size for a in request.attachments)
         if total > MAX_MESSAGE_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"Attachments total {total} bytes; the bridge sends at most 20 MB through Infobip",
-                code="attachment_too_large",
+                code="payload_too_large",
                 field="attachments",
             )
         if request.template_id and not request.template_id.isdigit():
@@ -46,48 +49,71 @@ class Infobip:
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
         request = ctx.request
         sender = f"{ctx.sender.name} <{ctx.sender.email}>" if ctx.sender.name else ctx.sender.email
-        fields: list[tuple[str, Any]] = [("from", sender)]
+        to = []
         for out in recipients:
-            destination: dict[str, Any] = {"to": out.recipient.email, "messageId": out.message_id}
+            destination: dict[str, Any] = {"destination": out.recipient.email, "messageId": out.message_id}
             placeholders = {**request.template_data, **out.recipient.data}
-            if placeholders:
-                destination["placeholders"] = placeholders
-            fields.append(("to", json.dumps(destination, ensure_ascii=False)))
-        for name, value in (
-            ("subject", request.subject),
-            ("text", request.text),
-            ("html", request.html),
-            ("templateId", request.template_id),
-        ):
-            if value:
-                fields.append((name, value))
+            if placeholders:  # a JSON-encoded string in v4 (EmailToDestination.placeholders)
+                destination["placeholders"] = json.dumps(placeholders, ensure_ascii=False)
+            to.append(destination)
+        group: dict[str, Any] = {"to": to}
         if ctx.reply_to:
-            fields.append(("replyTo", ctx.reply_to.email))
-        fields.append(("bulkId", ctx.dispatch_id))
-        fields.append(("callbackData", json.dumps({"dispatch_id": ctx.dispatch_id})))
+            group["replyTo"] = ctx.reply_to.email
+        content: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("subject", request.subject),
+                ("text", request.text),
+                ("html", request.html),
+                ("templateId", request.template_id),  # a string in v4
+            )
+            if v
+        }
+        attachments = [a for a in request.attachments if a.disposition == "attachment"]
+        inline = [a for a in request.attachments if a.disposition == "inline"]
+        if attachments:
+            content["attachments"] = [
+                {"type": "binary", "content": a.content, "contentType": a.type, "fileName": a.filename}
+                for a in attachments
+            ]
+        if inline:  # the HTML names an inline image as cid:FILENAME, so the file is named after its content id
+            content["inlineImages"] = [
+                {"type": "binary", "content": a.content, "contentType": a.type, "fileName": a.content_id or a.filename}
+                for a in inline
+            ]
+        message: dict[str, Any] = {"sender": sender, "destinations": [group], "content": content}
+        if request.categories:
+            message["options"] = {"campaignReferenceId": request.categories[0]}
+        webhooks: dict[str, Any] = {"callbackData": json.dumps({"dispatch_id": ctx.dispatch_id})}
+        tracking: dict[str, Any] = {}
         if ctx.public_base_url:
             callback = f"{ctx.public_base_url}/events/infobip?token={ctx.callback_token}"
-            fields += [("notifyUrl", callback), ("notifyContentType", "application/json"), ("trackingUrl", callback)]
+            webhooks["delivery"] = {"url": callback, "notify": True}
+            webhooks["contentType"] = "application/json"
+            tracking["trackingUrl"] = callback
+        message["webhooks"] = webhooks
         if request.track_opens is not None:
-            fields.append(("trackOpens", "true" if request.track_opens else "false"))
+            tracking["trackOpens"] = request.track_opens
         if request.track_clicks is not None:
-            fields.append(("trackClicks", "true" if request.track_clicks else "false"))
-        if request.categories:
-            fields.append(("campaignReferenceId", request.categories[0]))
-        for attachment in request.attachments:
-            part = "inlineImage" if attachment.disposition == "inline" else "attachment"
-            fields.append((part, (attachment.filename, base64.b64decode(attachment.content), attachment.type)))
-        body, content_type = encode_multipart_formdata(fields)
+            tracking["trackClicks"] = request.track_clicks
+        options: dict[str, Any] = {"schedule": {"bulkId": ctx.dispatch_id}}
+        if tracking:
+            options["tracking"] = tracking
+        body = {"messages": [message], "options": options}
         http = TargetRequest(
             method="POST",
-            url=f"{ctx.base_url}/email/3/send",
-            headers={"Authorization": f"App {ctx.api_key}", "Content-Type": content_type, "Accept": "application/json"},
-            body=body,
+            url=f"{ctx.base_url}/email/4/messages",
+            headers={
+                "Authorization": f"App {ctx.api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+            body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
             timeout=ctx.timeout,
-            idempotent=True,
+            idempotent=False,
             secret_headers=frozenset({"Authorization"}),
         )
-        return [ProviderCall(http, list(recipients), retry_safe=True)]
+        return [ProviderCall(http, list(recipients), retry_safe=False)]
 
     def events(self, payload: Any) -> list[Any]:
         return infobip_events(payload)
@@ -96,26 +122,61 @@ class Infobip:
         body = response.json()
         kind = classify(response.status)
         if kind == "accepted" and isinstance(body, dict):
-            ids = {
-                str(m.get("messageId")): str(m.get("messageId"))
-                for m in body.get("messages", [])
-                if isinstance(m, dict) and m.get("messageId")
-            }
-            return ProviderAnswer("accepted", response.status, provider_ids=ids, raw=body)
-        exception = (body or {}).get("requestError", {}).get("serviceException", {}) if isinstance(body, dict) else {}
-        validation = exception.get("validationErrors") or {}
-        field = next(iter(validation), None) if isinstance(validation, dict) else None
-        message = exception.get("text") or None
-        if field:
-            message = f"{message}: {field} {'; '.join(validation[field])}"
+            return ProviderAnswer("accepted", response.status, provider_ids=_ids(call, body), raw=body)
+        message, field = _error(body)
         return ProviderAnswer(
             kind,
             response.status,
             message=message,
             error_field=field,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=rate_limit_wait(response.headers),
             raw=body,
         )
+
+
+def _ids(call: ProviderCall, body: dict[str, Any]) -> dict[str, str]:
+    """Our message id -> Infobip's, from `messages[]`: by the id when Infobip echoes ours, else by the
+    address (`destination` in v4, `to` in v3), so a recipient never goes without its provider id."""
+    ours = {out.message_id for out in call.recipients}
+    by_address = {str(out.recipient.email).lower(): out.message_id for out in call.recipients}
+    ids: dict[str, str] = {}
+    for m in body.get("messages") or []:
+        if not isinstance(m, dict) or not m.get("messageId"):
+            continue
+        theirs = str(m["messageId"])
+        if theirs in ours:
+            ids[theirs] = theirs
+            continue
+        address = str(m.get("destination") or m.get("to") or "").lower()
+        if address in by_address:
+            ids[by_address[address]] = theirs
+    return ids
+
+
+def _error(body: Any) -> tuple[str | None, str | None]:
+    """(message, field) from either of Infobip's error shapes (WIRE-FORMATS 4.1): the older
+    requestError.serviceException, and the newer flat {errorCode, description, violations}."""
+    if not isinstance(body, dict):
+        return None, None
+    message: str | None
+    if isinstance(body.get("errorCode"), str):
+        violations = [v for v in body.get("violations") or [] if isinstance(v, dict)]
+        field = str(violations[0].get("property")) if violations and violations[0].get("property") else None
+        message = f"{body['errorCode']}: {body.get('description') or 'no description'}"
+        if field:
+            message = f"{message}: {field} {violations[0].get('violation') or ''}".rstrip()
+        return message, field
+    request_error = body.get("requestError")
+    exception = request_error.get("serviceException") if isinstance(request_error, dict) else None
+    if not isinstance(exception, dict):
+        return None, None
+    validation = exception.get("validationErrors") or {}
+    field = next(iter(validation), None) if isinstance(validation, dict) else None
+    text = exception.get("text")
+    message = str(text) if text else None
+    if field:
+        message = f"{message}: {field} {'; '.join(map(str, validation[field]))}"
+    return message, field
 
 
 # ---------------------------------------------------------------------------------------- events

@@ -12,10 +12,10 @@ from martech_bridge.adapters.providers.base import (
     ProviderCall,
     SendContext,
     classify,
+    rate_limit_wait,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
-from martech_bridge.errors import InvalidRequest
-from martech_bridge.logic.delivery import parse_retry_after
+from martech_bridge.errors import InvalidRequest, PayloadTooLarge
 from martech_bridge.models.mail import MailRequest
 
 MAX_TOTAL_BYTES = 30 * 1024 * 1024  # the whole message, attachments included
@@ -29,20 +29,43 @@ def _address(address: Any) -> dict[str, str]:
 class SendGrid:
     name = "sendgrid"
     label = "SendGrid"
+    dedupes = False
+
+    def auth(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"}
 
     def validate(self, request: MailRequest) -> None:
         total = sum(a.size for a in request.attachments) + len((request.html or "") + (request.text or ""))
         if total > MAX_TOTAL_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 f"SendGrid accepts messages up to 30 MB; this one is {total} bytes",
-                code="attachment_too_large",
+                code="payload_too_large",
                 field="attachments",
             )
+        for i, category in enumerate(request.categories):
+            if not category.isascii():  # "Categories can not contain non-ASCII characters." (WIRE-FORMATS 1.2)
+                raise InvalidRequest(
+                    "SendGrid accepts only ASCII categories", code="validation_error", field=f"categories.{i}"
+                )
+        for i, a in enumerate(request.attachments):
+            # SendGrid's Mail Send errors page, "Attachment errors": these characters are a 400.
+            if any(ch in a.filename for ch in ";,\r\n"):
+                raise InvalidRequest(
+                    "SendGrid refuses ';', ',' and line breaks in an attachment filename",
+                    code="validation_error",
+                    field=f"attachments.{i}.filename",
+                )
+            if a.content_id and any(ch in a.content_id for ch in ";\r\n"):
+                raise InvalidRequest(
+                    "SendGrid refuses ';' and line breaks in an attachment content_id",
+                    code="validation_error",
+                    field=f"attachments.{i}.content_id",
+                )
         args = json.dumps({**request.metadata, "dispatch_id": "x" * 40, "message_id": "x" * 48})
         if len(args.encode()) > MAX_CUSTOM_ARGS_BYTES:
-            raise InvalidRequest(
+            raise PayloadTooLarge(
                 "metadata is too large: SendGrid's custom_args are limited to 10,000 bytes",
-                code="validation_error",
+                code="payload_too_large",
                 field="metadata",
             )
 
@@ -118,7 +141,7 @@ class SendGrid:
             response.status,
             message=first.get("message"),
             error_field=field,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=rate_limit_wait(response.headers),
             raw=body,
         )
 

@@ -1,5 +1,7 @@
 """The target interface, the request it builds, and the one HTTP client every target call goes through."""
 
+import base64
+import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +27,23 @@ class TargetRequest:
     idempotent: bool  # may be sent again after an ambiguous failure
     secret_headers: frozenset[str] = field(default_factory=frozenset)  # never logged
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every credential this request carries, as a target might echo it back: the whole header value,
+        the token after its scheme, each comma-joined kintone token, Basic auth's user:password."""
+        found: set[str] = set()
+        for name in self.secret_headers:
+            value = self.headers.get(name, "")
+            scheme, _, token = value.partition(" ")
+            found.update({value, token, *value.split(",")})
+            if scheme.lower() == "basic" and token:
+                with contextlib.suppress(ValueError):
+                    found.add(base64.b64decode(token, validate=True).decode("utf-8"))
+        return tuple(sorted((v.strip() for v in found if len(v.strip()) >= 6), key=len, reverse=True))
+
     def describe(self) -> str:
-        return f"{self.method} {self.url.split('?', 1)[0]}"
+        """The call as recorded: method and URL without its query (clipped: a payload value can be long)."""
+        text = f"{self.method} {self.url.split('?', 1)[0]}"
+        return text if len(text) <= 2048 else text[:2047] + "…"
 
 
 @dataclass(frozen=True)
@@ -75,11 +92,13 @@ def send(request: TargetRequest, deadline: float | None = None) -> TargetRespons
     result = call(request.method, request.url, request.headers, request.body, deadline_seconds=timeout)
     if isinstance(result, Answer):
         return TargetResponse(result.status, result.headers, result.body)
+    if result.status is not None and result.kind != "bad_response":
+        # The status line came (the body was too large, cut off, or too slow): the target has said what it
+        # did, so a 2xx is delivered and a 4xx refused, whatever became of the body.
+        return TargetResponse(result.status, {}, b"")
     error = _NO_ANSWER[result.kind]
     if result.kind in ("timeout", "connect_timeout"):
         error += f" within {timeout:.1f} s"
-    if result.status is not None:
-        error += f" (HTTP {result.status} had begun)"
     if result.kind == "invalid_request":
         return Outcome("rejected", None, error=f"{error}: {result.detail}")
     return Outcome("retry", None, error=error, ambiguous=result.may_have_reached_peer)

@@ -2,6 +2,7 @@
 percent-encoded, so it cannot leave its path segment), static and secret headers, and a JSON or form body."""
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -36,13 +37,15 @@ def _refuse_dot_segments(template: str, path: str, params: dict[str, Any]) -> No
     So a segment that placeholders turned into a dot segment is refused, naming the field."""
     before = urlsplit(template).path.split("/")
     for original, filled in zip(before, path.split("/"), strict=False):
-        if original != filled and unquote(filled) in (".", ".."):
+        # Also a value like "a/../.." or "..\\x": sent encoded (%2F, %5C), but some servers decode those
+        # before normalising (Apache AllowEncodedSlashes, IIS, Tomcat).
+        if original != filled and any(part in (".", "..") for part in re.split(r"[/\\]", unquote(filled))):
             names = [n for n in params if "{" + n + "}" in original] or [original]
             spec = params.get(names[0])
             field = getattr(spec, "path", None) or names[0]
             raise InvalidRequest(
-                f"The value for URL parameter {names[0]} would make the path segment {unquote(filled)!r}, which "
-                "moves the call to another path",
+                f"The value for URL parameter {names[0]} holds a '.' or '..' path segment, which would move the "
+                "call to another path",
                 code="invalid_path_value",
                 field=field,
             )
