@@ -20,12 +20,13 @@ FN    ?= QueryFunction
 EVENT ?= events/query-get-subscription.json
 ENV   ?= default
 
-.PHONY: help venv tools scan run test test-fast invoke lint build deploy setup delete bench clean
+.PHONY: help venv tools scan run reset test test-fast invoke lint build deploy setup delete bench clean
 
 run test test-fast invoke bench: export AWS_DEFAULT_REGION ?= $(LOCAL_REGION)
 
 help:
 	@echo "make run      start the bridge locally (HTTP API on 127.0.0.1:3000, sandbox, embedded AWS)"
+	@echo "               PERSIST=1 make run keeps tables across restarts; make reset forgets them"
 	@echo "make test     install and run every test, the template checks and the arm64 build check"
 	@echo "make invoke   FN=<LogicalId> EVENT=events/<file>.json: one function, one event, no Docker"
 	@echo "make lint     ruff, mypy, cfn-lint, sam validate --lint"
@@ -34,6 +35,14 @@ help:
 	@echo "make deploy   ENV=dev|prod: check the secrets, build, then sam deploy (GUIDED=1 for sam's questions)"
 	@echo "make delete   ENV=dev|prod: delete the stack (tables with data and your secrets are kept)"
 	@echo "make bench    benchmarks, each beside its baseline from the same run"
+
+# `make run` installs only what running needs (about a third of the test tools' size), showing pip's progress.
+$(VENV)/.runtime: pyproject.toml layers/common/requirements.txt
+	@test -x $(PY) || { test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed (3.12 preferred)"; exit 1; }; \
+	  echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing what the local stack needs (first run only; a minute or so)..."
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[local]'
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	@test -x $(PY) || { test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed (3.12 preferred)"; exit 1; }; \
@@ -57,8 +66,12 @@ venv: $(VENV)/.installed
 tools: $(TOOLS)/.installed
 scan: $(SCAN)/.installed
 
-run: venv
+run: $(VENV)/.runtime
 	@$(PY) -m devkit run
+
+# Forget what PERSIST=1 make run kept in .local-state/.
+reset: $(VENV)/.runtime
+	@$(PY) -m devkit reset
 
 test: venv tools
 	PATH="$(TOOLPATH)" $(PY) -m pytest
@@ -68,7 +81,7 @@ test-fast: venv
 	PATH="$(TOOLPATH)" $(PY) -m pytest -m "not template"
 
 # Silent, so `make invoke ... | jq .` reads only the function's answer.
-invoke: venv
+invoke: $(VENV)/.runtime
 	@$(PY) -m devkit invoke $(FN) -e $(EVENT)
 
 lint: venv tools scan

@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         state_file=STATE_FILE if args.state_file else None,
         console=os.environ.get("LOG_FORMAT", "").lower() != "json",
+        persist=os.environ.get("PERSIST", "") not in ("", "0", "false"),
     )
     taken = _taken_port({"PORT": args.port, "SANDBOX_PORT": args.sandbox_port, "AWS_PORT": args.aws_port})
     if taken:
@@ -116,6 +117,13 @@ def _check_config(args: argparse.Namespace) -> int:
     return main_check(args.config, None if args.no_overlay else args.overlay, args.stage)
 
 
+def _reset(args: argparse.Namespace) -> int:
+    from devkit.persist import TABLES_FILE, reset
+
+    print(f"Forgot {TABLES_FILE.name}" if reset() else "Nothing kept (PERSIST=1 make run keeps state)")
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from devkit.routes_file import main_schema
 
@@ -172,6 +180,9 @@ def main() -> int:
     chk.add_argument("--no-overlay", action="store_true", help="check the file as deployed (references only)")
     chk.add_argument("--stage", default="local")
     chk.set_defaults(func=_check_config)
+
+    rst = sub.add_parser("reset", help="forget the state PERSIST=1 kept (make reset)")
+    rst.set_defaults(func=_reset)
 
     sch = sub.add_parser("schema", help="print (or --write) the routes file's JSON Schema")
     sch.add_argument("--write", action="store_true", help="write config/bridge.schema.json")

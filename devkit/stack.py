@@ -93,6 +93,7 @@ class LocalStack:
         concurrency: int = 1,
         state_file: Path | None = None,
         console: bool = False,
+        persist: bool = False,
     ) -> None:
         self.port, self.sandbox_port, self.moto_port = port, sandbox_port, moto_port
         self.visibility_timeout = visibility_timeout
@@ -103,6 +104,7 @@ class LocalStack:
         self.state_file = state_file
         self.console = console  # function log lines as readable one-liners (make run) instead of JSON
         self._wrote_state = False
+        self.persist = persist  # PERSIST=1: tables saved on stop, loaded on start (devkit/persist.py)
         self.template = Template()
         self.resolver = Resolver(self.template)
         self.functions: dict[str, LocalFunction] = {}
@@ -112,6 +114,11 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.moto = MotoServer(self.moto_port).start()
         create_resources(self.template, self.resolver, self.moto, visibility_timeout=self.visibility_timeout)
+        if self.persist:
+            from devkit import persist
+
+            loaded = persist.load(self.moto.client("dynamodb"))
+            self.log(f"PERSIST=1: loaded {loaded} item(s) from {persist.tables_file()} (make reset forgets them)")
         specs = self.template.functions()
         env_json = load_env_json(self.env_json)
         self.sandbox = Sandbox(port=self.sandbox_port, credentials=self._sandbox_credentials(specs, env_json))
@@ -195,6 +202,12 @@ class LocalStack:
             self.gateway.stop()
         for fn in self.functions.values():
             fn.close()
+        if self.persist and hasattr(self, "gateway") and hasattr(self, "moto"):
+            from devkit import persist
+
+            # Saved after the functions stopped, so nothing writes while the tables are read.
+            saved = persist.save(self.moto.client("dynamodb"))
+            self.log(f"PERSIST=1: saved {saved} item(s) to {persist.tables_file()}")
         if hasattr(self, "sandbox"):
             self.sandbox.stop()
         if hasattr(self, "moto"):

@@ -264,3 +264,22 @@ def test_a_flood_of_connections_is_held_not_reset(stack: RunningStack) -> None:
     assert all(a.startswith(b"HTTP/1.1 200") for a in answers), [
         a for a in answers if not a.startswith(b"HTTP/1.1 200")
     ][:3]
+
+
+def test_persist_keeps_tables_across_a_restart(tmp_path) -> None:
+    env = {"PERSIST": "1", "PERSIST_DIR": str(tmp_path)}
+    url = "/subscriptions?email=kept%40example.com"
+    headers = {"X-Api-Key": "local-dev-key-1"}
+    first = start_stack(extra_env=env)
+    try:
+        put = requests.put(f"{first.api}{url}", json={"subscribed": False}, headers=headers, timeout=20)
+        assert put.status_code == 200, put.text
+    finally:
+        assert stop_stack(first) == 0
+    assert (tmp_path / "dynamodb.json").is_file()
+    second = start_stack(extra_env=env)
+    try:
+        got = requests.get(f"{second.api}{url}", headers=headers, timeout=20)
+        assert got.status_code == 200 and got.json()["subscribed"] is False, got.text
+    finally:
+        stop_stack(second)
