@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from devkit.runtime import ENV_JSON
+from devkit.runtime import DEFAULT_AWS_PORT, ENV_JSON
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -140,8 +140,8 @@ def main() -> int:
     run.add_argument(
         "--aws-port",
         type=int,
-        default=int(os.environ.get("AWS_PORT", "0")),
-        help="moto server port (default: any free port)",
+        default=int(os.environ.get("AWS_PORT", str(DEFAULT_AWS_PORT))),
+        help="moto server port (default %(default)s: env.json's AWS_ENDPOINT_URL names it for sam local invoke)",
     )
     run.add_argument(
         "--visibility-timeout",

@@ -26,6 +26,9 @@ LAYER_ROOT = REPO_ROOT / "layers" / "common"  # where relative BRIDGE_CONFIG_FIL
 # Addresses env.json uses for the local stack's own servers; rewritten when they run on other ports.
 DEFAULT_API_ADDRESS = "http://127.0.0.1:3000"
 DEFAULT_SANDBOX_ADDRESS = "http://127.0.0.1:3100"
+# The embedded AWS's fixed port under `make run`, so env.json's AWS_ENDPOINT_URL (for `sam local invoke`,
+# whose containers reach the host as host.docker.internal) can name it.
+DEFAULT_AWS_PORT = 3200
 # What a Lambda process inherits from nowhere: only what Python itself needs crosses from the shell.
 # `log_file` value that sends a function's output to stderr instead of a file.
 STDERR = "<stderr>"
@@ -62,6 +65,9 @@ def function_environment(
             env[key] = str(overrides[key])
         else:
             env[key] = value
+    # Functions run here reach the embedded AWS directly (runtime_environment sets it); env.json's value
+    # is for `sam local invoke` in Docker.
+    env.pop("AWS_ENDPOINT_URL", None)
     for default, actual in (addresses or {}).items():
         env = {k: actual + v[len(default) :] if v.startswith(default) else v for k, v in env.items()}
     if env.get("BRIDGE_CONFIG_OVERLAY"):

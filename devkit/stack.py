@@ -112,7 +112,7 @@ class LocalStack:
         self.environments: dict[str, dict[str, str]] = {}
 
     def start(self) -> "LocalStack":
-        self.moto = MotoServer(self.moto_port).start()
+        self.moto = MotoServer(self.moto_port, host=self.shell.get("AWS_HOST") or "127.0.0.1").start()
         create_resources(self.template, self.resolver, self.moto, visibility_timeout=self.visibility_timeout)
         if self.persist:
             from devkit import persist

@@ -123,7 +123,21 @@ def test_every_secret_setting_has_a_local_value(t: Template) -> None:
 def test_every_setting_is_declared_and_every_declared_variable_is_a_setting(t: Template) -> None:
     variables = set.union(*declared(t).values())
     fields = {name.upper() for name in Settings.model_fields}
-    assert {v for v in variables if not v.startswith("POWERTOOLS_")} == fields
+    # AWS_ENDPOINT_URL is boto3's own (sam local invoke), not a setting of the bridge.
+    assert {v for v in variables if not v.startswith("POWERTOOLS_")} - {"AWS_ENDPOINT_URL"} == fields
+
+
+def test_sam_local_invoke_reaches_the_embedded_aws_from_a_container(t: Template) -> None:
+    from devkit.runtime import DEFAULT_AWS_PORT
+
+    env_json = load_env_json()
+    # SAM drops what a function does not declare: every function declares it, empty when deployed...
+    for fid, names in declared(t).items():
+        assert "AWS_ENDPOINT_URL" in names, fid
+    assert t.doc["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    # ...and env.json names the host as a container sees it, on the port `make run` fixes for it.
+    assert env_json["Parameters"]["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{DEFAULT_AWS_PORT}"
+    assert not any("AWS_ENDPOINT_URL" in v for k, v in env_json.items() if k != "Parameters")
 
 
 def test_each_function_has_its_own_code_uri(t: Template) -> None:
