@@ -105,6 +105,32 @@ def _post_sendgrid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _post_karte_hook(args: argparse.Namespace) -> int:
+    import json
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    from devkit.routes_file import OVERLAY_FILE
+    from devkit.signing import karte_hook_headers
+
+    # The route's client secret as the local overlay gives it.
+    secret = json.loads(OVERLAY_FILE.read_text())["secrets"][f"ssm:/martech-bridge/{{stage}}/routes/{args.secret}"]
+    body = Path(args.file).read_bytes()
+    request = Request(  # noqa: S310 - the local stack's address (or one the user names)
+        f"{args.api.rstrip('/')}/relay/{args.route}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", **karte_hook_headers(body, secret)},
+    )
+    try:
+        with urlopen(request, timeout=30) as answer:  # noqa: S310 - the local stack
+            print(json.dumps(json.loads(answer.read()), ensure_ascii=False))
+    except HTTPError as exc:
+        print(exc.read().decode("utf-8", "replace"), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _check_layer(args: argparse.Namespace) -> int:
     from devkit.layer import check_layer
 
@@ -167,6 +193,13 @@ def main() -> int:
     post.add_argument("file", help="a JSON array of SendGrid events")
     post.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
     post.set_defaults(func=_post_sendgrid)
+
+    karte = sub.add_parser("post-karte-hook", help="post a KARTE Hook v2 body to a relay route, HMAC-signed")
+    karte.add_argument("file", help="the JSON body KARTE would send")
+    karte.add_argument("--route", default="karte-hook-message")
+    karte.add_argument("--secret", default="karte-client-secret", help="the overlay's secret name (routes/...)")
+    karte.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
+    karte.set_defaults(func=_post_karte_hook)
 
     layer = sub.add_parser("check-layer", help="prune and check the built layer (make build)")
     layer.add_argument("--build-dir", default=".aws-sam/build")

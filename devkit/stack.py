@@ -250,6 +250,8 @@ class LocalStack:
             f"{api}/relay/marketo-email-opened",
             "# ...and what kintone (the sandbox) holds now",
             f"curl -sS {box}/_sandbox/kintone/apps/7",
+            "# ...a KARTE Hook v2 message, HMAC-signed with the local client secret -> PATCH your API (the sandbox's)",
+            f".venv/bin/python -m devkit post-karte-hook events/payloads/karte-hook-message.json --api {api}",
             "# 3. Relay: a Marketo form-encoded lead -> kintone app 8, created or updated by e-mail",
             f"curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
             f"--data-urlencode email=hanako@example.com --data-urlencode lead_id=42 "

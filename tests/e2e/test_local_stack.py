@@ -177,7 +177,9 @@ def test_the_banner_story_runs_as_printed_and_the_sandbox_reports_delivery(stack
     script = "set -euo pipefail\n" + "\n".join(
         line.replace("curl -sS", "curl -sS --fail-with-body") + "\necho" for line in lines
     )
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=180)
+    from devkit.template import REPO_ROOT
+
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=180, cwd=REPO_ROOT)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     answers = [json.loads(chunk) for chunk in result.stdout.split("\n") if chunk.strip().startswith(("{", "["))]
     assert not [a for a in answers if isinstance(a, dict) and "error" in a], answers
