@@ -23,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     rd = sub.add_parser("redrive", help="queue the deliveries in the DLQ again")
     rd.add_argument("--route", help="only deliveries of this route")
     rd.add_argument("--delivery-id", action="append", help="only these deliveries (repeatable)")
-    rd.add_argument("--attempts", type=int, default=8, help="attempts allowed after the redrive (default 8)")
+    rd.add_argument(
+        "--attempts",
+        type=int,
+        default=None,
+        help="attempts allowed after the redrive (default: the route's max_attempts)",
+    )
     rd.add_argument("--dry-run", action="store_true", help="show what would be redriven, change nothing")
     rd.add_argument(
         "--include-outcome-unknown",

@@ -167,3 +167,12 @@ def test_http_targets_keep_scheme_and_host_fixed(url: str) -> None:
 def test_every_url_placeholder_needs_a_mapping() -> None:
     with pytest.raises(ConfigurationError, match="user_id"):
         parse_bridge_config(http_route("https://api.example.com/users/{user_id}"))
+
+
+def test_a_redrive_grants_the_route_its_own_attempts() -> None:
+    from bridgectl.redrive import route_attempts
+
+    data = json.loads(CONFIG.read_text())
+    name, route = next((n, r) for n, r in data["routes"].items() if r.get("delivery", {}).get("max_attempts", 8) != 8)
+    assert route_attempts(name) == route["delivery"]["max_attempts"]
+    assert route_attempts("no-such-route") == 8
