@@ -39,9 +39,9 @@ help:
 # `make run` installs only what running needs (about a third of the test tools' size), showing pip's progress.
 $(VENV)/.runtime: pyproject.toml layers/common/requirements.txt
 	@test -x $(PY) || { test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed (3.12 preferred)"; exit 1; }; \
-	  echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@echo "Installing what the local stack needs (first run only; a minute or so)..."
-	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[local]'
+	  echo "Creating $(VENV) with $(PYTHON)" >&2; $(PYTHON) -m venv $(VENV); }
+	@echo "Installing what the local stack needs (first run only; a minute or so)..." >&2
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[local]' >&2
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
