@@ -2,6 +2,7 @@
 (moto), nothing patched."""
 
 import json
+import os
 import signal
 import time
 import uuid
@@ -285,3 +286,48 @@ def test_persist_keeps_tables_across_a_restart(tmp_path) -> None:
         assert got.status_code == 200 and got.json()["subscribed"] is False, got.text
     finally:
         stop_stack(second)
+
+
+def test_a_broken_routes_file_stops_make_run_before_it_serves(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from devkit.routes_file import CONFIG_FILE
+    from devkit.template import REPO_ROOT
+
+    data = json.loads(CONFIG_FILE.read_text())
+    name = next(iter(data["routes"]))
+    data["routes"][name]["target"]["app"] = "seven"
+    bad = tmp_path / "my-routes.json"
+    bad.write_text(json.dumps(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "devkit", "run", "--no-state-file", "--port", "0", "--sandbox-port", "0"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BRIDGE_CONFIG_FILE": str(bad)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "READY" not in result.stdout
+    assert "my-routes.json" in result.stderr and f"route {name}" in result.stderr and "app" in result.stderr
+
+
+def test_a_taken_port_is_named_before_anything_starts() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from devkit.template import REPO_ROOT
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "devkit", "run", "--no-state-file", "--port", str(port), "--aws-port", "0"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1 and f"port {port} is in use" in result.stderr and "PORT=" in result.stderr
