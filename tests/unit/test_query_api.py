@@ -189,3 +189,74 @@ def test_a_bug_is_a_json_500_without_internals(store: FakeSubscriptionStore, mon
     status, body = call("GET", "/subscriptions/a@b.co")
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "internal detail" not in json.dumps(body)
+
+
+def aws_documented_event() -> dict[str, Any]:
+    """The payload format 2.0 example of AWS's "Create AWS Lambda proxy integrations for HTTP APIs" page
+    (docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html), as
+    published: a JWT authorizer, cookies, comma-joined repeats, stage variables."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/my/path",
+        "rawQueryString": "parameter1=value1&parameter1=value2&parameter2=value",
+        "cookies": ["cookie1", "cookie2"],
+        "headers": {"header1": "value1", "header2": "value1,value2"},
+        "queryStringParameters": {"parameter1": "value1,value2", "parameter2": "value"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "authentication": {
+                "clientCert": {
+                    "clientCertPem": "CERT_CONTENT",
+                    "subjectDN": "www.example.com",
+                    "issuerDN": "Example issuer",
+                    "serialNumber": "a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1",
+                    "validity": {"notBefore": "May 28 12:30:02 2019 GMT", "notAfter": "Aug  5 09:36:04 2021 GMT"},
+                }
+            },
+            "authorizer": {"jwt": {"claims": {"claim1": "value1", "claim2": "value2"}, "scopes": ["scope1", "scope2"]}},
+            "domainName": "id.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "id",
+            "http": {
+                "method": "POST",
+                "path": "/my/path",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.1",
+                "userAgent": "agent",
+            },
+            "requestId": "id",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "12/Mar/2020:19:03:58 +0000",
+            "timeEpoch": 1583348638390,
+        },
+        "body": "Hello from Lambda",
+        "pathParameters": {"parameter1": "value1"},
+        "isBase64Encoded": False,
+        "stageVariables": {"stageVariable1": "value1", "stageVariable2": "value2"},
+    }
+
+
+def test_aws_documented_event_shape_reaches_health_and_subscriptions(store: FakeSubscriptionStore) -> None:
+    context = LambdaContext("QueryFunction", 512, 15, "req-aws")
+    event = aws_documented_event()
+    # As is (POST /my/path on $default): the contract's JSON 404, not a crash on the unfamiliar parts.
+    answer = query.handle(event, context)
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["code"]
+    health = aws_documented_event()
+    health["rawPath"] = health["requestContext"]["http"]["path"] = "/health"
+    health["requestContext"]["http"]["method"] = "GET"
+    health["routeKey"] = health["requestContext"]["routeKey"] = "GET /health"
+    answer = query.handle(health, context)
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "ok"
+    subs = aws_documented_event()
+    subs["rawPath"] = subs["requestContext"]["http"]["path"] = "/subscriptions"
+    subs["requestContext"]["http"]["method"] = "GET"
+    subs["routeKey"] = subs["requestContext"]["routeKey"] = "GET /subscriptions"
+    subs["rawQueryString"] = "email=a%2Fb%40example.com"
+    subs["queryStringParameters"] = {"email": "a/b@example.com"}  # AWS decodes the values it hands over
+    subs["headers"]["x-api-key"] = "key-one"
+    subs.pop("body")
+    answer = query.handle(subs, context)
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["code"] == "subscription_not_found"
