@@ -125,9 +125,13 @@ class LocalStack:
         self.sandbox.start()
         seed_demo_apps(self.sandbox)
         self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
-        # The sandboxed SendGrid posts accepted mail's events back, signed with the key env.json trusts.
+        # The sandboxed ESPs post accepted mail's events back: SendGrid's signed with the key env.json trusts,
+        # Braze's with the postback secret the Events function is given, Infobip's to the send's notifyUrl.
+        events_env = function_environment(specs["EventsFunction"], self.resolver, env_json=env_json, shell=self.shell)
         self.sandbox.callbacks = EventCallbacks(
-            {"sendgrid": f"{self.gateway.url}/events/sendgrid"}, sign=sendgrid_headers
+            {"sendgrid": f"{self.gateway.url}/events/sendgrid", "braze": f"{self.gateway.url}/events/braze"},
+            sign=sendgrid_headers,
+            braze_secret=events_env.get("BRAZE_POSTBACK_SECRET", "").split(",")[0].strip(),
         )
         addresses = {DEFAULT_API_ADDRESS: self.gateway.url, DEFAULT_SANDBOX_ADDRESS: self.sandbox.url}
         for logical_id, spec in specs.items():

@@ -331,3 +331,37 @@ def test_a_taken_port_is_named_before_anything_starts() -> None:
             timeout=60,
         )
     assert result.returncode == 1 and f"port {port} is in use" in result.stderr and "PORT=" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [
+        {"provider": "sendgrid", "subject": "s", "text": "t"},
+        {"provider": "braze", "template_id": "campaign-1"},
+        {"provider": "infobip", "subject": "s", "text": "t"},
+    ],
+    ids=["sendgrid", "braze", "infobip"],
+)
+def test_each_sandboxed_esp_reports_delivery_back(stack: RunningStack, mail: dict) -> None:
+    if stack.sandbox is None:
+        pytest.skip("the sandbox posts the events")
+    address = f"cb-{uuid.uuid4().hex[:8]}@example.com"
+    body = {
+        **mail,
+        "to": [{"email": address, "user_id": "u-cb"} if mail["provider"] == "braze" else {"email": address}],
+    }
+    headers = {"X-Api-Key": stack.api_key}
+    sent = requests.post(f"{stack.api}/mail/send", json=body, headers=headers, timeout=30)
+    assert sent.status_code == 202, sent.text
+    dispatch = sent.json()["dispatch_id"]
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        (recipient,) = requests.get(f"{stack.api}/messages/{dispatch}", headers=headers, timeout=20).json()[
+            "recipients"
+        ]
+        status = recipient["status"]
+        if status == "delivered":
+            break
+        time.sleep(0.5)
+    assert status == "delivered", recipient
