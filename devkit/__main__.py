@@ -105,6 +105,42 @@ def _post_sendgrid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _post_events(args: argparse.Namespace) -> int:
+    """Post a payload file as the ESP would: Braze one postback per request with its secret, Infobip its
+    report batch and each tracking notification with the shared secret (mail sent outside the bridge)."""
+    import json
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    from devkit.runtime import load_env_json
+
+    events_env = load_env_json(Path(args.env_vars)).get("EventsFunction", {})
+    data = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    if args.provider == "braze":
+        posts = data if isinstance(data, list) else [data]
+        headers = {"X-Webhook-Token": events_env.get("BRAZE_POSTBACK_SECRET", "").split(",")[0]}
+        query = ""
+    else:
+        posts = ([data["reports"]] if "reports" in data else []) + list(data.get("tracking", []))
+        posts = posts or [data]
+        headers, query = {}, f"?token={events_env.get('INFOBIP_WEBHOOK_SECRET', '').split(',')[0]}"
+    failed = 0
+    for post in posts:
+        request = Request(  # noqa: S310 - the local stack's address (or one the user names)
+            f"{args.api.rstrip('/')}/events/{args.provider}{query}",
+            data=json.dumps(post, ensure_ascii=False).encode("utf-8"),
+            method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )
+        try:
+            with urlopen(request, timeout=30) as answer:  # noqa: S310 - the local stack
+                print(json.dumps(json.loads(answer.read()), ensure_ascii=False))
+        except HTTPError as exc:
+            failed += 1
+            print(exc.read().decode("utf-8", "replace"), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _post_karte_hook(args: argparse.Namespace) -> int:
     import json
     from urllib.error import HTTPError
@@ -193,6 +229,13 @@ def main() -> int:
     post.add_argument("file", help="a JSON array of SendGrid events")
     post.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
     post.set_defaults(func=_post_sendgrid)
+
+    events = sub.add_parser("post-events", help="post a Braze or Infobip payload file with the local secrets")
+    events.add_argument("provider", choices=["braze", "infobip"])
+    events.add_argument("file", help="events/payloads/braze-postbacks.json or infobip-notifications.json")
+    events.add_argument("--api", default=f"http://127.0.0.1:{os.environ.get('PORT', '3000')}")
+    events.add_argument("--env-vars", "-n", default=str(ENV_JSON))
+    events.set_defaults(func=_post_events)
 
     karte = sub.add_parser("post-karte-hook", help="post a KARTE Hook v2 body to a relay route, HMAC-signed")
     karte.add_argument("file", help="the JSON body KARTE would send")

@@ -365,3 +365,27 @@ def test_each_sandboxed_esp_reports_delivery_back(stack: RunningStack, mail: dic
             break
         time.sleep(0.5)
     assert status == "delivered", recipient
+
+
+@pytest.mark.parametrize(
+    ("provider", "file"),
+    [("braze", "events/payloads/braze-postbacks.json"), ("infobip", "events/payloads/infobip-notifications.json")],
+)
+def test_the_braze_and_infobip_payload_files_post_as_they_are(stack: RunningStack, provider: str, file: str) -> None:
+    import subprocess
+    import sys
+
+    from devkit.template import REPO_ROOT
+
+    if stack.process is None:
+        pytest.skip("posts with the local secrets, which a deployed stack does not trust")
+    result = subprocess.run(
+        [sys.executable, "-m", "devkit", "post-events", provider, file, "--api", stack.api],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert answers and all(a["status"] == "queued" for a in answers)
