@@ -6,7 +6,9 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 # Service name, namespace, log level and tracer switches come from the POWERTOOLS_* variables that
 # template.yaml sets in Globals; nothing here reads the environment itself.
 logger = Logger(utc=True)
-tracer = Tracer()
+# Patch only what the functions call: AWS through botocore, targets and ESPs through http.client
+# (adapters/http_client.py). patch_all would import requests, sqlite3 and more just to patch them.
+tracer = Tracer(patch_modules=("botocore", "httplib"))
 metrics = Metrics()
 
 

@@ -156,27 +156,11 @@ class DeliveryStore(aws.TableStore):
         )
 
     def record_attempt(
-        self,
-        delivery: Delivery,
-        attempt: Attempt,
-        *,
-        status: DeliveryStatus,
-        next_attempt_at: datetime | None = None,
-        response: tuple[int, dict[str, Any]] | None = None,
-        last_error: str | None = None,
-        failure: FailureReason | None = None,
+        self, delivery: Delivery, attempt: Attempt, *, status: DeliveryStatus, **outcome: Any
     ) -> Delivery:
-        """in_progress -> anything: append an attempt and set the delivery's new state in one conditional
-        update, only while this caller holds the attempt's lease."""
-        updated = after_attempt(
-            delivery,
-            attempt,
-            status=status,
-            next_attempt_at=next_attempt_at,
-            response=response,
-            last_error=last_error,
-            failure=failure,
-        )
+        """in_progress -> anything: append an attempt and set the delivery's new state (after_attempt's
+        `outcome` fields) in one conditional update, only while this caller holds the attempt's lease."""
+        updated = after_attempt(delivery, attempt, status=status, **outcome)
         sets, removes = self._state(updated)
         sets["attempts"] = attempt.number
         attempt_item = {k: v for k, v in attempt.model_dump(mode="json").items() if v is not None}
