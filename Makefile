@@ -89,7 +89,7 @@ lint: venv tools scan
 	$(VENV)/bin/mypy layers/common/martech_bridge devkit
 	$(TOOLS)/bin/cfn-lint template.yaml
 	PATH="$(TOOLPATH)" sam validate --lint
-	$(SCAN)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml
+	$(SCAN)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 build: venv tools
 	$(PY) -m devkit check-config --no-overlay --stage $(or $(STAGE),dev)
