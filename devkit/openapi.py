@@ -4,14 +4,17 @@ routes by the tests, so the document cannot drift from either.
 
 Why not Powertools' own generator: it needs enable_validation, which validates a body before any route
 middleware runs - an unauthenticated caller would learn the input rules (400) before being refused (401).
-The bridge validates explicitly after authentication (README, "Departures")."""
+The bridge validates explicitly after authentication (docs/design.md, "Departures")."""
 
 import json
 import sys
 from typing import Any
 
-from martech_bridge.models.delivery import Attempt, DeliveryStatus, FailureReason
-from martech_bridge.models.mail import MailRequest, RecipientResult
+from martech_bridge.adapters.message_store import STATUSES_OF_GROUP
+from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, Attempt, DeliveryStatus, FailureReason
+from martech_bridge.models.email import EMAIL_JSON_SCHEMA
+from martech_bridge.models.mail import DISPATCH_ID_PATTERN, MailRequest, RecipientResult
+from martech_bridge.models.routes import ROUTE_NAME_PATTERN
 from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionUpdate
 from pydantic import BaseModel, Field
 
@@ -94,12 +97,90 @@ class ReportPage(BaseModel):
     results: list[Report]
 
 
+class RetryQueued(BaseModel):
+    status: str = Field(examples=["queued"])
+    delivery_id: str
+    replays: int
+
+
 class EventsQueued(BaseModel):
     status: str = Field(examples=["queued"])
     events: int
 
 
 API_KEY: list[dict[str, list[str]]] = [{"ApiKey": []}]
+# A relay route names its own scheme in the routes file (`auth.type`): one of these applies to each route.
+RELAY_AUTH: list[dict[str, list[str]]] = [
+    {"WebhookToken": []},
+    {"WebhookTokenQuery": []},
+    {"KarteSignature": [], "KarteTimestamp": []},
+    {"HmacSignature": []},
+]
+EVENT_AUTH: dict[str, list[dict[str, list[str]]]] = {
+    "sendgrid": [{"SendGridSignature": [], "SendGridTimestamp": []}],
+    "braze": [{"BrazeToken": []}, {"BrazeTokenQuery": []}],
+    "infobip": [{"InfobipToken": []}, {"InfobipTokenHeader": []}],
+}
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+    "WebhookToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Webhook-Token",
+        "description": "A relay route with `auth.type: shared_secret`: the secret in the route's `header` "
+        "(X-Webhook-Token unless the route names another, e.g. X-Craft-Token).",
+    },
+    "WebhookTokenQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "A shared_secret route that opts in with `query_param` (named `token` here): the secret in "
+        "the query string. It authenticates only; it is never stored, hashed, mapped or forwarded.",
+    },
+    "KarteSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Karte-Signature",
+        "description": "A route with `auth.type: karte_hmac` (KARTE Hook v2): HMAC-SHA256, hex or base64, of "
+        '"{X-Karte-Request-Timestamp}:{raw body}" with the app\'s client secret.',
+    },
+    "KarteTimestamp": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Karte-Request-Timestamp",
+        "description": "Unix seconds (or milliseconds); refused outside the route's max_skew_seconds (300 s).",
+    },
+    "HmacSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Signature",
+        "description": "A route with `auth.type: hmac_sha256`: HMAC-SHA256 of the raw body (or of "
+        '"{timestamp}.{body}" with `timestamp_header`), hex or base64, after the route\'s `prefix`, in the '
+        "route's `header`.",
+    },
+    "SendGridSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Twilio-Email-Event-Webhook-Signature",
+        "description": "SendGrid's Signed Event Webhook: base64 ECDSA P-256/SHA-256 signature of the timestamp "
+        "header followed by the exact body bytes.",
+    },
+    "SendGridTimestamp": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Twilio-Email-Event-Webhook-Timestamp",
+        "description": "Unix seconds; refused outside SENDGRID_WEBHOOK_MAX_AGE_SECONDS.",
+    },
+    "BrazeToken": {"type": "apiKey", "in": "header", "name": "X-Webhook-Token"},
+    "BrazeTokenQuery": {"type": "apiKey", "in": "query", "name": "token"},
+    "InfobipToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The token the bridge puts into notifyUrl / trackingUrl (per dispatch), or the shared secret.",
+    },
+    "InfobipTokenHeader": {"type": "apiKey", "in": "header", "name": "X-Webhook-Token"},
+}
 ERRORS = {
     400: "malformed input; `field` names it",
     401: "missing or wrong credentials",
@@ -107,85 +188,180 @@ ERRORS = {
     413: "body too large",
     503: "an AWS dependency did not answer",
 }
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before repeating", "schema": {"type": "string"}}}
+ALLOW = {
+    "Allow": {
+        "description": "the methods the route takes",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^(GET|POST|PUT|PATCH|DELETE)(, (GET|POST|PUT|PATCH|DELETE))*$"},
+    }
+}
+# Path and query parameters, stated as the entrypoints check them.
+EMAIL = EMAIL_JSON_SCHEMA
+# In a path segment an address cannot hold `/`, `?` or `#`: API Gateway decodes the path before it routes,
+# so those split or cut it. Such addresses use /subscriptions?email= (EMAIL).
+EMAIL_IN_PATH = {**EMAIL, "pattern": EMAIL["pattern"].replace("!#$", "!$").replace("+/=?^", "+=^")}
+assert EMAIL_IN_PATH["pattern"] != EMAIL["pattern"], "models/email.py's atom changed: update EMAIL_IN_PATH"
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    # models/routes.py RouteName
+    "route": {"type": "string", "pattern": ROUTE_NAME_PATTERN, "maxLength": 64},
+    "email": EMAIL_IN_PATH,
+    # sending: "d_" + 24 hex digits (derived from the idempotency key, or time + random)
+    "dispatch_id": {"type": "string", "pattern": DISPATCH_ID_PATTERN, "maxLength": 26},
+    # deliveries.new_delivery_id: "dl_" + 26 (keyed) or 27 (time + random) hex digits
+    "delivery_id": {"type": "string", "pattern": DELIVERY_ID_PATTERN, "maxLength": 30},
+}
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "messageId": {"schema": {"type": "string"}},
+    "to": {"schema": {"anyOf": [EMAIL, ABSENT]}},
+    "sentSince": {
+        "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
+        "description": "ISO 8601; default: two days before sentUntil. Must not be after sentUntil.",
+    },
+    "sentUntil": {
+        "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
+        "description": "ISO 8601; default: now",
+    },
+    "generalStatus": {
+        "schema": {"type": "string", "enum": list(STATUSES_OF_GROUP)},
+        "description": "Infobip's status group (case-insensitive)",
+    },
+    "cursor": {"schema": {"type": "string"}, "description": "opaque: the `cursor` of the previous page"},
+}
+RELAY_QUERY = {
+    "name": "fields",
+    "in": "query",
+    "required": False,
+    "style": "form",
+    "explode": True,
+    "description": "Read as the payload when the body is empty (a GET, a DELETE): any fields, repeated ones as lists.",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+# Marketo and KARTE do not reliably set Content-Type: the relay reads the body for what it is (logic/inbound.py).
+RELAY_BODY: dict[str, Any] = {
+    "required": False,
+    "description": "At most the route's max_body_bytes (256 KiB by default). A JSON object; or form fields; "
+    'or text that is either (text starting with `{`, `[` or `"` is read as JSON, else as form fields).',
+    "content": {
+        "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+        "text/plain": {
+            "schema": {
+                "type": "string",
+                "maxLength": 262_144,
+                # form text: percent-escapes must decode to UTF-8, so this states the plain form
+                "pattern": r"^(?!\s*[\[{\"])[^%]*=[^%]*$",
+            }
+        },
+    },
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeats with the same key are answered from the first request's record (24 h); an empty "
+    "key is no key.",
+    "schema": {"type": "string", "maxLength": 256},
+}
+EVENT_BODIES: dict[str, dict[str, Any]] = {
+    # events are objects; an item that is not one is recorded as rejected by the event worker, not refused here
+    "sendgrid": {"type": "array"},
+    "braze": {"type": "object", "additionalProperties": True},
+    "infobip": {"type": "object", "additionalProperties": True},
+}
 
 # (method, path) -> the operation. test_openapi checks these against template.yaml's routes.
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     **{
         (method, "/relay/{route}"): {
             "summary": f"Relay a Marketo / KARTE webhook sent as {method} to its route's target",
-            **({"body": "any"} if method != "GET" else {}),
+            **({"body": RELAY_BODY} if method != "GET" else {}),
+            "security": RELAY_AUTH,
+            "query_object": RELAY_QUERY,
+            "headers": [IDEMPOTENCY_KEY],
             "ok": {200: RelayAnswer, 202: RelayAnswer},
             "errors": {
-                405: "method not taken by the route (the Allow header lists those it takes)",
-                409: "same idempotency key in progress (Retry-After: when its attempt's lease ends)",
+                405: ("method not taken by the route (the Allow header lists those it takes)", ALLOW),
+                409: ("same idempotency key in progress (Retry-After: when its attempt's lease ends)", RETRY_AFTER),
                 422: "same idempotency key, different body; or the route's mapping cannot use this payload",
-                502: "the target refused the call (its code and message)",
+                502: "the target refused the call or gave an unreadable answer (its code and message)",
             },
         }
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
     },
     ("POST", "/mail/send"): {
         "summary": "Send one message through SendGrid, Braze or Infobip",
-        "auth": True,
+        "security": API_KEY,
         "body": MailRequest,
+        "headers": [IDEMPOTENCY_KEY],
         "ok": {202: MailAccepted},
         "errors": {
-            409: "same idempotency key in progress (a first attempt that died is taken over once its lease ends)",
+            409: (
+                "same idempotency key in progress (a first attempt that died is taken over once its lease ends)",
+                RETRY_AFTER,
+            ),
             413: "attachments or metadata too large to send and record; `field` names it",
             422: "same key, different body",
+            500: "the provider is not configured (configuration_error)",
             502: "the provider refused or stayed unavailable",
         },
     },
     ("POST", "/events/{provider}"): {
-        "summary": "ESP event webhook: verify, enqueue, answer fast",
-        "body": "any",
+        "summary": "{provider} event webhook: verify, enqueue, answer fast",
+        # One operation per provider: each signs and shapes its posts its own way.
+        "per_provider": ("sendgrid", "braze", "infobip"),
         "ok": {200: EventsQueued},
     },
     ("GET", "/messages/{dispatch_id}"): {
         "summary": "A message, its recipients and their events",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: "object"},
     },
     ("GET", "/messages"): {
         "summary": "Message logs, filtered like Infobip's",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: LogPage},
-        "query": ["messageId", "to", "sentSince", "sentUntil", "generalStatus", "limit", "cursor"],
+        "query": {
+            **QUERY_PARAMETERS,
+            "limit": {"schema": {**LIMIT, "default": 50}, "description": "lines per page"},
+        },
     },
     ("GET", "/reports"): {
         "summary": "Final delivery reports, each returned once",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: ReportPage},
-        "query": ["limit"],
+        "query": {"limit": {"schema": {**LIMIT, "default": 100}}},
     },
     ("GET", "/deliveries/{delivery_id}"): {
         "summary": "A relay or sink delivery with every attempt",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: DeliveryOut},
     },
     ("POST", "/deliveries/{delivery_id}/retry"): {
         "summary": "Replay a failed or rejected delivery",
-        "auth": True,
-        "ok": {202: "object"},
+        "security": API_KEY,
+        "ok": {202: RetryQueued},
         "errors": {409: "not failed or rejected"},
     },
     ("GET", "/subscriptions/{email}"): {
         "summary": "A recipient's subscription and its history",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: SubscriptionOut},
     },
     ("GET", "/subscriptions"): {
         "summary": "A recipient's subscription and its history, for any address (?email=)",
-        "auth": True,
+        "security": API_KEY,
         "ok": {200: SubscriptionOut},
-        "query": ["email"],
+        "query": {"email": {"schema": EMAIL, "required": True}},
     },
     ("PUT", "/subscriptions"): {
         "summary": "Set a subscription for any address (?email=)",
-        "auth": True,
+        "security": API_KEY,
         "body": SubscriptionUpdate,
         "ok": {200: SubscriptionOut},
-        "query": ["email"],
+        "query": {"email": {"schema": EMAIL, "required": True}},
         "errors": {409: "changed concurrently"},
     },
     ("GET", "/health"): {
@@ -194,17 +370,57 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("PUT", "/subscriptions/{email}"): {
         "summary": "Set a subscription (re-subscribing is explicit)",
-        "auth": True,
+        "security": API_KEY,
         "body": SubscriptionUpdate,
         "ok": {200: SubscriptionOut},
         "errors": {409: "changed concurrently"},
     },
 }
 
+# OpenAPI links: what a client (and the stateful fuzzer) can do next with an answer.
+LINKS: dict[tuple[str, int], dict[str, dict[str, Any]]] = {
+    ("/relay/{route}", 200): {
+        "GetDelivery": {
+            "operationId": "get_deliveries_delivery_id",
+            "parameters": {"delivery_id": "$response.body#/delivery_id"},
+        },
+        "RetryDelivery": {
+            "operationId": "post_deliveries_delivery_id_retry",
+            "parameters": {"delivery_id": "$response.body#/delivery_id"},
+        },
+    },
+    ("/mail/send", 202): {
+        "GetMessage": {
+            "operationId": "get_messages_dispatch_id",
+            "parameters": {"dispatch_id": "$response.body#/dispatch_id"},
+        },
+    },
+    ("/subscriptions/{email}", 200): {
+        "GetSubscription": {
+            "operationId": "get_subscriptions_email",
+            "parameters": {"email": "$request.path.email"},
+        },
+    },
+    ("/deliveries/{delivery_id}", 200): {
+        "RetryDelivery": {
+            "operationId": "post_deliveries_delivery_id_retry",
+            "parameters": {"delivery_id": "$response.body#/delivery_id"},
+        },
+    },
+}
+LINKS[("/relay/{route}", 202)] = LINKS[("/relay/{route}", 200)]
+# A target refused the call: the delivery is `rejected` (or `failed`); read it, then replay it.
+LINKS[("/relay/{route}", 502)] = {
+    name: {**link, "parameters": {"delivery_id": "$response.body#/error/delivery_id"}}
+    for name, link in LINKS[("/relay/{route}", 200)].items()
+}
+
 
 def _ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     if model == "any" or model == "object":
         return {"type": "object", "additionalProperties": True}
+    if isinstance(model, dict):
+        return model
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
@@ -212,42 +428,75 @@ def _ref(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _operation_id(method: str, path: str) -> str:
+    return f"{method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+
+
+def _operation(method: str, path: str, op: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    error = {"application/json": {"schema": _ref(ErrorBody, components)}}
+    operation: dict[str, Any] = {"summary": op["summary"], "operationId": _operation_id(method, path)}
+    parameters: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": PATH_PARAMETERS[p]}
+        for p in (part[1:-1] for part in path.split("/") if part.startswith("{"))
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, **spec} for name, spec in op.get("query", {}).items()
+    ]
+    parameters += op.get("headers", [])
+    if "query_object" in op:
+        parameters.append(op["query_object"])
+    if parameters:
+        operation["parameters"] = parameters
+    body = op.get("body")
+    if isinstance(body, dict) and "content" in body:
+        operation["requestBody"] = body
+    elif body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body, components)}},
+        }
+    responses: dict[str, Any] = {}
+    for code, model in op["ok"].items():
+        responses[str(code)] = {
+            "description": "OK" if code == 200 else "Accepted",
+            "content": {"application/json": {"schema": _ref(model, components)}},
+        }
+        links = LINKS.get((path, code))
+        if links:
+            responses[str(code)]["links"] = links
+    for code, text in {**ERRORS, **op.get("errors", {})}.items():
+        description, headers = text if isinstance(text, tuple) else (text, None)
+        responses[str(code)] = {"description": description, "content": error}
+        if headers:
+            responses[str(code)]["headers"] = headers
+        links = LINKS.get((path, code))
+        if links:
+            responses[str(code)]["links"] = links
+    operation["responses"] = dict(sorted(responses.items()))
+    if op.get("security"):
+        operation["security"] = op["security"]
+    return operation
+
+
 def document() -> dict[str, Any]:
     components: dict[str, Any] = {}
-    error = {"application/json": {"schema": _ref(ErrorBody, components)}}
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), op in sorted(OPERATIONS.items()):
-        operation: dict[str, Any] = {
-            "summary": op["summary"],
-            "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-        }
-        parameters = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in (part[1:-1] for part in path.split("/") if part.startswith("{"))
-        ]
-        parameters += [
-            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in op.get("query", [])
-        ]
-        if parameters:
-            operation["parameters"] = parameters
-        if "body" in op:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(op["body"], components)}},
-            }
-        responses: dict[str, Any] = {
-            str(code): {
-                "description": "OK" if code == 200 else "Accepted",
-                "content": {"application/json": {"schema": _ref(model, components)}},
-            }
-            for code, model in op["ok"].items()
-        }
-        for code, text in {**ERRORS, **op.get("errors", {})}.items():
-            responses[str(code)] = {"description": text, "content": error}
-        operation["responses"] = dict(sorted(responses.items()))
-        if op.get("auth"):
-            operation["security"] = API_KEY
-        paths.setdefault(path, {})[method.lower()] = operation
+        if "per_provider" in op:
+            for provider in op["per_provider"]:
+                concrete = path.replace("{provider}", provider)
+                variant = {
+                    **op,
+                    "summary": op["summary"].format(provider=provider.capitalize()),
+                    "security": EVENT_AUTH[provider],
+                    "body": {
+                        "required": True,
+                        "content": {"application/json": {"schema": EVENT_BODIES[provider]}},
+                    },
+                }
+                paths.setdefault(concrete, {})[method.lower()] = _operation(method, concrete, variant, components)
+            continue
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, components)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -256,10 +505,10 @@ def document() -> dict[str, Any]:
             "description": "Relays Marketo / KARTE webhooks, sends mail through SendGrid, Braze and Infobip, "
             'and ingests their events. Every error is {"error": {"code", "message", ...}}.',
         },
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(components.items())),
-            "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"}},
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

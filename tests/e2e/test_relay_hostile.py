@@ -33,7 +33,9 @@ def craft_calls(stack: RunningStack, user: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("value", ["..", "."])
 def test_a_dot_segment_placeholder_never_reaches_another_path(stack: RunningStack, value: str) -> None:
     before = len(sandbox(stack, "/requests"))
-    response = requests.put(f"{stack.api}/relay/karte-craft-webhook", json={"user_id": value}, headers=CRAFT, timeout=20)
+    response = requests.put(
+        f"{stack.api}/relay/karte-craft-webhook", json={"user_id": value}, headers=CRAFT, timeout=20
+    )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("invalid_path_value", "user_id")
@@ -44,10 +46,16 @@ def test_a_dot_segment_placeholder_never_reaches_another_path(stack: RunningStac
 def test_every_method_karte_craft_sends_reaches_the_route(stack: RunningStack, method: str) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     if method == "GET":
-        response = requests.get(f"{stack.api}/relay/karte-craft-webhook", params={"user_id": user}, headers=CRAFT, timeout=20)
+        response = requests.get(
+            f"{stack.api}/relay/karte-craft-webhook", params={"user_id": user}, headers=CRAFT, timeout=20
+        )
     else:  # Craft sends JSON.stringify(hookData) with no Content-Type
         response = requests.request(
-            method, f"{stack.api}/relay/karte-craft-webhook", data=json.dumps({"user_id": user}), headers=CRAFT, timeout=20
+            method,
+            f"{stack.api}/relay/karte-craft-webhook",
+            data=json.dumps({"user_id": user}),
+            headers=CRAFT,
+            timeout=20,
         )
     assert response.status_code == 200, response.text
     (call,) = craft_calls(stack, user)
@@ -103,7 +111,9 @@ def _json_endpoints(stack: RunningStack) -> dict[str, tuple[str, str, dict[str, 
     }
 
 
-@pytest.mark.parametrize("body", [HUGE, NAN, b'{"user_id": "u1", "s": "\\ud800"}'], ids=["huge_int", "nan", "surrogate"])
+@pytest.mark.parametrize(
+    "body", [HUGE, NAN, b'{"user_id": "u1", "s": "\\ud800"}'], ids=["huge_int", "nan", "surrogate"]
+)
 @pytest.mark.parametrize("endpoint", ["relay", "mail", "subscriptions", "braze", "infobip", "sendgrid"])
 def test_unusable_json_is_a_400_on_every_json_endpoint(stack: RunningStack, endpoint: str, body: bytes) -> None:
     method, url, credentials = _json_endpoints(stack)[endpoint]

@@ -122,9 +122,7 @@ class World:
 
     def dead_letters(self) -> list[str]:
         sqs, url, ids = self.sqs, local_queue_url("DeliveryDLQ"), []
-        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-            "Messages", []
-        ):
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
             for m in batch:
                 ids.append(json.loads(m["Body"])["delivery_id"])
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
@@ -229,7 +227,9 @@ def world(moto_server: Any, sandbox: Sandbox, tmp_path_factory: pytest.TempPathF
             "joined": joined,
             "raw-answer": raw_route,
         },
-        "sinks": [{"name": "effects", "target": _route("POST", "async", sandbox)["target"], "mapping": {"body": {"n": "n"}}}],
+        "sinks": [
+            {"name": "effects", "target": _route("POST", "async", sandbox)["target"], "mapping": {"body": {"n": "n"}}}
+        ],
     }
     path = Path(tmp_path_factory.mktemp("faults")) / "routes.json"
     path.write_text(json.dumps(routes))

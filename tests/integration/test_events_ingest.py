@@ -214,6 +214,9 @@ def test_the_events_file_is_refused_unsigned(functions: Functions) -> None:
 
 def test_an_endpoint_without_a_key_says_so_when_the_function_starts(functions: Functions, moto_server) -> None:
     post(functions, "sendgrid", BATCH, SENDGRID_WEBHOOK_PUBLIC_KEYS="", BRAZE_POSTBACK_SECRET="")
-    warnings = [line for line in functions.log_lines("EventsFunction")
-                if line.get("message") == "Event endpoints without a key or secret refuse every post"]
+    warnings = [
+        line
+        for line in functions.log_lines("EventsFunction")
+        if line.get("message") == "Event endpoints without a key or secret refuse every post"
+    ]
     assert warnings and sorted(warnings[-1]["refusing"]) == ["braze", "sendgrid"]

@@ -177,8 +177,37 @@ def test_stale_write_is_a_409_conflict(store: FakeSubscriptionStore, monkeypatch
 
 
 def test_unknown_route_is_json_404(store: FakeSubscriptionStore) -> None:
-    status, body = call("DELETE", "/subscriptions/a@b.co", route_path="$default")
+    status, body = call("GET", "/nothing/here", route_path="$default")
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_another_method_on_a_known_path_is_405_naming_the_methods_it_takes(store: FakeSubscriptionStore) -> None:
+    status, body = call("DELETE", "/subscriptions/a@b.co", route_path="$default")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+    assert body["error"]["allow"] == "GET, PUT"
+
+
+def test_ids_this_api_cannot_have_issued_are_not_looked_up(
+    store: FakeSubscriptionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key past DynamoDB's size limit would be a 503; an id that cannot exist is a 404 without a look-up."""
+
+    class NoLookUp:
+        store = None
+
+        def get(self, _: str) -> None:
+            raise AssertionError("looked up")
+
+    NoLookUp.store = NoLookUp()  # type: ignore[assignment]
+    monkeypatch.setattr(query, "delivery_engine", NoLookUp)
+    monkeypatch.setattr(query, "message_store", NoLookUp)
+    for method, path, route in (
+        ("GET", "/deliveries/" + "x" * 3000, "/deliveries/{delivery_id}"),
+        ("POST", "/deliveries/dl_..%2F/retry", "/deliveries/{delivery_id}/retry"),
+        ("GET", "/messages/d_1", "/messages/{dispatch_id}"),
+    ):
+        status, body = call(method, path, route_path=route)
+        assert status == 404 and body["error"]["code"].endswith("not_found"), body
 
 
 def test_a_bug_is_a_json_500_without_internals(store: FakeSubscriptionStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,12 @@ def test_python_json_accepts_what_the_strict_reader_refuses() -> None:
 
 def test_keeps_ordinary_json_exact() -> None:
     text = '{"id": 18446744073709551615, "price": -12.5, "name": "山田 \\ud83d\\ude00", "tags": [true, null]}'
-    assert strict_json.loads(text) == {"id": 18446744073709551615, "price": -12.5, "name": "山田 😀", "tags": [True, None]}
+    assert strict_json.loads(text) == {
+        "id": 18446744073709551615,
+        "price": -12.5,
+        "name": "山田 😀",
+        "tags": [True, None],
+    }
 
 
 def test_depth_check_can_be_skipped_by_a_caller_that_never_recurses() -> None:

@@ -5,7 +5,9 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -14,13 +16,29 @@ from pydantic import BaseModel, ValidationError
 
 from martech_bridge import secrets
 from martech_bridge.config import get_settings
-from martech_bridge.errors import BridgeError, InvalidRequest, PayloadTooLarge, Unauthorized
+from martech_bridge.errors import BridgeError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, Unauthorized
 from martech_bridge.logic.inbound import json_object
 from martech_bridge.observability import logger, metrics
 
 JSON = "application/json"
 API_KEY_HEADER = "x-api-key"
 M = TypeVar("M", bound=BaseModel)
+# Every path the HTTP API routes and its methods (template.yaml; test_openapi holds the two equal). Any other
+# method on one of these paths reaches the catch-all, which answers 405 with Allow, as HTTP says, not 404.
+API_PATHS: dict[str, tuple[str, ...]] = {
+    "/relay/{route}": ("GET", "POST", "PUT", "PATCH", "DELETE"),
+    "/mail/send": ("POST",),
+    "/events/{provider}": ("POST",),
+    "/messages": ("GET",),
+    "/messages/{dispatch_id}": ("GET",),
+    "/reports": ("GET",),
+    "/deliveries/{delivery_id}": ("GET",),
+    "/deliveries/{delivery_id}/retry": ("POST",),
+    "/subscriptions/{email}": ("GET", "PUT"),
+    "/subscriptions": ("GET", "PUT"),
+    "/health": ("GET",),
+}
+_API_PATHS = [(re.compile("^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(p)) + "/?$"), p) for p in API_PATHS]
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -44,6 +62,12 @@ def build_resolver() -> APIGatewayHttpResolver:
     @app.not_found
     def _not_found(_: Exception) -> Response:
         event = app.current_event
+        allowed = allowed_methods(event.path)
+        if allowed and event.http_method not in allowed:
+            allow = ", ".join(allowed)
+            return error_response(
+                MethodNotAllowed(f"{event.path} accepts {allow}, not {event.http_method}", allow=allow)
+            )
         return json_response(
             404,
             {"error": {"code": "not_found", "message": f"No route for {event.http_method} {event.path}"}},
@@ -64,6 +88,19 @@ def build_resolver() -> APIGatewayHttpResolver:
         return error_response(BridgeError("Internal error; see the function's log for the request id"))
 
     return app
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods `path` takes (a relay route: the ones it lists), or () for a path the API does not have."""
+    template = next((p for pattern, p in _API_PATHS if pattern.match(path)), None)
+    if template is None:
+        return ()
+    if template == "/relay/{route}":
+        from martech_bridge.config import load_bridge_config
+
+        spec = load_bridge_config().routes.get(unquote(path.rstrip("/").rsplit("/", 1)[1]))
+        return tuple(spec.methods) if spec else ()
+    return API_PATHS[template]
 
 
 def _limit_body_size(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:

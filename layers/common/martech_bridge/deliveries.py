@@ -265,9 +265,7 @@ class Engine:
         failure: FailureReason,
         log: dict[str, Any],
     ) -> Settled:
-        body = _bounded(
-            self.rejection(write.delivery, outcome, reason=reason, code="delivery_failed"), write.delivery
-        )
+        body = _bounded(self.rejection(write.delivery, outcome, reason=reason, code="delivery_failed"), write.delivery)
         settled = write(DeliveryStatus.FAILED, response=(502, body), last_error=reason, failure=failure)
         logger.error("Delivery failed", extra={**log, "reason": reason, "failure": failure.value})
         self.dead_letter(settled, route.target.type)
@@ -366,9 +364,7 @@ class Engine:
         self.dead_letter(failed)
 
     # ------------------------------------------------------------------ the sweeper
-    def sweep(
-        self, now: datetime | None = None, per_shard: int = 100, seconds: float | None = None
-    ) -> SweepReport:
+    def sweep(self, now: datetime | None = None, per_shard: int = 100, seconds: float | None = None) -> SweepReport:
         """Find deliveries whose due time or lease has passed by the grace period and move them on:
         re-queue them (the worker decides whether a lapsed attempt may be repeated), finish an unsent DLQ
         message, or fail one that never gets attempted. Stops after `seconds`; the next run goes on."""

@@ -123,9 +123,7 @@ def _verify(provider: str, settings: Settings, body: bytes) -> None:
             if matches_any(given, accepted):
                 return
             bulk_ids = _infobip_bulk_ids(body)
-            if bulk_ids and all(
-                matches_any(given, [infobip_callback_token(s, b) for s in accepted]) for b in bulk_ids
-            ):
+            if bulk_ids and all(matches_any(given, [infobip_callback_token(s, b) for s in accepted]) for b in bulk_ids):
                 return
             raise EventAuthFailure("Invalid token")
     if settings.insecure_accept_unsigned_events:

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -18,12 +19,16 @@ from martech_bridge.dependencies import delivery_engine, message_store, subscrip
 from martech_bridge.errors import InvalidRequest, NotFound
 from martech_bridge.logic.event_parsing import Unreadable, iso
 from martech_bridge.logic.subscriptions import apply_update
+from martech_bridge.models.delivery import DELIVERY_ID_PATTERN
 from martech_bridge.models.email import InvalidEmail, normalize_email
+from martech_bridge.models.mail import DISPATCH_ID_PATTERN
 from martech_bridge.models.subscription import SubscriptionUpdate, SubscriptionView
 from martech_bridge.observability import logger, mask_email, metrics
 
 app = build_resolver()
 AUTH = [require_api_key]
+_DISPATCH_ID = re.compile(DISPATCH_ID_PATTERN)
+_DELIVERY_ID = re.compile(DELIVERY_ID_PATTERN)
 
 
 def _email_from_path(raw: str) -> str:
@@ -94,7 +99,8 @@ def _put_subscription(address: str) -> Response:
 
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)
 def get_message(dispatch_id: str) -> Response:
-    message = message_store().get(unquote(dispatch_id))
+    # An id this API cannot have issued is not looked up (a key past DynamoDB's size limit would be a 503).
+    message = message_store().get(unquote(dispatch_id)) if _DISPATCH_ID.match(unquote(dispatch_id)) else None
     if message is None:
         raise NotFound("No message with this dispatch id", code="message_not_found")
     return json_response(200, message)
@@ -171,7 +177,7 @@ def _encode_cursor(cursor: Any) -> str | None:
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)
 def get_delivery(delivery_id: str) -> Response:
-    delivery = delivery_engine().store.get(unquote(delivery_id))
+    delivery = delivery_engine().store.get(unquote(delivery_id)) if _DELIVERY_ID.match(unquote(delivery_id)) else None
     if delivery is None:
         raise NotFound("No delivery with this id", code="delivery_not_found")
     return json_response(200, delivery.public())
@@ -182,6 +188,8 @@ def retry_delivery(delivery_id: str) -> Response:
     """Replay one failed (or rejected) delivery with a fresh allowance of attempts."""
     engine = delivery_engine()
     delivery_id = unquote(delivery_id)
+    if not _DELIVERY_ID.match(delivery_id):
+        raise NotFound("No delivery with this id", code="delivery_not_found")
     logger.append_keys(delivery_id=delivery_id)
     reopened = replay_delivery(engine, delivery_id)
     return json_response(202, {"status": "queued", "delivery_id": delivery_id, "replays": reopened.replays})

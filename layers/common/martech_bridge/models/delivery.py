@@ -7,6 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# deliveries.new_delivery_id: "dl_" + 26 hex digits from the idempotency key, or 13 (time) + 14 (random).
+DELIVERY_ID_PATTERN = r"^dl_[0-9a-f]{26,27}$"
+
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting for its next attempt: a queue message is in flight, or the sweeper sends one

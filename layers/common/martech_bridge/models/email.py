@@ -11,11 +11,13 @@ import re
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit; SendGrid's 320 is looser.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*$")
+_ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"  # RFC 5322 atext without "%" (a path segment would decode it)
+_LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOMAIN_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 
 
 class InvalidEmail(ValueError):
@@ -75,4 +77,12 @@ def _valid_a_label(label: str) -> bool:
         return False
 
 
-EmailAddress = Annotated[str, AfterValidator(normalize_email)]
+# What openapi.json states: the format, and the local part's characters (format "email" would allow "%").
+EMAIL_JSON_SCHEMA = {
+    "type": "string",
+    "format": "email",
+    "maxLength": MAX_ADDRESS_LENGTH,
+    # ASCII domains as the checks above take them (an internationalised domain is accepted too, not stated)
+    "pattern": rf"^{_ATOM}(\.{_ATOM})*@({_DOMAIN_LABEL}\.)+[A-Za-z]{{2,63}}\.?$",
+}
+EmailAddress = Annotated[str, AfterValidator(normalize_email), WithJsonSchema(EMAIL_JSON_SCHEMA)]

@@ -5,20 +5,28 @@ import binascii
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from martech_bridge.models.email import EmailAddress
 
+# entrypoints/send.py: "d_" + 24 hex digits, from the idempotency key or from time (12) + random (12).
+DISPATCH_ID_PATTERN = r"^d_[0-9a-f]{24}$"
 ProviderName = Literal["sendgrid", "braze", "infobip"]
 # Braze's rule for external_send_id, applied to every provider: it is our 24 h dedupe key too.
 ExternalSendId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$")]
 DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
+_DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
 TRANSACTIONAL = "transactional"
 # A Lambda behind API Gateway takes at most 6 MB of request; base64 makes attachments a third larger.
 MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
 # The whole of `metadata` as JSON. It is stored in the message's head item (DynamoDB's 400 KB item limit) and
 # sent as SendGrid custom_args (10,000 bytes in older docs, 50,000 now: WIRE-FORMATS 1.2).
 MAX_METADATA_BYTES = 10_000
+
+
+def _present(name: str) -> dict[str, Any]:
+    """JSON Schema: the field is given and not null."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
 
 
 class _Model(BaseModel):
@@ -39,8 +47,14 @@ class Recipient(_Model):
     """One recipient. An e-mail address is what the bridge checks subscriptions by; a recipient without
     one is reported `invalid`, never sent (KARTE's rule)."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"not": {"allOf": [_present("user_id"), _present("user_alias")]}},
+    )
+
     email: EmailAddress | None = None
-    name: DisplayName | None = None
+    name: Annotated[DisplayName, WithJsonSchema({**_DISPLAY_NAME, "pattern": "^[^;,]+$"})] | None = None
     user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None  # Braze external_user_id
     user_alias: UserAlias | None = None  # Braze
     attributes: dict[str, Any] = Field(default_factory=dict)  # Braze profile attributes
@@ -63,7 +77,9 @@ class Recipient(_Model):
 
 class Attachment(_Model):
     filename: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")]
-    content: Annotated[str, Field(min_length=1)]  # base64
+    content: Annotated[
+        str, Field(min_length=1, pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+    ]  # base64
     type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
     disposition: Literal["attachment", "inline"] = "attachment"
     # Names an inline image for `cid:` in the HTML; Infobip uses it as the image's file name (WIRE-FORMATS 4.3).
@@ -83,7 +99,55 @@ class Attachment(_Model):
         return len(base64.b64decode(self.content))
 
 
+# The checks below (model and providers' validate()) stated for openapi.json, so a request the schema
+# allows is one the bridge accepts.
+_MAIL_RULES: dict[str, Any] = {
+    "anyOf": [_present("template_id"), {**_present("subject"), "anyOf": [_present("text"), _present("html")]}],
+    "allOf": [
+        {  # SendGrid (also the default provider, unless DEFAULT_PROVIDER says otherwise): ASCII categories,
+            # no ';', ',' or line break in an attachment's filename, no ';' or line break in its content_id
+            "if": {"properties": {"provider": {"enum": ["sendgrid", None]}}},
+            "then": {
+                "properties": {
+                    "categories": {"items": {"pattern": "^[\\x00-\\x7f]*$"}},
+                    "attachments": {
+                        "items": {
+                            "properties": {
+                                "filename": {"pattern": "^[^;,\\r\\n]*$"},
+                                "content_id": {"anyOf": [{"type": "null"}, {"pattern": "^[^;\\r\\n]*$"}]},
+                            }
+                        }
+                    },
+                }
+            },
+        },
+        {  # Braze sends through a transactional campaign, without attachments, to a Braze identity
+            "if": {"required": ["provider"], "properties": {"provider": {"const": "braze"}}},
+            "then": {
+                "required": ["template_id"],
+                "properties": {
+                    "template_id": {"not": {"type": "null"}},
+                    "attachments": {"maxItems": 0},
+                    "to": {
+                        "items": {
+                            "if": _present("email"),
+                            "then": {"anyOf": [_present("user_id"), _present("user_alias")]},
+                        }
+                    },
+                },
+            },
+        },
+        {  # Infobip's templateId is a number
+            "if": {"required": ["provider"], "properties": {"provider": {"const": "infobip"}}},
+            "then": {"properties": {"template_id": {"anyOf": [{"pattern": "^[0-9]+$"}, {"type": "null"}]}}},
+        },
+    ],
+}
+
+
 class MailRequest(_Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_MAIL_RULES)
+
     provider: ProviderName | None = None
     to: list[Recipient] = Field(min_length=1, max_length=1000)
     sender: Address | None = Field(default=None, alias="from")
@@ -96,7 +160,9 @@ class MailRequest(_Model):
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
     track_opens: bool | None = None
     track_clicks: bool | None = None
-    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list, max_length=10)
+    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=10, json_schema_extra={"uniqueItems": True}
+    )
     metadata: dict[Annotated[str, Field(min_length=1, max_length=100)], str] = Field(default_factory=dict)
     external_send_id: ExternalSendId | None = None
 

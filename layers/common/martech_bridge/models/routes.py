@@ -13,7 +13,8 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-RouteName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+ROUTE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RouteName = Annotated[str, Field(pattern=ROUTE_NAME_PATTERN)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")]
 # A reference to a secret (ssm:/name, secretsmanager:name) or, in local mode only, the value itself.
 SecretRef = Annotated[str, Field(min_length=1, max_length=2048)]

@@ -25,7 +25,14 @@ Source = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.
 class SubscriptionUpdate(BaseModel):
     """Body of `PUT /subscriptions/{email}`. Re-subscribing is explicit: `subscribed: true` clears suppression."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The validator below, stated for openapi.json.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"subscribed": {"const": True}}},
+            "then": {"properties": {"suppression": {"type": "null"}}},
+        },
+    )
 
     subscribed: StrictBool
     reason: Reason | None = None
