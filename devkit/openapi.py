@@ -200,7 +200,7 @@ ALLOW = {
 EMAIL = EMAIL_JSON_SCHEMA
 # In a path segment an address cannot hold `/`, `?` or `#`: API Gateway decodes the path before it routes,
 # so those split or cut it. Such addresses use /subscriptions?email= (EMAIL).
-EMAIL_IN_PATH = {**EMAIL, "pattern": EMAIL["pattern"].replace("!#$", "!$").replace("+/=?^", "+=^")}
+EMAIL_IN_PATH = {**EMAIL, "pattern": str(EMAIL["pattern"]).replace("!#$", "!$").replace("+/=?^", "+=^")}
 assert EMAIL_IN_PATH["pattern"] != EMAIL["pattern"], "models/email.py's atom changed: update EMAIL_IN_PATH"
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     # models/routes.py RouteName
