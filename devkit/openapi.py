@@ -400,6 +400,17 @@ LINKS: dict[tuple[str, int], dict[str, dict[str, Any]]] = {
             "operationId": "get_subscriptions_email",
             "parameters": {"email": "$request.path.email"},
         },
+        # The same record through the query form, which carries any address.
+        "GetSubscriptionByQuery": {
+            "operationId": "get_subscriptions",
+            "parameters": {"email": "$request.path.email"},
+        },
+    },
+    ("/subscriptions", 200): {
+        "GetSubscriptionByQuery": {
+            "operationId": "get_subscriptions",
+            "parameters": {"email": "$request.query.email"},
+        },
     },
     ("/deliveries/{delivery_id}", 200): {
         "RetryDelivery": {

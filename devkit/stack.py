@@ -28,7 +28,7 @@ from devkit.template import REPO_ROOT, Resolver, Template
 
 STATE_FILE = REPO_ROOT / ".local-stack.json"
 
-# kintone apps the shipped local routes (layers/common/config/bridge.local.json) write to.
+# kintone apps the shipped routes write to locally (through config/bridge.local.json).
 DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
     "7": {  # marketo-email-opened: update by e-mail
         "fields": {
