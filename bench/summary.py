@@ -36,6 +36,31 @@ def main() -> None:
                 f"{ingest['ratio_to_floor']:.1f}",
             )
         )
+        if "todays_design_requests_per_event" in ingest:
+            rows.append(
+                (
+                    "ingest: requests/event vs today's design",
+                    f"{ingest['dynamodb_requests_per_event']:.2f}",
+                    f"today's {ingest['todays_design_requests_per_event']:.2f}",
+                    f"{ingest['dynamodb_requests_per_event'] / ingest['todays_design_requests_per_event']:.2f}",
+                )
+            )
+            rows.append(
+                (
+                    "ingest: state digest",
+                    ingest["state_digest"],
+                    f"today's {ingest['todays_design_state_digest']}",
+                    "equal" if ingest["state_digest_equal"] else "DIFFERENT",
+                )
+            )
+            rows.append(
+                (
+                    "ingest: normalise (parse+normalise)",
+                    f"{ingest['normalise_us_per_event']:.2f} us/event",
+                    f"json.loads {ingest['json_loads_us_per_event']:.2f} us/event",
+                    f"{ingest['normalise_ratio_to_json']:.2f}",
+                )
+            )
     scale = results.get("scale")
     if scale and scale.get("hottest_key_share") is not None:
         rows.append(

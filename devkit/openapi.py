@@ -108,6 +108,23 @@ class EventsQueued(BaseModel):
     events: int
 
 
+class EventOut(BaseModel):
+    """One normalised event as stored (django-anymail's fields and more)."""
+
+    model_config = {"extra": "allow"}
+    provider: str
+    event_id: str
+    event_type: str = Field(examples=["bounced"])
+    timestamp: str = Field(description="UTC, ISO 8601")
+    recipient: str | None = None
+    matched_by: str | None = Field(default=None, examples=["id", "provider_id", "address"])
+
+
+class EventPage(BaseModel):
+    results: list[EventOut]
+    cursor: str | None = None
+
+
 API_KEY: list[dict[str, list[str]]] = [{"ApiKey": []}]
 # A relay route names its own scheme in the routes file (`auth.type`): one of these applies to each route.
 RELAY_AUTH: list[dict[str, list[str]]] = [
@@ -213,22 +230,32 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
+MESSAGE_IDS = {
+    "schema": {"type": "string", "maxLength": 2000, "pattern": r"^[^,]{0,200}(,[^,]{0,200}){0,99}$"},
+    "description": "one or several message ids, repeated or comma-separated (at most 100, each <= 200 characters)",
+}
+BULK_ID = {"schema": {"type": "string", "maxLength": 200}}
+CURSOR = {"schema": {"type": "string"}, "description": "opaque: the `cursor` of the previous page, same filters only"}
+SENT_AT = "ISO 8601 between 2000 and 2100; sentSince and sentUntil at most 31 days apart"
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
-    "messageId": {"schema": {"type": "string"}},
+    "messageId": MESSAGE_IDS,
+    "bulkId": BULK_ID,
     "to": {"schema": {"anyOf": [EMAIL, ABSENT]}},
+    "from": {"schema": {"anyOf": [EMAIL, ABSENT]}},
+    "campaignReferenceId": {"schema": {"type": "string", "maxLength": 255}},
     "sentSince": {
         "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
-        "description": "ISO 8601; default: two days before sentUntil. Must not be after sentUntil.",
+        "description": f"{SENT_AT}; default: two days before sentUntil. Must not be after sentUntil.",
     },
     "sentUntil": {
         "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
-        "description": "ISO 8601; default: now",
+        "description": f"{SENT_AT}; default: now",
     },
     "generalStatus": {
         "schema": {"type": "string", "enum": list(STATUSES_OF_GROUP)},
         "description": "Infobip's status group (case-insensitive)",
     },
-    "cursor": {"schema": {"type": "string"}, "description": "opaque: the `cursor` of the previous page"},
+    "cursor": CURSOR,
 }
 RELAY_QUERY = {
     "name": "fields",
@@ -332,7 +359,22 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Final delivery reports, each returned once",
         "security": API_KEY,
         "ok": {200: ReportPage},
-        "query": {"limit": {"schema": {**LIMIT, "default": 100}}},
+        "query": {
+            "messageId": MESSAGE_IDS,
+            "bulkId": BULK_ID,
+            "limit": {"schema": {**LIMIT, "default": 100}},
+        },
+    },
+    ("GET", "/events"): {
+        "summary": "Normalised events by address or provider message id, matched to a message or not",
+        "security": API_KEY,
+        "ok": {200: EventPage},
+        "query": {
+            "to": {"schema": {"type": "string", "maxLength": 320}, "description": "one of to / provider_message_id"},
+            "provider_message_id": {"schema": {"type": "string", "maxLength": 512}},
+            "limit": {"schema": {**LIMIT, "default": 50}},
+            "cursor": CURSOR,
+        },
     },
     ("GET", "/deliveries/{delivery_id}"): {
         "summary": "A relay or sink delivery with every attempt",

@@ -537,7 +537,9 @@ def test_a_queue_that_is_only_behind_is_not_flooded_and_nothing_is_failed_as_stu
         world.engine.sweep(now=delivery_store.now())
     (delivery,) = world.deliveries(marker)
     assert delivery.status == DeliveryStatus.PENDING
-    assert delivery.sweeps <= 5  # re-queued after 1, 2, 4, 8, 16 grace periods - not thirty copies
+    # Re-queued after 1, 2, 4, 8, 16 grace periods - not thirty copies (one more if the machine is so slow
+    # that the real time spent adds up to another period).
+    assert delivery.sweeps <= 6
     world.purge()
     world.advance(timedelta(days=2))  # past the route's max_age_seconds (1 day), still never attempted
     assert world.engine.sweep(now=delivery_store.now()).stuck >= 1

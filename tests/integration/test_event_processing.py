@@ -191,7 +191,7 @@ def test_a_sendgrid_story_sets_status_history_and_subscriptions(functions: Funct
     assert status == {
         emails[0]: "delivered",
         emails[1]: "bounced",
-        emails[2]: "deferred",
+        emails[2]: "bounced",  # a soft bounce (type=blocked) is final too
         emails[3]: "delivered",
         emails[4]: "delivered",
     }
@@ -240,7 +240,8 @@ def test_braze_postbacks_out_of_order(functions: Functions, moto_server) -> None
     assert work(functions, moto_server) == {"batchItemFailures": []}
     stored = message(functions, dispatch)
     assert [r["status"] for r in stored["recipients"]] == ["delivered", "bounced"]
-    assert [e["event_type"] for e in stored["recipients"][0]["events"]] == ["queued", "sent", "delivered"]
+    assert [e["provider_event"] for e in stored["recipients"][0]["events"]] == ["sent", "processed", "delivered"]
+    assert [e["event_type"] for e in stored["recipients"][0]["events"]] == ["queued", "queued", "delivered"]
     assert subscription(functions, emails[1])["suppression"] == "hard_bounce"  # found through the dispatch id
 
 
@@ -408,7 +409,7 @@ def test_two_concurrent_readers_never_get_the_same_report(aws_env) -> None:
             provider_event="delivered",
             timestamp=datetime.now(UTC),
         )
-        store._report(recipient, "delivered", event.timestamp.isoformat(), event)
+        store._table.put_item(Item=store._report_item(recipient, "delivered", event))
 
     def drain_all(_: int) -> list[str]:
         reader = MessageStore("MessagesTable", 30)
@@ -450,9 +451,27 @@ def test_events_are_forwarded_to_karte_and_kintone_once(functions: Functions, mo
     requests.post(f"{sandbox.url}/_sandbox/reset", timeout=5).raise_for_status()
     seed_demo_apps(sandbox)
     emails = [f"sink-{uuid.uuid4().hex[:6]}@example.com" for _ in range(2)]
-    dispatch = send(functions, "sendgrid", emails)["dispatch_id"]
+    status, answer = call(
+        functions,
+        "SendFunction",
+        "POST",
+        "/mail/send",
+        "/mail/send",
+        json.dumps(
+            {
+                "provider": "sendgrid",
+                "to": [{"email": emails[0], "user_id": "karte-u0"}, {"email": emails[1], "user_id": "karte-u1"}],
+                "subject": "s",
+                "text": "t",
+            }
+        ).encode(),
+        [("content-type", "application/json"), ("x-api-key", "local-dev-key-1")],
+    )
+    assert status == 202, answer
+    dispatch = answer["dispatch_id"]
     story = [
         sg(emails[0], dispatch, 0, "delivered", 5),
+        sg(emails[0], dispatch, 0, "open", 7),
         sg(emails[0], dispatch, 0, "click", 9, url="https://shop.example/"),
         sg(emails[0], dispatch, 0, "deferred", 3),  # not in either sink's filter
         sg(emails[1], dispatch, 1, "bounce", 5, type="bounce", reason="550 5.1.1"),
@@ -463,14 +482,22 @@ def test_events_are_forwarded_to_karte_and_kintone_once(functions: Functions, mo
 
     karte = requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()
     names = sorted((e["keys"]["user_id"], e["event"]["event_name"]) for e in karte)
+    # KARTE's user key is the recipient's user_id, never the address.
     assert names == sorted(
-        [(emails[0], "_sendgrid_delivered"), (emails[0], "message_click"), (emails[1], "_sendgrid_bounce")]
+        [
+            ("karte-u0", "_sendgrid_delivered"),
+            ("karte-u0", "talk_message_open"),
+            ("karte-u0", "message_click"),
+            ("karte-u1", "_sendgrid_bounce"),
+        ]
     )
     click = next(e for e in karte if e["event"]["event_name"] == "message_click")
+    opened = next(e for e in karte if e["event"]["event_name"] == "talk_message_open")
     assert (
         click["event"]["values"]["app_name"] == "sendgrid"
         and click["event"]["values"]["url"] == "https://shop.example/"
     )
+    assert opened["event"]["values"]["app_name"] == "sendgrid"  # KARTE's plug-in marks opens too
     records = {
         r["message_id"]["value"]: r
         for r in requests.get(f"{sandbox.url}/_sandbox/kintone/apps/10", timeout=5).json()["records"]
@@ -478,11 +505,13 @@ def test_events_are_forwarded_to_karte_and_kintone_once(functions: Functions, mo
     assert set(records) == {f"{dispatch}.0", f"{dispatch}.1"}
     assert records[f"{dispatch}.1"]["last_event"]["value"] == "bounced"
     assert records[f"{dispatch}.0"]["email"]["value"] == emails[0]
+    # kintone DATETIME at whole seconds (WIRE-FORMATS 5.2)
+    assert records[f"{dispatch}.1"]["last_event_at"]["value"] == "2026-11-22T05:00:05Z"
 
     post_events(functions, "sendgrid", story)  # the same events again: no second forward
     assert work(functions, moto_server) == {"batchItemFailures": []}
     deliver_all(functions, moto_server)
-    assert len(requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()) == 3
+    assert len(requests.get(f"{sandbox.url}/_sandbox/karte/events", timeout=5).json()) == 4
 
 
 @pytest.mark.parametrize("name", ["event-worker-sendgrid.json", "event-worker-braze.json", "event-worker-infobip.json"])

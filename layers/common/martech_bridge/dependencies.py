@@ -4,7 +4,6 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from martech_bridge.adapters import aws
-from martech_bridge.adapters.dedupe_store import DedupeStore
 from martech_bridge.adapters.delivery_queue import DeliveryQueue
 from martech_bridge.adapters.delivery_store import DeliveryStore
 from martech_bridge.adapters.event_queue import EventQueue
@@ -53,8 +52,10 @@ def event_queue() -> EventQueue:
 
 
 @cache
-def dedupe_store() -> DedupeStore:
-    return DedupeStore(get_settings().require("dedupe_table"))
+def event_payloads() -> EventQueue:
+    """The event queue as the worker reads it: a queued post's body, from the bucket when by pointer."""
+    settings = get_settings()
+    return EventQueue(settings.event_queue_url, settings.require("payload_bucket"))
 
 
 def reset() -> None:
@@ -63,5 +64,5 @@ def reset() -> None:
     idempotency_store.cache_clear()
     message_store.cache_clear()
     event_queue.cache_clear()
-    dedupe_store.cache_clear()
+    event_payloads.cache_clear()
     aws.reset()

@@ -20,10 +20,15 @@ class EventQueue:
         self.queue_url = queue_url
         self.bucket = bucket
 
-    def enqueue(self, provider: str, body: bytes, received_at: datetime | None = None) -> dict[str, Any]:
-        """The envelope that was queued (with `s3_key` instead of `body` when it went through the bucket)."""
+    def enqueue(
+        self, provider: str, body: bytes, received_at: datetime | None = None, scope: str | None = None
+    ) -> dict[str, Any]:
+        """The envelope that was queued (with `s3_key` instead of `body` when it went through the bucket).
+        `scope`: the one dispatch a per-dispatch callback token authorised, for the worker to enforce."""
         received = (received_at or datetime.now(UTC)).isoformat()
         envelope: dict[str, Any] = {"provider": provider, "received_at": received}
+        if scope is not None:
+            envelope["scope"] = scope
         try:
             text = body.decode("utf-8")
             inline = len(body) <= MAX_INLINE_BYTES
@@ -42,3 +47,13 @@ class EventQueue:
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Event queue is unavailable") from exc
         return envelope
+
+    def body_of(self, envelope: dict[str, Any]) -> str:
+        """A queued post's body, read back from the bucket when it was enqueued by pointer."""
+        if "s3_key" not in envelope:
+            return str(envelope["body"])
+        try:
+            obj = aws.client("s3").get_object(Bucket=self.bucket, Key=envelope["s3_key"])
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Payload bucket is unavailable") from exc
+        return obj["Body"].read().decode("utf-8", errors="replace")

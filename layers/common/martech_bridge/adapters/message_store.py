@@ -5,7 +5,6 @@ and by address (LogIndex: "TO#<email>", ordered by send time), so events and log
 import hashlib
 import json
 import random
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,9 +16,14 @@ from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
 
 REPORT_SHARDS = 8
-FINAL_STATUSES = frozenset({"delivered", "bounced", "rejected", "failed", "aborted"})
-FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no second report
-# Our statuses in Infobip's general status groups (its logs and reports speak these).
+# Per-day keys are spread over shards so that no partition key takes more than a few per cent of a day's
+# writes (DynamoDB caps one key near 1,000 writes/s); readers query every shard and merge.
+DAY_SHARDS = 32
+REJECTED_SHARDS = 32
+TRANSACTION_ITEMS = 100  # TransactWriteItems' limit
+TRANSACTION_BYTES = 3_000_000  # under its 4 MB
+MAX_LOG_DAYS = 31  # a log query walks at most this many days of dispatch heads
+# Our statuses in Infobip's general status groups (its logs and reports speak these, WIRE-FORMATS 4.8).
 GENERAL_STATUS = {
     "accepted": "PENDING",
     "pending": "PENDING",
@@ -30,6 +34,7 @@ GENERAL_STATUS = {
     "delivered": "DELIVERED",
     "bounced": "UNDELIVERABLE",
     "failed": "UNDELIVERABLE",
+    "expired": "EXPIRED",
     "rejected": "REJECTED",
     "aborted": "REJECTED",
     "suppressed": "REJECTED",
@@ -39,6 +44,20 @@ STATUSES_OF_GROUP = {
     group: [s for s, g in GENERAL_STATUS.items() if g == group]
     for group in ("PENDING", "DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED")
 }
+HIDDEN = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expires_at", "status_rank"})
+
+
+def shard_of(text: str, shards: int) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big") % shards
+
+
+def day_key(day: str, dispatch_id: str) -> str:
+    return f"DAY#{day}#{shard_of(dispatch_id, DAY_SHARDS):02d}"
+
+
+def provider_lookup_id(provider: str, provider_message_id: str) -> str:
+    """SendGrid's sg_message_id is the X-Message-Id the send got, plus a suffix per recipient."""
+    return provider_message_id.split(".", 1)[0] if provider == "sendgrid" else provider_message_id
 
 
 class MessageStore(aws.TableStore):
@@ -51,6 +70,9 @@ class MessageStore(aws.TableStore):
             "categories": request.categories or None,
             "metadata": request.metadata or None,
             "external_send_id": request.external_send_id,
+            "from": request.sender.email if request.sender else None,
+            # KARTE's user key for the sinks (put on each recipient by save, not kept on the head).
+            "user_ids": {r.email: r.user_id for r in request.to if r.email and r.user_id} or None,
         }
 
     def save(
@@ -72,6 +94,9 @@ class MessageStore(aws.TableStore):
         stamp = now.isoformat()
         expires = int((now + self._retention).timestamp())
         pk = f"MSG#{dispatch_id}"
+        head = dict(head)
+        user_ids = head.pop("user_ids", None) or {}
+        karte_user_id = (head.get("metadata") or {}).get("karte_user_id")
         items: list[dict[str, Any]] = []
         for result in results:
             item: dict[str, Any] = {
@@ -80,6 +105,8 @@ class MessageStore(aws.TableStore):
                 "dispatch_id": dispatch_id,
                 "provider": provider,
                 **result.model_dump(exclude_none=True),
+                # KARTE's user key: the recipient's user_id, else the message's metadata.karte_user_id.
+                "user_id": user_ids.get(result.email or "") or karte_user_id,
                 "sent_at": stamp,
                 "expires_at": expires,
             }
@@ -98,7 +125,7 @@ class MessageStore(aws.TableStore):
             **head,
             "recipients": len(results),
             "expires_at": expires,
-            "gsi2pk": f"DAY#{now:%Y-%m-%d}",
+            "gsi2pk": day_key(f"{now:%Y-%m-%d}", dispatch_id),
             "gsi2sk": f"{stamp}#{dispatch_id}",
         }
         try:
@@ -190,36 +217,91 @@ class MessageStore(aws.TableStore):
         email: str | None,
     ) -> dict[str, Any] | None:
         """The recipient item an event is about: by our ids when the event carries them (SendGrid custom_args,
-        Infobip messageId), else through ProviderIdIndex (Braze dispatch_id, SendGrid X-Message-Id)."""
-        from boto3.dynamodb.conditions import Key
-
+        Infobip messageId), else through ProviderIdIndex (Braze dispatch_id, SendGrid X-Message-Id). Only a
+        recipient sent through the event's own provider matches."""
         try:
             if dispatch_id and message_id:
                 item = self._table.get_item(Key={"pk": f"MSG#{dispatch_id}", "sk": f"R#{message_id}"}).get("Item")
-                if item:
-                    return item
+                if item and item.get("provider") == provider:
+                    return dict(item)
             if provider_message_id:
-                lookup = provider_message_id.split(".", 1)[0] if provider == "sendgrid" else provider_message_id
-                items = self._table.query(
-                    IndexName="ProviderIdIndex", KeyConditionExpression=Key("gsi1pk").eq(f"PID#{provider}#{lookup}")
-                )["Items"]
-                matching = [i for i in items if not email or i.get("email") == email]
-                return matching[0] if matching else None
+                return self._by_provider_id(provider, provider_message_id, email)
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
         return None
 
-    def find_recipients(self, events: list[Any]) -> list[dict[str, Any] | None]:
-        """`find_recipient` for a post's events: one BatchGetItem (100 keys a call) for those carrying our ids,
-        the index for the others."""
-        keys = {(f"MSG#{e.dispatch_id}", f"R#{e.message_id}") for e in events if e.dispatch_id and e.message_id}
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        ordered = sorted(keys)
+    def _by_provider_id(self, provider: str, provider_message_id: str, email: str | None) -> dict[str, Any] | None:
+        from boto3.dynamodb.conditions import Key
+
+        lookup = provider_lookup_id(provider, provider_message_id)
+        items = self._table.query(
+            IndexName="ProviderIdIndex", KeyConditionExpression=Key("gsi1pk").eq(f"PID#{provider}#{lookup}")
+        )["Items"]
+        matching = [i for i in items if not email or i.get("email") == email]
+        return dict(matching[0]) if matching else None
+
+    def _by_address(self, provider: str, email: str, before: str) -> dict[str, Any] | None:
+        """The latest recipient item sent to this address through this provider before `before`."""
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {
+            "IndexName": "LogIndex",
+            "ScanIndexForward": False,
+            "Limit": 25,
+            "KeyConditionExpression": Key("gsi2pk").eq(f"TO#{email}") & Key("gsi2sk").lte(before + "~"),
+        }
+        for _ in range(4):  # a few pages of other providers' mail at most
+            page = self._table.query(**query)
+            for item in page["Items"]:
+                if item.get("provider") == provider and str(item.get("sk", "")).startswith("R#"):
+                    return dict(item)
+            if "LastEvaluatedKey" not in page:
+                return None
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return None
+
+    def match(self, events: list[Any]) -> list[tuple[dict[str, Any] | None, str | None]]:
+        """Each event's recipient item and how it was found ("id", "provider_id", "address"), or (None, None).
+        One BatchGetItem per 100 events that carry our ids; one index query per distinct provider id or
+        address among the rest (a post's events share them)."""
+        keyed = {(f"MSG#{e.dispatch_id}", f"R#{e.message_id}") for e in events if e.dispatch_id and e.message_id}
+        found = self._batch_get(sorted(keyed))
+        by_pid: dict[tuple[str, str, str | None], dict[str, Any] | None] = {}
+        by_address: dict[tuple[str, str, str], dict[str, Any] | None] = {}
+        out: list[tuple[dict[str, Any] | None, str | None]] = []
+        try:
+            for e in events:
+                item = found.get((f"MSG#{e.dispatch_id}", f"R#{e.message_id}")) if e.message_id else None
+                if item is not None and item.get("provider") == e.provider:
+                    out.append((item, "id"))
+                    continue
+                if e.provider_message_id:
+                    key = (e.provider, provider_lookup_id(e.provider, e.provider_message_id), e.recipient)
+                    if key not in by_pid:
+                        by_pid[key] = self._by_provider_id(e.provider, e.provider_message_id, e.recipient)
+                    out.append((by_pid[key], "provider_id") if by_pid[key] else (None, None))
+                    continue
+                if e.provider == "sendgrid" and e.recipient and not (e.dispatch_id or e.message_id):
+                    # An async bounce carries neither sg_message_id nor custom args (WIRE-FORMATS 2.2): the
+                    # latest message sent to the address through SendGrid before the event is the one.
+                    stamp = e.timestamp.isoformat()
+                    akey = (e.provider, e.recipient, stamp)
+                    if akey not in by_address:
+                        by_address[akey] = self._by_address(e.provider, e.recipient, stamp)
+                    out.append((by_address[akey], "address") if by_address[akey] else (None, None))
+                    continue
+                out.append((None, None))
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        return out
+
+    def _batch_get(self, keys: list[tuple[str, str]], projection: str | None = None) -> dict[tuple[str, str], Any]:
+        found: dict[tuple[str, str], Any] = {}
         table = self._table_name
-        for start in range(0, len(ordered), 100):
-            request: dict[str, Any] = {
-                table: {"Keys": [{"pk": pk, "sk": sk} for pk, sk in ordered[start : start + 100]]}
-            }
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {table: {"Keys": [{"pk": pk, "sk": sk} for pk, sk in keys[start : start + 100]]}}
+            if projection:
+                request[table]["ProjectionExpression"] = projection
             for _ in range(8):
                 try:
                     answer = aws.dynamodb_resource().batch_get_item(RequestItems=request)
@@ -230,210 +312,438 @@ class MessageStore(aws.TableStore):
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
-        out: list[dict[str, Any] | None] = []
-        for event in events:
-            item = found.get((f"MSG#{event.dispatch_id}", f"R#{event.message_id}")) if event.message_id else None
-            if item is None and event.provider_message_id and not (event.dispatch_id and event.message_id):
-                item = self.find_recipient(event.provider, None, None, event.provider_message_id, event.recipient)
-            out.append(item)
-        return out
+            else:
+                raise DependencyUnavailable("Message store kept throttling the read")
+        return found
 
-    def record_history(self, pairs: list[tuple[dict[str, Any] | None, Any]]) -> None:
-        """Every event of a post into its recipient's history (or the per-day record), in batches of 25."""
-        expires = int((datetime.now(UTC) + self._retention).timestamp())
+    def existing(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these event items are stored already (an event item is its own dedupe marker)."""
+        return set(self._batch_get(sorted(set(keys)), projection="pk, sk"))
+
+    def event_item(self, recipient: dict[str, Any] | None, event: Any) -> dict[str, Any]:
+        """An event as stored: under its recipient when matched (the message's history, in UTC order), else
+        under its own key; indexed by address (LogIndex "EVT#") and provider id (ProviderIdIndex "PEV#").
+        Its key depends on the event alone (and the match), so writing it is the event's dedupe marker."""
+        stamp = event.timestamp.isoformat()
+        body = {k: v for k, v in event.model_dump(mode="json").items() if v not in (None, [], {}) and k != "raw"}
+        body["timestamp"] = stamp
+        body["raw"] = json.dumps(event.raw, ensure_ascii=False)[:20_000]
+        body["expires_at"] = int((datetime.now(UTC) + self._retention).timestamp())
+        address = (recipient or {}).get("email") or event.recipient
+        if recipient is None:
+            key = {"pk": f"EV#{event.provider}#{event.event_id}", "sk": "E"}
+        else:
+            body.update(dispatch_id=recipient.get("dispatch_id"), message_id=recipient.get("message_id"))
+            sk = f"E#{recipient['message_id']}#{stamp}#{event.provider}#{event.event_id}"
+            key = {"pk": recipient["pk"], "sk": sk}
+        position = f"{stamp}#{event.provider}#{event.event_id}"
+        if address:
+            body.update(recipient=address, gsi2pk=f"EVT#{address}", gsi2sk=position)
+        if event.provider_message_id:
+            lookup = provider_lookup_id(event.provider, event.provider_message_id)
+            body.update(gsi1pk=f"PEV#{lookup}", gsi1sk=position)
+        return {**key, **body}
+
+    def record_events(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write event items that do not exist yet, in transactions of up to 100 conditional puts; the ones
+        this call wrote (a concurrent worker's are left out, so each event is counted once)."""
+        written: list[dict[str, Any]] = []
+        for chunk in _chunks(items):
+            pending = chunk
+            for attempt in range(6):
+                ops = [
+                    {
+                        "Put": {
+                            "TableName": self._table_name,
+                            "Item": {k: v for k, v in item.items() if v is not None},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                    for item in pending
+                ]
+                failed = self._transact(ops, [attempt] + [(i["pk"], i["sk"]) for i in pending])
+                if failed is None:
+                    written += pending
+                    break
+                # Exists already (a concurrent or earlier writer): not ours to count. The rest is retried.
+                pending = [i for n, i in enumerate(pending) if failed[n] != "ConditionalCheckFailed"]
+                if not pending:
+                    break
+            else:
+                raise DependencyUnavailable("Message store kept cancelling the event writes")
+        return written
+
+    def advance_many(self, changes: list[tuple[dict[str, Any], str, int, Any]]) -> int:
+        """Move recipients' statuses forward, each from the rank read to a higher one, with the final report
+        in the same transaction: a status never turns final without its report, nor twice. A recipient that
+        changed since it was read is read again and retried. Returns how many moved."""
+        from martech_bridge.logic.event_effects import reports_on
+
+        moved = 0
+        pending = list(changes)
+        for attempt in range(6):
+            if not pending:
+                return moved
+            retry: list[tuple[dict[str, Any], str, int, Any]] = []
+            for group in _groups(pending):
+                ops: list[dict[str, Any]] = []
+                owners: list[int] = []
+                for n, (recipient, status, rank, event) in enumerate(group):
+                    values = {":s": status, ":r": rank, ":t": event.timestamp.isoformat()}
+                    condition = "attribute_exists(pk) AND attribute_not_exists(status_rank)"
+                    if "status_rank" in recipient:
+                        condition = "attribute_exists(pk) AND status_rank = :old"
+                        values[":old"] = int(recipient["status_rank"])
+                    ops.append(
+                        {
+                            "Update": {
+                                "TableName": self._table_name,
+                                "Key": {"pk": recipient["pk"], "sk": recipient["sk"]},
+                                "UpdateExpression": "SET #s = :s, status_rank = :r, status_at = :t",
+                                "ConditionExpression": condition,
+                                "ExpressionAttributeNames": {"#s": "status"},
+                                "ExpressionAttributeValues": values,
+                            }
+                        }
+                    )
+                    owners.append(n)
+                    if reports_on(int(recipient.get("status_rank", 0)), status):
+                        report = self._report_item(recipient, status, event)
+                        ops.append({"Put": {"TableName": self._table_name, "Item": report}})
+                        owners.append(n)
+                identity = [attempt] + [(r["pk"], r["sk"], s, r.get("status_rank")) for r, s, _, _ in group]
+                failed = self._transact(ops, identity)
+                if failed is None:
+                    moved += len(group)
+                    continue
+                stale = {owners[i] for i, code in enumerate(failed) if code == "ConditionalCheckFailed"}
+                for n, change in enumerate(group):
+                    if n not in stale:
+                        retry.append(change)  # cancelled with the others: try again as it is
+                        continue
+                    fresh = self._fresh(change[0])
+                    if fresh is not None and change[2] > int(fresh.get("status_rank", 0)):
+                        retry.append((fresh, change[1], change[2], change[3]))
+            pending = retry
+        raise DependencyUnavailable("Message store kept cancelling the status updates")
+
+    def _fresh(self, recipient: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-                for recipient, event in pairs:
-                    batch.put_item(Item={**self._event_item(recipient, event), "expires_at": expires})
+            item = self._table.get_item(Key={"pk": recipient["pk"], "sk": recipient["sk"]}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
+        return item.get("Item")
 
-    def advance(self, recipient: dict[str, Any], status: tuple[str, int], event: Any) -> bool:
-        """Move a recipient's status forward (never back); report it the first time it turns final."""
-        stamp = event.timestamp.isoformat()
+    def _transact(self, ops: list[dict[str, Any]], identity: Any) -> list[str] | None:
+        """None when the transaction committed; else each operation's cancellation code ("None" for those
+        cancelled because of another). The request token makes botocore's own retry of a committed
+        transaction a success, not a conflict with itself. (The resource's client serialises the values.)"""
+        token = hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:36]
         try:
-            old = self._table.update_item(
-                Key={"pk": recipient["pk"], "sk": recipient["sk"]},
-                UpdateExpression="SET #s = :s, status_rank = :r, status_at = :t",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(status_rank) OR status_rank < :r)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":s": status[0], ":r": status[1], ":t": stamp},
-                ReturnValues="ALL_OLD",
-            )["Attributes"]
+            aws.dynamodb_resource().meta.client.transact_write_items(TransactItems=ops, ClientRequestToken=token)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+            code = exc.response["Error"]["Code"]
+            if code == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                codes = [str(r.get("Code", "None")) for r in reasons]
+                if len(codes) == len(ops):
+                    return codes
+                return ["None"] * len(ops)  # no reasons given: retry everything
+            if code in ("TransactionConflictException", "TransactionInProgressException"):
+                return ["None"] * len(ops)
             raise DependencyUnavailable("Message store is unavailable") from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
-        if status[0] in FINAL_STATUSES and int(old.get("status_rank", 0)) < FINAL_RANK_FLOOR:
-            self._report(recipient, status[0], stamp, event)
-        return True
+        return None
 
-    @staticmethod
-    def _event_item(recipient: dict[str, Any] | None, event: Any) -> dict[str, Any]:
-        stamp = event.timestamp.isoformat()
-        body = {k: v for k, v in event.model_dump(mode="json").items() if v is not None and k != "raw"}
-        body["raw"] = json.dumps(event.raw, ensure_ascii=False)[:20_000]
-        if recipient is None:
-            return {"pk": f"EVENTS#{event.provider}#{stamp[:10]}", "sk": f"E#{stamp}#{event.event_id}", **body}
-        return {"pk": recipient["pk"], "sk": f"E#{recipient['message_id']}#{stamp}#{event.event_id}", **body}
+    def record_rejected(self, provider: str, rejected: list[tuple[str, Any]], received_at: datetime) -> None:
+        """Unreadable events with why, spread over shards of the day; the same post redelivered overwrites
+        its own records instead of adding more."""
+        from martech_bridge.logic.event_parsing import fingerprint
+
+        stamp = received_at.astimezone(UTC).isoformat()
+        expires = int((datetime.now(UTC) + self._retention).timestamp())
+        try:
+            with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+                for n, (reason, raw) in enumerate(rejected):
+                    # ASCII escapes: a rejected event may hold text that is not valid Unicode (a lone surrogate).
+                    body = json.dumps(raw, ensure_ascii=True, default=str)[:20_000]
+                    mark = fingerprint([n, body])
+                    batch.put_item(
+                        Item={
+                            "pk": f"REJECTED#{provider}#{stamp[:10]}#{shard_of(mark, REJECTED_SHARDS):02d}",
+                            "sk": f"{stamp}#{mark}",
+                            "provider": provider,
+                            "reason": reason[:1000],
+                            "raw": body,
+                            "received_at": stamp,
+                            "expires_at": expires,
+                        }
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def rejected(self, provider: str, day: str, limit: int) -> list[dict[str, Any]]:
+        """A day's rejected events of one provider, newest first, read back across the shards."""
+        from boto3.dynamodb.conditions import Key
+
+        items: list[dict[str, Any]] = []
+        try:
+            for shard in range(REJECTED_SHARDS):
+                items += self._table.query(
+                    KeyConditionExpression=Key("pk").eq(f"REJECTED#{provider}#{day}#{shard:02d}"),
+                    ScanIndexForward=False,
+                    Limit=limit,
+                )["Items"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        items.sort(key=lambda i: i["sk"], reverse=True)
+        return [{k: _plain(v) for k, v in i.items() if k not in HIDDEN} for i in items[:limit]]
+
+    def events_for(
+        self, *, to: str | None, provider_message_id: str | None, limit: int, cursor: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Events recorded for an address or a provider's message id, newest first, matched or not."""
+        from boto3.dynamodb.conditions import Key
+
+        if to:
+            query: dict[str, Any] = {"IndexName": "LogIndex", "KeyConditionExpression": Key("gsi2pk").eq(f"EVT#{to}")}
+        else:
+            query = {
+                "IndexName": "ProviderIdIndex",
+                "KeyConditionExpression": Key("gsi1pk").eq(f"PEV#{provider_message_id}"),
+            }
+        query.update(ScanIndexForward=False, Limit=limit)
+        if cursor:
+            query["ExclusiveStartKey"] = cursor
+        try:
+            page = self._table.query(**query)
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+        events = [{k: _plain(v) for k, v in i.items() if k not in HIDDEN | {"raw"}} for i in page["Items"]]
+        return events, page.get("LastEvaluatedKey")
 
     # ------------------------------------------------------------------ reports
-    def _report(self, recipient: dict[str, Any], status: str, stamp: str, event: Any) -> None:
-        """One final delivery report per message, created the first time its status turns final."""
+    def _report_item(self, recipient: dict[str, Any], status: str, event: Any) -> dict[str, Any]:
         message_id = str(recipient["message_id"])
-        shard = int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % REPORT_SHARDS
         report = {
-            "pk": f"REPORT#{shard}",
+            "pk": f"REPORT#{shard_of_report(message_id)}",
             "sk": f"R#{message_id}",
             "messageId": message_id,
             "dispatch_id": recipient.get("dispatch_id"),
+            "bulkId": recipient.get("dispatch_id"),
             "to": recipient.get("email"),
             "provider": recipient.get("provider"),
             "sentAt": recipient.get("sent_at"),
-            "doneAt": stamp,
+            "doneAt": event.timestamp.isoformat(),
             "status": status,
             "generalStatus": GENERAL_STATUS.get(status, "PENDING"),
             "description": event.description,
+            "bounce": event.bounce,
             "expires_at": int((datetime.now(UTC) + self._retention).timestamp()),
         }
-        try:
-            self._table.put_item(
-                Item={k: v for k, v in report.items() if v is not None}, ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        return {k: v for k, v in report.items() if v is not None}
 
-    def take_reports(self, limit: int) -> list[dict[str, Any]]:
+    def take_reports(
+        self, limit: int, *, message_ids: list[str] | None = None, bulk_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Up to `limit` final reports, each handed out once: a report is claimed by deleting it, and only
-        one concurrent reader's delete succeeds."""
-        from boto3.dynamodb.conditions import Key
+        one concurrent reader's delete succeeds. Filtered by message ids or by bulk (dispatch) id."""
+        from boto3.dynamodb.conditions import Attr, Key
 
         taken: list[dict[str, Any]] = []
         try:
+            if message_ids:
+                candidates: list[dict[str, Any]] = [
+                    {"pk": f"REPORT#{shard_of_report(m)}", "sk": f"R#{m}"} for m in message_ids
+                ]
+                if bulk_id:
+                    candidates = [c for c in candidates if c["sk"][2:].rsplit(".", 1)[0] == bulk_id]
+                return self._claim(candidates[:limit])
             for shard in random.sample(range(REPORT_SHARDS), REPORT_SHARDS):
+                query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"REPORT#{shard}")}
+                if bulk_id:
+                    query["FilterExpression"] = Attr("dispatch_id").eq(bulk_id)
+                else:
+                    query["Limit"] = limit - len(taken)
+                while len(taken) < limit:
+                    page = self._table.query(**query)
+                    taken += self._claim(page["Items"][: limit - len(taken)])
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
                 if len(taken) >= limit:
                     break
-                page = self._table.query(
-                    KeyConditionExpression=Key("pk").eq(f"REPORT#{shard}"), Limit=limit - len(taken)
-                )
-                for item in page["Items"]:
-                    try:
-                        claimed = self._table.delete_item(
-                            Key={"pk": item["pk"], "sk": item["sk"]},
-                            ConditionExpression="attribute_exists(pk)",
-                            ReturnValues="ALL_OLD",
-                        ).get("Attributes")
-                    except ClientError as exc:
-                        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                            continue  # another reader took it
-                        raise
-                    if claimed:
-                        taken.append({k: _plain(v) for k, v in claimed.items() if k not in ("pk", "sk", "expires_at")})
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
+        return taken
+
+    def _claim(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        taken = []
+        for item in items:
+            try:
+                claimed = self._table.delete_item(
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    ConditionExpression="attribute_exists(pk)",
+                    ReturnValues="ALL_OLD",
+                ).get("Attributes")
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                    continue  # another reader took it, or there is none
+                raise
+            if claimed:
+                taken.append({k: _plain(v) for k, v in claimed.items() if k not in ("pk", "sk", "expires_at")})
         return taken
 
     # ------------------------------------------------------------------ logs
     def logs(
         self,
         *,
-        message_id: str | None,
-        to: str | None,
-        since: datetime,
-        until: datetime,
-        general_status: str | None,
+        message_id: str | list[str] | None = None,
+        to: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        general_status: str | None = None,
         limit: int,
         cursor: dict[str, Any] | None,
+        bulk_id: str | None = None,
+        sender: str | None = None,
+        campaign: str | None = None,
     ) -> tuple[list[dict[str, Any]], Any]:
-        """Per-recipient log lines, newest first, from indexes only (never a scan)."""
-        from boto3.dynamodb.conditions import Attr, Key
+        """Per-recipient log lines, newest first, from keys and indexes only (never a scan), at most `limit`
+        lines a page. Filters as Infobip's logs: message ids, bulkId, to, from, campaignReferenceId,
+        generalStatus, sentSince/sentUntil."""
+        from boto3.dynamodb.conditions import Key
 
-        def line(item: dict[str, Any]) -> dict[str, Any]:
-            status = str(item.get("status", ""))
-            return {
-                "messageId": item.get("message_id"),
-                "dispatch_id": item.get("dispatch_id"),
-                "to": item.get("email"),
-                "provider": item.get("provider"),
-                "sentAt": item.get("sent_at"),
-                "doneAt": item.get("status_at"),
-                "status": {"groupName": GENERAL_STATUS.get(status, "PENDING"), "name": status.upper()},
-                "reason": item.get("reason"),
-                "providerMessageId": item.get("provider_message_id"),
-            }
+        ids = [message_id] if isinstance(message_id, str) else list(message_id or [])
+        statuses = set(STATUSES_OF_GROUP[general_status]) if general_status else None
+        heads: dict[str, dict[str, Any] | None] = {}
 
-        wanted = Attr("status").is_in(STATUSES_OF_GROUP[general_status]) if general_status else None
+        def head_of(dispatch: str) -> dict[str, Any] | None:
+            if dispatch not in heads:
+                heads[dispatch] = self._table.get_item(Key={"pk": f"MSG#{dispatch}", "sk": "M"}).get("Item")
+            return heads[dispatch]
+
+        def wanted(item: dict[str, Any]) -> bool:
+            if statuses is not None and item.get("status") not in statuses:
+                return False
+            sent = str(item.get("sent_at", ""))
+            if (since and sent < since.isoformat()) or (until and sent > until.isoformat()):
+                return False
+            if to and item.get("email") != to:
+                return False
+            if bulk_id and item.get("dispatch_id") != bulk_id:
+                return False
+            if sender or campaign:
+                head = head_of(str(item.get("dispatch_id"))) or {}
+                if sender and head.get("from") != sender:
+                    return False
+                if campaign and campaign not in (head.get("categories") or []):
+                    return False
+            return True
+
         try:
-            if message_id:
-                dispatch = message_id.rsplit(".", 1)[0]
-                item = self._table.get_item(Key={"pk": f"MSG#{dispatch}", "sk": f"R#{message_id}"}).get("Item")
-                ok = item and (not general_status or item.get("status") in STATUSES_OF_GROUP[general_status])
-                return ([_plain(line(item))] if ok else []), None
-            if to:
-                query: dict[str, Any] = {
-                    "IndexName": "LogIndex",
-                    "ScanIndexForward": False,
-                    "Limit": limit,
-                    "KeyConditionExpression": Key("gsi2pk").eq(f"TO#{to}")
-                    & Key("gsi2sk").between(since.isoformat(), until.isoformat() + "~"),
-                }
-                if wanted is not None:
-                    query["FilterExpression"] = wanted
+            if ids:
+                keys = sorted({(f"MSG#{m.rsplit('.', 1)[0]}", f"R#{m}") for m in ids})
+                found = self._batch_get(keys)
+                lines = [_log_line(i) for k in keys if (i := found.get(k)) is not None and wanted(i)]
+                lines.sort(key=lambda line: str(line.get("sentAt")), reverse=True)
+                return lines[:limit], None
+            if bulk_id or to:
+                if bulk_id:
+                    query: dict[str, Any] = {
+                        "KeyConditionExpression": Key("pk").eq(f"MSG#{bulk_id}") & Key("sk").begins_with("R#")
+                    }
+                else:
+                    low = since.isoformat() if since else ""
+                    high = (until.isoformat() if until else "9999") + "~"
+                    query = {
+                        "IndexName": "LogIndex",
+                        "ScanIndexForward": False,
+                        "KeyConditionExpression": Key("gsi2pk").eq(f"TO#{to}") & Key("gsi2sk").between(low, high),
+                    }
                 if cursor:
                     query["ExclusiveStartKey"] = cursor
-                page = self._table.query(**query)
-                return [_plain(line(i)) for i in page["Items"]], page.get("LastEvaluatedKey")
-            # No address: message heads by day (LogIndex "DAY#..."), newest day first, then their recipients.
-            lines: list[dict[str, Any]] = []
-            day = (cursor or {}).get("day") or until.strftime("%Y-%m-%d")
-            start = (cursor or {}).get("key")
-            while day >= since.strftime("%Y-%m-%d") and len(lines) < limit:
-                query = {
-                    "IndexName": "LogIndex",
-                    "ScanIndexForward": False,
-                    "Limit": limit,
-                    "KeyConditionExpression": Key("gsi2pk").eq(f"DAY#{day}")
-                    & Key("gsi2sk").between(since.isoformat(), until.isoformat() + "~"),
-                }
-                if start:
-                    query["ExclusiveStartKey"] = start
-                page = self._table.query(**query)
-                for head in page["Items"]:
-                    members = self._table.query(
-                        KeyConditionExpression=Key("pk").eq(head["pk"]) & Key("sk").begins_with("R#")
-                    )["Items"]
-                    lines += [
-                        _plain(line(m))
-                        for m in members
-                        if not general_status or m.get("status") in STATUSES_OF_GROUP[general_status]
-                    ]
-                    if len(lines) >= limit:
-                        return lines, {"day": day, "key": {k: head[k] for k in ("pk", "sk", "gsi2pk", "gsi2sk")}}
-                if page.get("LastEvaluatedKey"):
-                    start = page["LastEvaluatedKey"]
-                    continue
-                day = (datetime.strptime(day, "%Y-%m-%d") - timedelta(days=1)).strftime("%Y-%m-%d")
-                start = None
-            return lines, None
+                lines = []
+                for _ in range(20):  # bounded work a call; the cursor carries on
+                    query["Limit"] = limit - len(lines)
+                    page = self._table.query(**query)
+                    lines += [_log_line(i) for i in page["Items"] if wanted(i)]
+                    last = page.get("LastEvaluatedKey")
+                    if not last or len(lines) >= limit:
+                        return lines, last
+                    query["ExclusiveStartKey"] = last
+                return lines, last
+            assert since is not None and until is not None
+            return self._logs_by_day(since, until, limit, cursor, wanted)
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Message store is unavailable") from exc
 
-    def record_rejected(self, provider: str, reason: str, raw: Any) -> None:
-        now = datetime.now(UTC)
-        item = {
-            "pk": f"REJECTED#{provider}#{now:%Y-%m-%d}",
-            "sk": f"{now.isoformat()}#{uuid.uuid4().hex[:8]}",
-            "reason": reason,
-            "raw": json.dumps(raw, ensure_ascii=False, default=str)[:20_000],
-            "expires_at": int((now + self._retention).timestamp()),
-        }
-        try:
-            self._table.put_item(Item=item)
-        except (ClientError, BotoCoreError) as exc:
-            raise DependencyUnavailable("Message store is unavailable") from exc
+    def _logs_by_day(
+        self, since: datetime, until: datetime, limit: int, cursor: dict[str, Any] | None, wanted: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """No address or id: dispatch heads by day (LogIndex "DAY#<day>#<shard>"), every shard of a day merged
+        newest first, then each head's recipients. The cursor names the last head and recipient returned."""
+        import heapq
+
+        from boto3.dynamodb.conditions import Key
+
+        before = str((cursor or {}).get("b") or "")
+        after_member = str((cursor or {}).get("m") or "")
+        high = min(until.isoformat() + "~", before + "~") if before else until.isoformat() + "~"
+        low = since.isoformat()
+        budget = [200]  # queries a call; past it, the cursor carries on
+
+        def shard_heads(day: str, shard: int) -> Any:
+            query: dict[str, Any] = {
+                "IndexName": "LogIndex",
+                "ScanIndexForward": False,
+                "Limit": min(limit, 100),
+                "KeyConditionExpression": Key("gsi2pk").eq(f"DAY#{day}#{shard:02d}") & Key("gsi2sk").between(low, high),
+            }
+            while True:
+                budget[0] -= 1
+                page = self._table.query(**query)
+                yield from page["Items"]
+                if "LastEvaluatedKey" not in page:
+                    return
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        lines: list[dict[str, Any]] = []
+        day = before[:10] if before else until.strftime("%Y-%m-%d")
+        first_day = since.strftime("%Y-%m-%d")
+        while day >= first_day:
+            merged = heapq.merge(
+                *(shard_heads(day, s) for s in range(DAY_SHARDS)), key=lambda h: str(h["gsi2sk"]), reverse=True
+            )
+            for head in merged:
+                position = str(head["gsi2sk"])
+                if before and position > before:
+                    continue
+                query: dict[str, Any] = {
+                    "KeyConditionExpression": Key("pk").eq(head["pk"]) & Key("sk").begins_with("R#")
+                }
+                if before and position == before and after_member:
+                    query["KeyConditionExpression"] = Key("pk").eq(head["pk"]) & Key("sk").between(
+                        after_member + "\x00", "R#~"
+                    )
+                elif before and position == before:
+                    query["KeyConditionExpression"] = Key("pk").eq(head["pk"]) & Key("sk").begins_with("R#")
+                while True:
+                    budget[0] -= 1
+                    page = self._table.query(**query)
+                    for member in page["Items"]:
+                        if wanted(member):
+                            lines.append(_log_line(member))
+                        if len(lines) >= limit or budget[0] <= 0:
+                            return lines, {"b": position, "m": member["sk"]}
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                if budget[0] <= 0:
+                    return lines, {"b": position, "m": "R#~"}
+            day = (datetime.strptime(day, "%Y-%m-%d") - timedelta(days=1)).strftime("%Y-%m-%d")
+        return lines, None
 
     # ------------------------------------------------------------------ reads
     def get(self, dispatch_id: str) -> dict[str, Any] | None:
@@ -454,7 +764,7 @@ class MessageStore(aws.TableStore):
         head = next((i for i in items if i["sk"] == "M"), None)
         if head is None:
             return None
-        hidden = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expires_at", "status_rank"}
+        hidden = HIDDEN
         message = {k: _plain(v) for k, v in head.items() if k not in hidden}
         events: dict[str, list[dict[str, Any]]] = {}
         for item in items:  # sorted by sk, so each recipient's events come in provider-time order
@@ -482,3 +792,52 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def shard_of_report(message_id: str) -> int:
+    return int(hashlib.sha256(message_id.encode()).hexdigest(), 16) % REPORT_SHARDS
+
+
+def _log_line(item: dict[str, Any]) -> dict[str, Any]:
+    status = str(item.get("status", ""))
+    return _plain(
+        {
+            "messageId": item.get("message_id"),
+            "dispatch_id": item.get("dispatch_id"),
+            "bulkId": item.get("dispatch_id"),
+            "to": item.get("email"),
+            "provider": item.get("provider"),
+            "sentAt": item.get("sent_at"),
+            "doneAt": item.get("status_at"),
+            "status": {"groupName": GENERAL_STATUS.get(status, "PENDING"), "name": status.upper()},
+            "reason": item.get("reason"),
+            "providerMessageId": item.get("provider_message_id"),
+        }
+    )
+
+
+def _chunks(items: list[dict[str, Any]]) -> Any:
+    """Items in groups a transaction takes: at most 100 and about 3 MB."""
+    group: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        weight = len(json.dumps(item, default=str))
+        if group and (len(group) >= TRANSACTION_ITEMS or size + weight > TRANSACTION_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += weight
+    if group:
+        yield group
+
+
+def _groups(changes: list[Any]) -> Any:
+    """Status changes in transactions of at most 100 operations (an update, and a report when final)."""
+    group: list[Any] = []
+    for change in changes:
+        if len(group) >= TRANSACTION_ITEMS // 2:
+            yield group
+            group = []
+        group.append(change)
+    if group:
+        yield group

@@ -65,7 +65,7 @@ def receive(provider: str) -> Response:
     body = raw_body(app)
     # Authenticate before parsing: an anonymous caller's body is never parsed.
     try:
-        _verify(provider, settings, body)
+        scope = _verify(provider, settings, body)
     except EventAuthFailure as failure:
         metrics.add_metric(name="EventPostsRejectedAuth", unit=MetricUnit.Count, value=1)
         raise Unauthorized(str(failure)) from None
@@ -77,7 +77,7 @@ def receive(provider: str) -> Response:
         raise InvalidRequest("A SendGrid event post is a JSON array of events", code="invalid_json")
     if provider != "sendgrid" and not isinstance(payload, dict):
         raise InvalidRequest("An event post is a JSON object", code="invalid_json")
-    envelope = event_queue().enqueue(provider, body)
+    envelope = event_queue().enqueue(provider, body, scope=scope)
     metrics.add_metric(name="EventPostsAccepted", unit=MetricUnit.Count, value=1)
     results = payload.get("results") if isinstance(payload, dict) else None
     events = len(payload) if isinstance(payload, list) else len(results) if isinstance(results, list) else 1
@@ -85,7 +85,9 @@ def receive(provider: str) -> Response:
     return json_response(200, {"status": "queued", "events": events})
 
 
-def _verify(provider: str, settings: Settings, body: bytes) -> None:
+def _verify(provider: str, settings: Settings, body: bytes) -> str | None:
+    """Raises EventAuthFailure, or returns the one dispatch a per-dispatch Infobip token authorises (None
+    when the post is authorised as a whole)."""
     headers = app.current_event.headers
     query = app.current_event.query_string_parameters or {}
     allow = settings.allow_plaintext_secrets
@@ -101,7 +103,7 @@ def _verify(provider: str, settings: Settings, body: bytes) -> None:
                 body,
                 max_age_seconds=settings.sendgrid_webhook_max_age_seconds,
             )
-            return
+            return None
     elif provider == "braze":
         accepted = secrets.resolve_list("braze_postback_secret", settings.braze_postback_secret, allow_plaintext=allow)
         if accepted:
@@ -110,7 +112,7 @@ def _verify(provider: str, settings: Settings, body: bytes) -> None:
                 raise EventAuthFailure("Missing the postback secret (X-Webhook-Token header or token query parameter)")
             if not matches_any(given, accepted):
                 raise EventAuthFailure("Invalid postback secret")
-            return
+            return None
     else:
         accepted = secrets.resolve_list(
             "infobip_webhook_secret", settings.infobip_webhook_secret, allow_plaintext=allow
@@ -121,13 +123,16 @@ def _verify(provider: str, settings: Settings, body: bytes) -> None:
                 raise EventAuthFailure("Missing the token (the bridge puts it into notifyUrl and trackingUrl)")
             # Mail the bridge sent carries a per-dispatch token; mail sent elsewhere, the shared secret itself.
             if matches_any(given, accepted):
-                return
+                return None
+            # A per-dispatch token authorises one dispatch, and only its Infobip messages: the worker checks
+            # every item against it, those without a bulkId included.
             bulk_ids = _infobip_bulk_ids(body)
-            if bulk_ids and all(matches_any(given, [infobip_callback_token(s, b) for s in accepted]) for b in bulk_ids):
-                return
+            scope = next(iter(bulk_ids)) if len(bulk_ids) == 1 else None
+            if scope is not None and matches_any(given, [infobip_callback_token(s, scope) for s in accepted]):
+                return scope
             raise EventAuthFailure("Invalid token")
     if settings.insecure_accept_unsigned_events:
-        return
+        return None
     raise EventAuthFailure(f"The {provider} event endpoint has no key or secret configured; every post is refused")
 
 

@@ -1,7 +1,8 @@
-"""QueryFunction: the operator API - subscriptions, messages and their logs, reports, deliveries."""
+"""QueryFunction: the operator API - subscriptions, messages and their logs, reports, events, deliveries."""
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -12,12 +13,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from martech_bridge.adapters.message_store import STATUSES_OF_GROUP
+from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.deliveries import replay_delivery
 from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound
-from martech_bridge.logic.event_parsing import Unreadable, iso
+from martech_bridge.logic.event_parsing import Unreadable, iso, recipient
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import DELIVERY_ID_PATTERN
 from martech_bridge.models.email import InvalidEmail, normalize_email
@@ -29,6 +30,8 @@ app = build_resolver()
 AUTH = [require_api_key]
 _DISPATCH_ID = re.compile(DISPATCH_ID_PATTERN)
 _DELIVERY_ID = re.compile(DELIVERY_ID_PATTERN)
+MAX_IDS = 100  # message ids a look-up takes at once
+MAX_IDS_CHARS = 2000  # and their length, so a URL stays far under API Gateway's limits
 
 
 def _email_from_path(raw: str) -> str:
@@ -108,41 +111,122 @@ def get_message(dispatch_id: str) -> Response:
 
 @app.get("/messages", middlewares=AUTH)
 def list_messages() -> Response:
-    """Logs, filtered as Infobip's are: messageId, to, sentSince, sentUntil, generalStatus, limit, cursor."""
+    """Logs, filtered as Infobip's are: messageId (several, repeated or comma-separated), bulkId, to, from,
+    campaignReferenceId, sentSince, sentUntil, generalStatus, limit (lines), cursor."""
     params = app.current_event.query_string_parameters or {}
-    now = datetime.now(UTC)
-    until = _when(params, "sentUntil") or now
-    since = _when(params, "sentSince") or until - timedelta(days=2)
-    if since > until:
-        raise InvalidRequest("sentSince is after sentUntil", field="sentSince")
+    since, until, explicit = _window(params)
     status = params.get("generalStatus")
     if status is not None and status.upper() not in STATUSES_OF_GROUP:
         raise InvalidRequest(f"generalStatus must be one of {', '.join(STATUSES_OF_GROUP)}", field="generalStatus")
     to = _email_from_path(params["to"]) if params.get("to") else None
-    results, cursor = message_store().logs(
-        message_id=params.get("messageId"),
+    sender = _email_from_path(params["from"]) if params.get("from") else None
+    ids = _many(params, "messageId")
+    bulk_id = _bounded(params, "bulkId", 200)
+    campaign = _bounded(params, "campaignReferenceId", 255)
+    group = status.upper() if status else None
+    filters: dict[str, Any] = {
+        "messageId": ids,
+        "bulkId": bulk_id,
+        "to": to,
+        "from": sender,
+        "campaignReferenceId": campaign,
+        "generalStatus": status.upper() if status else None,
+        "sentSince": params.get("sentSince"),  # as given: a default window moves with the clock
+        "sentUntil": params.get("sentUntil"),
+    }
+    windowed = explicit or not (ids or bulk_id)
+    cursor = _cursor(params, filters)
+    if cursor is not None:
+        _check_log_cursor(cursor, to=to, bulk_id=bulk_id, ids=ids)
+    results, after = message_store().logs(
+        message_id=ids,
         to=to,
-        since=since,
-        until=until,
-        general_status=status.upper() if status else None,
+        since=since if windowed else None,
+        until=until if windowed else None,
+        general_status=group,
         limit=_limit(params, 50),
-        cursor=_cursor(params),
+        cursor=cursor,
+        bulk_id=bulk_id,
+        sender=sender,
+        campaign=campaign,
     )
-    return json_response(200, {"results": results, "cursor": _encode_cursor(cursor)})
+    return json_response(200, {"results": results, "cursor": _encode_cursor(after, filters)})
 
 
 @app.get("/reports", middlewares=AUTH)
 def get_reports() -> Response:
-    """Final delivery reports, each returned once (Infobip semantics): a report read is a report gone."""
+    """Final delivery reports, each returned once (Infobip semantics): a report read is a report gone.
+    Filtered by messageId (several) and bulkId, as Infobip's reports API is."""
     params = app.current_event.query_string_parameters or {}
-    return json_response(200, {"results": message_store().take_reports(_limit(params, 100))})
+    ids = _many(params, "messageId")
+    bulk_id = _bounded(params, "bulkId", 200)
+    reports = message_store().take_reports(_limit(params, 100), message_ids=ids, bulk_id=bulk_id)
+    return json_response(200, {"results": reports})
+
+
+@app.get("/events", middlewares=AUTH)
+def list_events() -> Response:
+    """Every normalised event recorded for an address (`to`) or a provider's message id
+    (`provider_message_id`), newest first, including events of mail not sent through the bridge."""
+    params = app.current_event.query_string_parameters or {}
+    if len(params.get("to") or "") > 320:
+        raise InvalidRequest("to is longer than 320 characters", field="to")
+    to = recipient(params["to"]) if params.get("to") else None
+    pmid = params.get("provider_message_id") or None
+    if bool(to) == bool(pmid):
+        raise InvalidRequest("give either to or provider_message_id", field="to")
+    if pmid is not None and len(pmid) > 512:
+        raise InvalidRequest("provider_message_id is longer than 512 characters", field="provider_message_id")
+    filters = {"to": to, "provider_message_id": pmid}
+    cursor = _cursor(params, filters)
+    if cursor is not None:
+        hash_key, sort_key, partition = ("gsi2pk", "gsi2sk", f"EVT#{to}") if to else ("gsi1pk", "gsi1sk", f"PEV#{pmid}")
+        _check_key_cursor(cursor, {"pk", "sk", hash_key, sort_key}, {hash_key: partition})
+    events, after = message_store().events_for(to=to, provider_message_id=pmid, limit=_limit(params, 50), cursor=cursor)
+    return json_response(200, {"results": events, "cursor": _encode_cursor(after, filters)})
+
+
+def _many(params: dict[str, str], name: str) -> list[str]:
+    """A parameter given several times (API Gateway joins repeats with commas) or comma-separated."""
+    raw = params.get(name) or ""
+    if len(raw) > MAX_IDS_CHARS:
+        raise InvalidRequest(f"{name} is longer than {MAX_IDS_CHARS} characters", field=name)
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if len(values) > MAX_IDS:
+        raise InvalidRequest(f"at most {MAX_IDS} values of {name} at once", field=name)
+    if any(len(v) > 200 for v in values):
+        raise InvalidRequest(f"{name} is longer than 200 characters", field=name)
+    return values
+
+
+def _bounded(params: dict[str, str], name: str, limit: int) -> str | None:
+    """An optional filter value no longer than `limit` characters (as openapi.json states)."""
+    value = params.get(name) or None
+    if value is not None and len(value) > limit:
+        raise InvalidRequest(f"{name} is longer than {limit} characters", field=name)
+    return value
 
 
 def _limit(params: dict[str, str], default: int) -> int:
     raw = params.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # ASCII digits only: "²".isdigit() is true and int("²") raises.
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise InvalidRequest("limit must be a whole number from 1 to 1000", field="limit")
     return int(raw)
+
+
+def _window(params: dict[str, str]) -> tuple[datetime, datetime, bool]:
+    """sentSince / sentUntil, validated: real times (2000-2100), in order, at most MAX_LOG_DAYS apart, so a
+    look-up never walks an unbounded range of days. Default: the 48 hours Infobip keeps logs."""
+    now = datetime.now(UTC)
+    given_until, given_since = _when(params, "sentUntil"), _when(params, "sentSince")
+    until = given_until or now
+    since = given_since or until - timedelta(days=2)
+    if since > until:
+        raise InvalidRequest("sentSince is after sentUntil", field="sentSince")
+    if until - since > timedelta(days=MAX_LOG_DAYS):
+        raise InvalidRequest(f"sentSince and sentUntil may be at most {MAX_LOG_DAYS} days apart", field="sentSince")
+    return since, until, bool(given_since or given_until)
 
 
 def _when(params: dict[str, str], name: str) -> datetime | None:
@@ -153,26 +237,70 @@ def _when(params: dict[str, str], name: str) -> datetime | None:
         return iso(params[name].replace(" ", "+"))
     except Unreadable:
         raise InvalidRequest(
-            f"{name} must be an ISO 8601 time, e.g. 2026-11-22T05:00:00.000+0000", field=name
+            f"{name} must be an ISO 8601 time between 2000 and 2100, e.g. 2026-11-22T05:00:00.000+0000", field=name
         ) from None
 
 
-def _cursor(params: dict[str, str]) -> dict[str, Any] | None:
+def _filter_hash(filters: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cursor(params: dict[str, str], filters: dict[str, Any]) -> dict[str, Any] | None:
+    """The page position a cursor holds, if it is one this API returned for these same filters."""
     if not params.get("cursor"):
         return None
+    bad = InvalidRequest("cursor is not one this API returned for these filters", field="cursor")
+    raw = params["cursor"]
+    if len(raw) > 4000:
+        raise bad
     try:
-        value = json.loads(base64.urlsafe_b64decode(params["cursor"].encode()))
-    except (ValueError, binascii.Error):
-        raise InvalidRequest("cursor is not one this API returned", field="cursor") from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("cursor is not one this API returned", field="cursor")
-    return value
+        value = json.loads(base64.urlsafe_b64decode(raw.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
+        raise bad from None
+    if not isinstance(value, dict) or set(value) != {"f", "k"} or value["f"] != _filter_hash(filters):
+        raise bad
+    position = value["k"]
+    if (
+        not isinstance(position, dict)
+        or not position
+        or not all(isinstance(k, str) and isinstance(v, str) and 0 < len(v) <= 1200 for k, v in position.items())
+    ):
+        raise bad
+    return position
 
 
-def _encode_cursor(cursor: Any) -> str | None:
+def _check_key_cursor(cursor: dict[str, Any], keys: set[str], fixed: dict[str, str]) -> None:
+    """A DynamoDB start key must have exactly the index's key attributes, with this query's partition."""
+    if set(cursor) != keys or any(cursor.get(k) != v for k, v in fixed.items()):
+        raise InvalidRequest("cursor is not one this API returned for these filters", field="cursor")
+
+
+def _check_log_cursor(cursor: dict[str, Any], *, to: str | None, bulk_id: str | None, ids: list[str]) -> None:
+    bad = InvalidRequest("cursor is not one this API returned for these filters", field="cursor")
+    if ids:
+        raise bad  # a look-up by message ids is one page
+    if bulk_id:
+        _check_key_cursor(cursor, {"pk", "sk"}, {"pk": f"MSG#{bulk_id}"})
+    elif to:
+        _check_key_cursor(cursor, {"pk", "sk", "gsi2pk", "gsi2sk"}, {"gsi2pk": f"TO#{to}"})
+        if not cursor["pk"].startswith("MSG#") or not cursor["sk"].startswith("R#"):
+            raise bad
+    else:
+        if set(cursor) != {"b", "m"} or not cursor["m"].startswith("R#"):
+            raise bad
+        try:
+            datetime.strptime(cursor["b"][:10], "%Y-%m-%d")
+        except ValueError:
+            raise bad from None
+    if "sk" in cursor and not cursor["sk"].startswith("R#"):
+        raise bad
+
+
+def _encode_cursor(cursor: Any, filters: dict[str, Any]) -> str | None:
     if not cursor:
         return None
-    return base64.urlsafe_b64encode(json.dumps(cursor, default=str).encode()).decode()
+    body = {"f": _filter_hash(filters), "k": {k: str(v) for k, v in cursor.items()}}
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
 
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)

@@ -51,8 +51,8 @@ EDGES: tuple[Edge, ...] = (
     ),
     Edge(S.PENDING, S.FAILED, "worker (route removed), sweeper (stuck)", "settle_without_attempt: unchanged"),
     Edge(S.FAILED, S.FAILED, "anyone, then the sweeper: DLQ message sent", "dead_lettered: dead_letter_pending"),
-    Edge(S.FAILED, S.PENDING, "operator: retry or redrive", "reopen: failed or rejected"),
-    Edge(S.REJECTED, S.PENDING, "operator: retry or redrive", "reopen: failed or rejected"),
+    Edge(S.FAILED, S.PENDING, "operator: retry, or bridgectl redrive from the DLQ", "reopen: failed or rejected"),
+    Edge(S.REJECTED, S.PENDING, "operator: POST /deliveries/{id}/retry", "reopen: failed or rejected"),
 )
 
 # Which states the sweeper looks at (the sparse sweep index holds exactly these) and when.

@@ -1,6 +1,7 @@
 """What an event does: a recipient's delivery status only moves forward (a late `processed` never undoes
 `delivered`; a final state stays final), and KARTE's subscription rule - a hard bounce, spam report or
-unsubscribe sets subscription to false with the reason; soft bounces and deferrals do not."""
+unsubscribe (or a drop for one of those) sets subscription to false with the reason; soft bounces and
+deferrals do not. Every terminal provider outcome, a soft bounce included, is a final status."""
 
 from martech_bridge.models.events import EventType, NormalizedEvent
 from martech_bridge.models.subscription import SuppressionKind
@@ -20,14 +21,15 @@ RANK: dict[str, int] = {
     EventType.REJECTED: 9,
     EventType.FAILED: 9,
     EventType.ABORTED: 9,
+    EventType.EXPIRED: 9,
 }
+FINAL_STATUSES = frozenset({"delivered", "bounced", "rejected", "failed", "aborted", "expired"})
+FINAL_RANK_FLOOR = 4  # a status at or above "delivered" was final already: no second report
 STATUS_OF = {EventType.OPENED: "delivered", EventType.CLICKED: "delivered"}
 
 
 def status_change(event: NormalizedEvent) -> tuple[str, int] | None:
     """(new status, its rank) this event can set, or None if it says nothing about delivery."""
-    if event.event_type == EventType.BOUNCED and event.bounce == "soft":
-        return "deferred", RANK[EventType.DEFERRED]
     rank = RANK.get(event.event_type)
     if rank is None:
         return None
@@ -52,7 +54,9 @@ def suppression_for(event: NormalizedEvent) -> SuppressionKind | None:
         event.event_type == EventType.REJECTED and event.reject_reason == "spam"
     ):
         return SuppressionKind.SPAM_REPORT
-    if event.event_type == EventType.UNSUBSCRIBED:
+    if event.event_type == EventType.UNSUBSCRIBED or (
+        event.event_type == EventType.REJECTED and event.reject_reason == "unsubscribed"
+    ):
         return SuppressionKind.UNSUBSCRIBE
     return None
 
@@ -64,3 +68,8 @@ def should_suppress(
     if current_subscribed is None or current_subscribed:
         return True
     return STRENGTH[new_kind] > STRENGTH.get(current_kind or SuppressionKind.MANUAL, 1)
+
+
+def reports_on(old_rank: int, new_status: str) -> bool:
+    """A final delivery report is owed the first time a recipient's status turns final."""
+    return new_status in FINAL_STATUSES and old_rank < FINAL_RANK_FLOOR

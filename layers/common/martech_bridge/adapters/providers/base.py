@@ -3,6 +3,7 @@
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
@@ -68,8 +69,9 @@ class Provider(Protocol):
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer: ...
 
-    def events(self, payload: Any) -> list[Any]:
-        """The provider's event post as NormalizedEvent / RejectedEvent items."""
+    def events(self, payload: Any, received_at: datetime | None = None) -> list[Any]:
+        """The provider's event post as NormalizedEvent / RejectedEvent items (`received_at`: when the bridge
+        received the post, for events that carry no time of their own)."""
 
 
 def classify(status: int) -> Literal["accepted", "auth", "rejected", "retry"]:

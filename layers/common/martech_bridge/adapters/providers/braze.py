@@ -9,6 +9,7 @@ accepted (WIRE-FORMATS 3.2), so the recipient is `accepted`, never `failed`."""
 import json
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -90,7 +91,7 @@ class Braze:
             out.append(ProviderCall(http, [one], retry_safe=True))
         return out
 
-    def events(self, payload: Any) -> list[Any]:
+    def events(self, payload: Any, received_at: datetime | None = None) -> list[Any]:
         return braze_events(payload)
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
@@ -142,13 +143,29 @@ def _external_send_id(given: str | None, one: Outbound, count: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------- events
+# Braze postback status -> normalised type (WIRE-FORMATS 3.3): `sent` (handed to the sending partner) and
+# `processed` (the partner accepted it, the stage of SendGrid's `processed`) are both still queued; only
+# `delivered` and `bounced` are the inbox provider's answer, and `bounced` is terminal.
 _POSTBACK_TYPES = {
     "sent": "queued",
-    "processed": "sent",
+    "processed": "queued",
     "delivered": "delivered",
     "bounced": "bounced",
     "aborted": "aborted",
 }
+# An SMTP reply code (`452`) or enhanced status code (`4.2.2`) anywhere in the reason.
+_SMTP_CODE = re.compile(r"(?<![\d.])([245])(?:\d\d|\.\d{1,3}\.\d{1,3})(?![\d])")
+
+
+def bounce_class(reason: str | None) -> str | None:
+    """Braze has no soft-bounce status (WIRE-FORMATS 3.3): a 4xx / 4.x.x code anywhere in the reason is
+    soft, a 5xx / 5.x.x code hard, and a reason without a code is neither (it suppresses no one)."""
+    codes = {m.group(1) for m in _SMTP_CODE.finditer(reason or "")}
+    if "4" in codes:
+        return "soft"
+    if "5" in codes:
+        return "hard"
+    return None
 
 
 def braze_events(payload: Any) -> list[Any]:
@@ -166,9 +183,7 @@ def braze_events(payload: Any) -> list[Any]:
         metadata = p.obj(payload.get("metadata"))
         stamp = metadata.get(f"{status}_at") or metadata.get("executed_at") or metadata.get("received_at")
         reason = p.text(metadata.get("reason"))
-        bounce = None
-        if status == "bounced":  # Braze passes the SMTP reply: 5xx is permanent, 4xx temporary
-            bounce = "soft" if (reason or "").strip().startswith("4") else "hard"
+        ours = _our_ids(p.text(metadata.get("external_send_id")))
         return [
             NormalizedEvent(
                 provider="braze",
@@ -177,9 +192,10 @@ def braze_events(payload: Any) -> list[Any]:
                 provider_event=status,
                 timestamp=p.iso(stamp),
                 provider_message_id=dispatch,
-                **_our_ids(p.text(metadata.get("external_send_id"))),
+                dispatch_id=ours.get("dispatch_id"),
+                message_id=ours.get("message_id"),
                 external_send_id=p.text(metadata.get("external_send_id")),
-                bounce=bounce,  # type: ignore[arg-type]
+                bounce=bounce_class(reason) if status == "bounced" else None,  # type: ignore[arg-type]
                 description=reason,
                 mta_response=reason if status == "bounced" else None,
                 raw=payload,

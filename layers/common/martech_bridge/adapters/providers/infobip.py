@@ -8,6 +8,7 @@ recipients are `unknown` and Infobip's reports settle them."""
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from martech_bridge.adapters.providers.base import (
@@ -115,8 +116,8 @@ class Infobip:
         )
         return [ProviderCall(http, list(recipients), retry_safe=False)]
 
-    def events(self, payload: Any) -> list[Any]:
-        return infobip_events(payload)
+    def events(self, payload: Any, received_at: datetime | None = None) -> list[Any]:
+        return infobip_events(payload, received_at)
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
         body = response.json()
@@ -180,30 +181,37 @@ def _error(body: Any) -> tuple[str | None, str | None]:
 
 
 # ---------------------------------------------------------------------------------------- events
+# Delivery report status group -> normalised type; every group but PENDING is final (WIRE-FORMATS 4.8).
 _GROUPS = {
     "PENDING": "queued",
     "DELIVERED": "delivered",
     "UNDELIVERABLE": "bounced",
-    "EXPIRED": "failed",
+    "EXPIRED": "expired",
     "REJECTED": "rejected",
 }
+_INTERMEDIATE = {"DELIVERED_TO_OPERATOR": "sent"}  # DELIVERED group, id 2: not yet the handset (4.8)
+# Tracking notificationType -> normalised type (4.5: exactly these five; BOUNCED kept for older payloads).
 _TRACKING = {
     "OPENED": "opened",
     "CLICKED": "clicked",
     "COMPLAINED": "complained",
     "UNSUBSCRIBED": "unsubscribed",
+    "LATE_BOUNCE": "bounced",
     "BOUNCED": "bounced",
 }
 
 
-def infobip_events(payload: Any) -> list[Any]:
-    """Infobip delivery reports ({"results": [...]}) or a tracking notification, normalised."""
+def infobip_events(payload: Any, received_at: datetime | None = None) -> list[Any]:
+    """Infobip delivery reports ({"results": [...]}) or a tracking notification, normalised. Tracking
+    notifications carry no event time (`sendDateTime` is the send time, 4.5): they are stamped with the
+    time the bridge received the post."""
     from martech_bridge.logic import event_parsing as p
     from martech_bridge.models.events import NormalizedEvent, RejectedEvent
 
     if not isinstance(payload, dict):
         return [RejectedEvent(provider="infobip", reason="an Infobip post is a JSON object", raw=payload)]
     items = payload["results"] if isinstance(payload.get("results"), list) else [payload]
+    received = received_at or datetime.now(UTC)
     out: list[Any] = []
     for item in items:
         try:
@@ -213,47 +221,58 @@ def infobip_events(payload: Any) -> list[Any]:
             if not message_id:
                 raise p.Unreadable("report has no messageId")
             dispatch = p.text(item.get("bulkId")) or (message_id.rsplit(".", 1)[0] if "." in message_id else None)
+            tags = p.tags(item.get("campaignReferenceId"))
+            metadata = p.json_object(item.get("callbackData"))
             if "notificationType" in item:
                 kind = str(item["notificationType"]).upper()
-                info = p.obj(item.get("recipientInfo"))
+                url = p.text(item.get("url"))
+                # eventId is the dedupe key (4.5); without it, the receive time keeps two opens apart while a
+                # redelivery of the same queued post (same receive time) still collapses.
+                event_id = p.text(item.get("eventId")) or f"{message_id}:{kind}:{url or ''}:{p.stamp(received)}"
                 out.append(
                     NormalizedEvent(
                         provider="infobip",
-                        event_id=p.text(item.get("eventId")) or f"{message_id}:{kind}:{item.get('sendDateTime')}",
-                        event_type=_TRACKING.get(kind, "unknown"),
-                        provider_event=kind,  # type: ignore[arg-type]
-                        timestamp=p.epoch(item.get("sendDateTime")),
+                        event_id=event_id,
+                        event_type=_TRACKING.get(kind, "unknown"),  # type: ignore[arg-type]
+                        provider_event=kind,
+                        timestamp=received,
                         recipient=p.recipient(item.get("recipient")),
                         dispatch_id=dispatch,
                         message_id=message_id,
                         provider_message_id=message_id,
-                        bounce="hard" if kind == "BOUNCED" else None,
-                        url=p.text(item.get("url")),
-                        user_agent=" ".join(str(v) for v in info.values() if v) or None,
+                        # A late bounce names no code (4.5): it is an asynchronous rejection after acceptance,
+                        # taken as permanent - the pessimistic reading, so we stop mailing the address.
+                        bounce="hard" if kind in ("LATE_BOUNCE", "BOUNCED") else None,
+                        url=url,
+                        tags=tags,
+                        metadata=metadata,
                         raw=item,
                     )
                 )
                 continue
             status = p.obj(item.get("status"))
             group = str(status.get("groupName") or "").upper()
-            if group not in _GROUPS:
-                raise p.Unreadable(f"unknown status group {group or '(none)'}")
+            name = str(status.get("name") or "")
             error = p.obj(item.get("error"))
-            event_type = _GROUPS[group]
+            event_type = _INTERMEDIATE.get(name) or _GROUPS.get(group, "unknown")
             out.append(
                 NormalizedEvent(
                     provider="infobip",
-                    event_id=f"{message_id}:{status.get('name') or group}",
+                    event_id=f"{message_id}:{name or group or 'UNKNOWN'}",
                     event_type=event_type,  # type: ignore[arg-type]
-                    provider_event=f"{group}:{status.get('name', '')}".rstrip(":"),
+                    provider_event=f"{group}:{name}".rstrip(":") or "UNKNOWN",
                     timestamp=p.iso(item.get("doneAt") or item.get("sentAt")),
                     recipient=p.recipient(item.get("to")),
                     dispatch_id=dispatch,
                     message_id=message_id,
                     provider_message_id=message_id,
-                    bounce=("hard" if error.get("permanent") else "soft") if event_type == "bounced" else None,
+                    # UNDELIVERABLE is final whatever `permanent` says (4.8); `permanent` tells hard from soft.
+                    bounce=("hard" if error.get("permanent") is True else "soft") if event_type == "bounced" else None,
                     reject_reason="other" if event_type == "rejected" else None,
                     description=p.text(error.get("description") or status.get("description")),
+                    mta_response=p.text(p.obj(item.get("smtp")).get("response")),
+                    tags=tags,
+                    metadata=metadata,
                     raw=item,
                 )
             )

@@ -4,6 +4,7 @@ call (at most 1000). SendGrid cannot deduplicate, so a call that timed out is ne
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from martech_bridge.adapters.providers.base import (
@@ -123,7 +124,7 @@ class SendGrid:
         )
         return [ProviderCall(http, list(recipients), retry_safe=False)]
 
-    def events(self, payload: Any) -> list[Any]:
+    def events(self, payload: Any, received_at: datetime | None = None) -> list[Any]:
         return sendgrid_events(payload)
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer:
@@ -147,6 +148,7 @@ class SendGrid:
 
 
 # ---------------------------------------------------------------------------------------- events
+# SendGrid event -> normalised type, as django-anymail maps them (its SendGridTrackingWebhookView).
 _TYPES = {
     "processed": "queued",
     "dropped": "rejected",
@@ -160,53 +162,110 @@ _TYPES = {
     "group_unsubscribe": "unsubscribed",
     "group_resubscribe": "subscribed",
 }
+# Drop reasons, verbatim from SendGrid's event.md (WIRE-FORMATS 2.2), lower-cased.
 _DROP_REASONS = {
     "bounced address": "bounced",
     "unsubscribed address": "unsubscribed",
     "spam reporting address": "spam",
     "invalid": "invalid",
+    "invalid smtpapi header": "invalid",
 }
+# Keys SendGrid itself puts on an event (anymail's list plus sg_machine_open, smtp-id, bounce_classification):
+# every other top-level key is a custom arg, i.e. metadata (event.md, "Reserved Keys in Unique Arguments").
+_SENDGRID_KEYS = frozenset(
+    {
+        "anymail_id", "asm_group_id", "attempt", "bounce_classification", "category", "cert_err", "email", "event",
+        "ip", "marketing_campaign_id", "marketing_campaign_name", "marketing_campaign_version",
+        "marketing_campaign_split_id", "newsletter", "nlvx_campaign_id", "nlvx_campaign_split_id", "nlvx_user_id",
+        "pool", "post_type", "reason", "response", "send_at", "sg_event_id", "sg_machine_open", "sg_message_id",
+        "sg_template_id", "sg_template_name", "sg_user_id", "smtp-id", "status", "timestamp", "tls", "type", "url",
+        "url_offset", "useragent",
+    }
+)  # fmt: skip
+
+
+def _event_types() -> dict[str, Any]:
+    from martech_bridge.models.events import EventType
+
+    return {kind: EventType(name) for kind, name in _TYPES.items()}
+
+
+_EVENT_TYPES = _event_types()
 
 
 def sendgrid_events(payload: Any) -> list[Any]:
-    """SendGrid's Event Webhook post (a JSON array) as normalised events."""
+    """SendGrid's Event Webhook post (a JSON array) as normalised events; one unreadable event is one
+    RejectedEvent, never the post's failure."""
     from martech_bridge.logic import event_parsing as p
     from martech_bridge.models.events import EventType, NormalizedEvent, RejectedEvent
 
     if not isinstance(payload, list):
         return [RejectedEvent(provider="sendgrid", reason="a SendGrid post is a JSON array", raw=payload)]
     out: list[Any] = []
+    text, epoch, recipient, types, reserved = p.text, p.epoch, p.recipient, _EVENT_TYPES, _SENDGRID_KEYS
+    unknown = EventType.UNKNOWN
+    layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
     for item in payload:
         try:
-            if not isinstance(item, dict):
+            if type(item) is not dict:
                 raise p.Unreadable("an event is a JSON object")
-            kind = item.get("event")
-            if not isinstance(kind, str) or not kind:
+            get = item.get
+            kind = get("event")
+            if type(kind) is not str or not kind:
                 raise p.Unreadable("event has no `event` type")
-            event_type = EventType(_TYPES.get(kind, "unknown"))
-            bounce = None
-            if kind == "bounce":
-                bounce = "soft" if item.get("type") == "blocked" else "hard"
-            reason = p.text(item.get("reason"))
+            reason = get("reason")
+            if reason is not None and type(reason) is not str:
+                reason = text(reason)
+            bounce: Any = None
+            reject_reason: Any = None
+            provider_event = kind
+            if kind == "dropped":
+                # anymail: the cause is in `type` or `reason`; a drop never reached an MTA.
+                mta_response = None
+                reject_reason = _DROP_REASONS.get(str(get("type") or reason or "").lower(), "other")
+            else:
+                mta_response = get("response") or reason or None
+                if mta_response is not None and type(mta_response) is not str:
+                    mta_response = str(mta_response)
+                if kind == "bounce":
+                    # type=bounce is hard, type=blocked is soft ("would not accept temporarily"), event.md.
+                    bounce = "soft" if get("type") == "blocked" else "hard"
+                    if get("type"):
+                        provider_event = f"bounce:{item['type']}"
+            layout = tuple(item)  # a post's events share a few key layouts: find each one's custom args once
+            extra = layouts.get(layout)
+            if extra is None:
+                extra = layouts[layout] = tuple(k for k in layout if k not in reserved)
+            machine = get("sg_machine_open")
+            event_id = get("sg_event_id")
+            if type(event_id) is not str or not event_id:
+                event_id = text(event_id) or p.fingerprint(item)
+            dispatch_id, message_id, sg_message_id = get("dispatch_id"), get("message_id"), get("sg_message_id")
+            url, useragent = get("url"), get("useragent")
+            # By position, in NormalizedEvent's field order (the cheapest call Python has).
             out.append(
                 NormalizedEvent(
-                    provider="sendgrid",
-                    event_id=p.text(item.get("sg_event_id")) or p.fingerprint(item),
-                    event_type=event_type,
-                    provider_event=kind + (f":{item['type']}" if kind == "bounce" and item.get("type") else ""),
-                    timestamp=p.epoch(item.get("timestamp")),
-                    recipient=p.recipient(item.get("email")),
-                    dispatch_id=p.text(item.get("dispatch_id")),
-                    message_id=p.text(item.get("message_id")),
-                    provider_message_id=p.text(item.get("sg_message_id")),
-                    bounce=bounce,  # type: ignore[arg-type]
-                    reject_reason=_DROP_REASONS.get((reason or "").lower(), "other") if kind == "dropped" else None,  # type: ignore[arg-type]
-                    description=reason,
-                    mta_response=p.text(item.get("response") or item.get("status")),
-                    url=p.text(item.get("url")),
-                    user_agent=p.text(item.get("useragent")),
-                    machine_open=item.get("sg_machine_open") if isinstance(item.get("sg_machine_open"), bool) else None,
-                    raw=item,
+                    "sendgrid",
+                    event_id,
+                    types.get(kind, unknown),
+                    provider_event,
+                    epoch(get("timestamp")),
+                    recipient(get("email")),
+                    dispatch_id if type(dispatch_id) is str else text(dispatch_id),
+                    message_id if type(message_id) is str else text(message_id),
+                    sg_message_id if type(sg_message_id) is str else text(sg_message_id),
+                    None,  # external_send_id
+                    bounce,
+                    reject_reason,
+                    reason or None,
+                    mta_response,
+                    url if type(url) is str else text(url),
+                    useragent if type(useragent) is str else text(useragent),
+                    machine if type(machine) is bool else None,
+                    p.tags(item["category"]) if "category" in item else [],
+                    {k: item[k] for k in extra} if extra else {},
+                    None,  # matched_by
+                    item,
                 )
             )
         except (p.Unreadable, ValueError) as exc:

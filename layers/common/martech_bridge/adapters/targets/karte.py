@@ -1,5 +1,6 @@
 """KARTE Track API target (`POST /v2/track/event/write`, Bearer app token): the event sinks' way into KARTE.
-`mapping.id` gives the user key's value (default: the event's recipient); `mapping.body` the event values.
+`mapping.id` gives the user key's value (default: the event's `user_id` - the recipient's user_id or the
+message's metadata.karte_user_id - never the address); `mapping.body` the event values.
 The event name is the sink's (KARTE's SendGrid plug-in names by default), carried in the payload."""
 
 import json
@@ -27,14 +28,15 @@ class KarteTargetAdapter:
         tokens = secrets([target.api_token])
         if not tokens:
             raise ConfigurationError("The KARTE target has no API token configured")
-        user = route.mapping.id.evaluate(payload) if route.mapping.id is not None else payload.get("recipient")
+        user = route.mapping.id.evaluate(payload) if route.mapping.id is not None else payload.get("user_id")
         if user in (None, ""):
             raise InvalidRequest(
                 f"No {target.user_key} for KARTE in this event", code="missing_field", field=target.user_key
             )
         values = {k: v for k, spec in (route.mapping.body or {}).items() if (v := spec.evaluate(payload)) is not None}
-        if payload.get("app_name") and payload.get("event_name") == "message_click":
-            values.setdefault("app_name", payload["app_name"])  # KARTE's plug-in marks clicks with their app
+        if payload.get("app_name") and payload.get("event_name") in ("message_click", "talk_message_open"):
+            # KARTE's SendGrid plug-in marks both opens and clicks with app_name=sendgrid (WIRE-FORMATS 7.2).
+            values.setdefault("app_name", payload["app_name"])
         body = {
             "keys": {target.user_key: str(user)},
             "event": {"event_name": payload.get("event_name") or "bridge_event", "values": values},
