@@ -153,8 +153,10 @@ def test_braze_queued_answer_means_accepted_not_failed(functions: Functions, san
             "to": [{"email": addr(), "user_id": "u1"}],
         },
     )
-    assert status == 202 and body["status"] == "accepted", body
-    assert body["recipients"][0]["status"] == "accepted" and "already accepted" in body["recipients"][0]["reason"]
+    # Not our attempt that Braze holds: never "failed" (the mail may have gone), never "accepted" (this request
+    # sent nothing) - unknown, saying why.
+    assert status == 202 and body["recipients"][0]["status"] == "unknown", body
+    assert "already holds a send with this external_send_id" in body["recipients"][0]["reason"]
     assert len(sent(sandbox, "braze")) == 1  # and Braze sent it once
 
 
@@ -619,3 +621,34 @@ def test_an_infobip_e429_is_read(functions: Functions, sandbox: Sandbox) -> None
     )
     assert status == 502 and body["error"]["code"] == "provider_unavailable"
     assert body["error"]["provider_message"].startswith("E429: Too many requests sent.")
+
+
+# ---------------------------------------------------------------- found by attacking the send path
+@pytest.mark.parametrize("reset", ["²", "9" * 400])
+def test_an_unreadable_rate_limit_reset_is_a_refusal_not_a_500(functions: Functions, sandbox: Sandbox, reset: str) -> None:
+    fault(sandbox, "sendgrid", status=429, headers={"X-RateLimit-Reset": reset}, count=5)
+    status, body, _ = send(functions, {"to": [{"email": addr()}], "subject": "hi", "text": "x"})
+    assert status in (202, 502) and body, body  # an answer in the contract, whatever SendGrid's header said
+    recipient = (body.get("recipients") or [{}])[0] if status == 202 else None
+    assert recipient is None or recipient["status"] == "failed"
+    assert not sent(sandbox, "sendgrid")
+
+
+def test_a_provider_yes_in_an_unexpected_shape_is_recorded_accepted(functions: Functions, sandbox: Sandbox) -> None:
+    fault(sandbox, "infobip", status=200, apply=True, body={"bulkId": "b", "messages": 5})
+    status, body, _ = send(functions, {"provider": "infobip", "to": [{"email": addr()}], "subject": "hi", "text": "x"})
+    assert status == 202 and body["recipients"][0]["status"] == "accepted", body  # never a 500 after the yes
+    assert len(sent(sandbox, "infobip")) == 1
+
+
+def test_the_bridges_own_external_send_id_form_is_reserved(functions: Functions) -> None:
+    status, body, _ = send(
+        functions,
+        {
+            "provider": "braze",
+            "template_id": "c1",
+            "external_send_id": "d_0123456789abcdef01234567-0",  # another send's recipient, as postbacks find it
+            "to": [{"email": addr(), "user_id": "u1"}],
+        },
+    )
+    assert status == 400 and body["error"]["field"] == "external_send_id", body

@@ -70,3 +70,11 @@ def test_pydantic_fields_normalise_and_report_the_field() -> None:
     with pytest.raises(ValidationError) as caught:
         Recipient(email="nope")
     assert caught.value.errors()[0]["loc"] == ("email",)
+
+
+def test_an_infobip_sender_name_cannot_become_a_second_address() -> None:
+    from martech_bridge.adapters.providers.infobip import _display_name
+
+    assert _display_name("CEO <ceo@bank.example>, x") == '"CEO <ceo@bank.example>, x"'
+    assert _display_name('a"b') == '"a\\"b"'
+    assert _display_name("山田 商店") == "山田 商店"  # Japanese stays text, as Infobip's examples send it

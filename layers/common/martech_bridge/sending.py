@@ -7,6 +7,7 @@ recipients are `unknown`, and the provider's events settle them. A provider that
 recipient (Braze) is called with bounded concurrency; a call that could not be made, or whose retry found
 no time left, before the deadline is `pending`: handed back to be sent later from a queue, never `failed`."""
 
+import dataclasses
 import random
 import threading
 import time
@@ -17,7 +18,14 @@ from typing import Any
 
 from martech_bridge import secrets
 from martech_bridge.adapters.message_store import MessageStore
-from martech_bridge.adapters.providers.base import Outbound, Provider, ProviderAnswer, ProviderCall, SendContext
+from martech_bridge.adapters.providers.base import (
+    Outbound,
+    Provider,
+    ProviderAnswer,
+    ProviderCall,
+    SendContext,
+    classify,
+)
 from martech_bridge.adapters.targets.base import TargetResponse, send
 from martech_bridge.config import Settings
 from martech_bridge.errors import ConfigurationError, DependencyUnavailable
@@ -39,10 +47,18 @@ class CallResult:
 
 
 def dispatch(
-    provider: Provider, ctx: SendContext, recipients: list[Outbound], deadline: float, concurrency: int = 1
+    provider: Provider,
+    ctx: SendContext,
+    recipients: list[Outbound],
+    deadline: float,
+    concurrency: int = 1,
+    *,
+    may_have_sent: bool = False,
 ) -> list[CallResult]:
-    """Every call the provider needs, at most `concurrency` at a time; `deadline` is a time.monotonic() value."""
-    return run_calls(provider, provider.calls(ctx, recipients), deadline, concurrency)
+    """Every call the provider needs, at most `concurrency` at a time; `deadline` is a time.monotonic() value.
+    `may_have_sent`: a take-over of a send whose first try may have reached the provider."""
+    calls = [dataclasses.replace(c, may_have_sent=may_have_sent) for c in provider.calls(ctx, recipients)]
+    return run_calls(provider, calls, deadline, concurrency)
 
 
 def run_calls(
@@ -71,17 +87,36 @@ def run_calls(
 def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallResult:
     answer: ProviderAnswer | None = None
     ambiguous = False
+    sent_before = call.may_have_sent  # an attempt of this call may already have reached the provider
     for attempt in range(1, MAX_CALL_ATTEMPTS + 1):
         remaining = deadline - time.monotonic()
         if remaining < MIN_CALL_SECONDS:
             break
         raw = send(call.request, remaining)
         if isinstance(raw, TargetResponse):
-            answer = provider.read(call, raw)
+            answer = _read(provider, call, raw)
+            if answer.deduplicated and not sent_before:
+                # "Already queued" is our own earlier attempt only if one may have gone out. Otherwise an
+                # earlier request used this external_send_id within 24 h (a caller's lost answer, or another
+                # send): nothing new went out for this one, and whether the mail reached this recipient is
+                # not ours to say - never "accepted", never "failed".
+                reason = (
+                    f"{provider.label} already holds a send with this external_send_id from an earlier request "
+                    "(its 24 h dedupe window); nothing new was sent for this one"
+                )
+                return CallResult(
+                    [
+                        RecipientResult(
+                            email=o.recipient.email, message_id=o.message_id, status="unknown", reason=reason
+                        )
+                        for o in call.recipients
+                    ]
+                )
             ambiguous = False
         else:
             answer = _no_answer(raw)
             ambiguous = raw.ambiguous
+            sent_before = sent_before or ambiguous
             if ambiguous and not call.retry_safe:
                 break  # it may have been sent: never resend through a provider that cannot deduplicate
         if answer.kind != "retry":
@@ -99,7 +134,18 @@ def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallRe
             },
         )
         time.sleep(wait + random.uniform(0, 0.05))  # noqa: S311 - jitter, not security
-    return _results(provider, call, answer, ambiguous)
+    return _results(provider, dataclasses.replace(call, may_have_sent=sent_before), answer, ambiguous)
+
+
+def _read(provider: Provider, call: ProviderCall, raw: TargetResponse) -> ProviderAnswer:
+    """The provider's answer as the adapter reads it; an answer the adapter cannot read is judged by its
+    status alone - a 2xx is still accepted (its ids unknown), anything else is what its status says."""
+    try:
+        return provider.read(call, raw)
+    except Exception:  # noqa: BLE001 - any reading bug must not turn a provider's yes into our 500
+        logger.exception("Provider answer unreadable", extra={"provider": provider.name, "provider_status": raw.status})
+        message = f"{provider.label} answered HTTP {raw.status} in an unreadable form"
+        return ProviderAnswer(classify(raw.status), raw.status, message=message)
 
 
 def _no_answer(outcome: Outcome) -> ProviderAnswer:

@@ -30,6 +30,7 @@ def encode(dispatch_id: str, provider: str, call: ProviderCall) -> str:
             "body": base64.b64encode(request.body or b"").decode(),
             "timeout": request.timeout,
             "retry_safe": call.retry_safe,
+            "may_have_sent": call.may_have_sent,
             "recipients": [{"message_id": o.message_id} for o in call.recipients],  # the address is in the record
         },
         ensure_ascii=False,
@@ -50,7 +51,9 @@ def decode(body: str) -> tuple[str, str, ProviderCall]:
             secret_headers=frozenset(data["secret_headers"]),
         )
         recipients = [Outbound(Recipient(), str(r["message_id"])) for r in data["recipients"]]
-        return str(data["dispatch_id"]), str(data["provider"]), ProviderCall(request, recipients, data["retry_safe"])
+        return str(data["dispatch_id"]), str(data["provider"]), ProviderCall(
+            request, recipients, data["retry_safe"], bool(data.get("may_have_sent", True))
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a send message: {type(exc).__name__}") from None
 

@@ -119,7 +119,14 @@ def send_mail() -> Response:
             if key is not None:
                 idempotency_store().calling(f"send#{key}")
             called = True
-            calls = dispatch(provider, ctx, [o for _, o in outbound], deadline, settings.send_concurrency)
+            calls = dispatch(
+                provider,
+                ctx,
+                [o for _, o in outbound],
+                deadline,
+                settings.send_concurrency,
+                may_have_sent=resumed == "calling",
+            )
         deferred = [c.deferred for c in calls if c.deferred is not None]
         refused = _send_queue(settings).defer(dispatch_id, provider.name, deferred) if deferred else []
         for call in calls:

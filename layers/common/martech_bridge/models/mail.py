@@ -3,9 +3,19 @@
 import base64
 import binascii
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from martech_bridge.models.email import EmailAddress
 
@@ -13,7 +23,19 @@ from martech_bridge.models.email import EmailAddress
 DISPATCH_ID_PATTERN = r"^d_[0-9a-f]{24}$"
 ProviderName = Literal["sendgrid", "braze", "infobip"]
 # Braze's rule for external_send_id, applied to every provider: it is our 24 h dedupe key too.
-ExternalSendId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$")]
+_DERIVED_SEND_ID = re.compile(r"d_[0-9a-f]{24}(-[0-9]+)?")
+
+
+def _not_derived(value: str) -> str:
+    # The form the bridge derives itself (`<dispatch id>-<n>`) is reserved: postbacks find recipients by it.
+    if _DERIVED_SEND_ID.fullmatch(value):
+        raise ValueError("an external_send_id of the form d_<24 hex>-<n> is reserved for the bridge's own")
+    return value
+
+
+ExternalSendId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$"), AfterValidator(_not_derived)
+]
 DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
 _DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
 TRANSACTIONAL = "transactional"

@@ -1,5 +1,6 @@
 """The ESP interface: each provider module turns one send into its HTTP call(s) and reads the answers."""
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -7,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
-from martech_bridge.logic.delivery import parse_retry_after
+from martech_bridge.logic.delivery import MAX_RETRY_AFTER, parse_retry_after
 from martech_bridge.models.mail import Address, MailRequest, Recipient
 
 
@@ -38,6 +39,7 @@ class ProviderCall:
     request: TargetRequest
     recipients: Sequence[Outbound]
     retry_safe: bool  # the provider deduplicates it, so a resend after a timeout cannot double the mail
+    may_have_sent: bool = False  # an earlier attempt of this very call may have reached the provider
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ProviderAnswer:
     provider_ids: dict[str, str] = field(default_factory=dict)  # our message id -> the provider's id
     retry_after: float | None = None
     raw: Any = None
+    deduplicated: bool = False  # the provider says it already holds this call (Braze's "has been queued")
 
 
 class Provider(Protocol):
@@ -91,7 +94,7 @@ def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> flo
     lower = {k.lower(): v for k, v in headers.items()}
     waits = [parse_retry_after(lower.get("retry-after"), now)]
     reset = (lower.get("x-ratelimit-reset") or "").strip()
-    if reset.isdigit():
-        waits.append(max(0.0, int(reset) - (now if now is not None else time.time())))
+    if re.fullmatch(r"[0-9]{1,12}", reset):  # ASCII digits: "²".isdigit() is true too
+        waits.append(min(MAX_RETRY_AFTER, max(0.0, int(reset) - (now if now is not None else time.time()))))
     found = [w for w in waits if w is not None]
     return max(found) if found else None

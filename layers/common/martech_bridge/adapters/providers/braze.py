@@ -113,6 +113,7 @@ class Braze:
                 response.status,
                 message="Braze had already accepted this external_send_id; its dispatch_id comes with the postbacks",
                 raw=body,
+                deduplicated=True,
             )
         if kind == "accepted":  # a 2xx without a dispatch id: Braze's non-fatal error envelope
             kind, message = "rejected", message or "Braze answered without a dispatch_id"

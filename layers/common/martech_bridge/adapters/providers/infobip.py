@@ -49,7 +49,7 @@ class Infobip:
 
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
         request = ctx.request
-        sender = f"{ctx.sender.name} <{ctx.sender.email}>" if ctx.sender.name else ctx.sender.email
+        sender = f"{_display_name(ctx.sender.name)} <{ctx.sender.email}>" if ctx.sender.name else ctx.sender.email
         to = []
         for out in recipients:
             destination: dict[str, Any] = {"destination": out.recipient.email, "messageId": out.message_id}
@@ -279,3 +279,14 @@ def infobip_events(payload: Any, received_at: datetime | None = None) -> list[An
         except (p.Unreadable, ValueError) as exc:
             out.append(RejectedEvent(provider="infobip", reason=str(exc), raw=item))
     return out
+
+
+_SPECIALS = set('()<>[]:;@\\,."')
+
+
+def _display_name(name: str) -> str:
+    """A sender name as one RFC 5322 phrase: quoted when it holds a special (`<`, `>`, `,` would otherwise
+    make a second address), Japanese kept as UTF-8 text as Infobip's examples send it."""
+    if not _SPECIALS.intersection(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
