@@ -23,7 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     rd = sub.add_parser("redrive", help="queue the deliveries in the DLQ again")
     rd.add_argument("--route", help="only deliveries of this route")
     rd.add_argument("--delivery-id", action="append", help="only these deliveries (repeatable)")
-    rd.add_argument("--attempts", type=int, default=8, help="attempts allowed after the redrive (default 8)")
+    rd.add_argument(
+        "--attempts",
+        type=int,
+        default=None,
+        help="attempts allowed after the redrive (default: the route's max_attempts)",
+    )
     rd.add_argument("--dry-run", action="store_true", help="show what would be redriven, change nothing")
     rd.add_argument(
         "--include-outcome-unknown",
@@ -46,7 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--to", help="only this recipient")
     logs.add_argument("--format", choices=["csv", "json"], default="csv")
 
+    setup = sub.add_parser("setup", help="list a stage's secrets and create the missing ones")
+    setup.add_argument("--config-env", required=True, help="the samconfig.toml environment (dev, prod)")
+    setup.add_argument("--check", action="store_true", help="only list; exit 1 if any is missing")
+    setup.add_argument("--print-stage", action="store_true", help="print the environment's Stage and exit")
+    setup.add_argument("--before-delete", action="store_true", help="empty the payload bucket, say what stays")
+
     args = parser.parse_args(argv)
+    if args.command == "setup":
+        from bridgectl import setup as setup_module
+
+        if args.print_stage:
+            print(setup_module.plan(args.config_env).stage)
+            return 0
+        if args.before_delete:
+            return setup_module.before_delete(args.config_env)
+        return setup_module.run(args.config_env, check_only=args.check)
     stack = _resources(args)
     if args.command == "redrive":
         from bridgectl.redrive import redrive
@@ -91,5 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def run() -> int:
+    """main(), quiet when the reader of its output goes away (`bridgectl logs ... | head`)."""
+    import os
+
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # Python would report the pipe again when flushing stdout at exit: point stdout at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

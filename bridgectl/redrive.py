@@ -18,10 +18,12 @@ from bridgectl.resources import StackResources
 class Summary:
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, list[str]] = field(default_factory=dict)  # every delivery id, by outcome
 
     def add(self, outcome: str, delivery_id: str) -> None:
         self.counts[outcome] += 1
         self.examples.setdefault(outcome, delivery_id)
+        self.ids.setdefault(outcome, []).append(delivery_id)
 
     def render(self) -> str:
         order = [
@@ -36,7 +38,11 @@ class Summary:
             "error",
         ]
         parts = [f"{self.counts[k]} {k}" for k in order if self.counts[k]]
-        return "Summary: " + (", ".join(parts) if parts else "the DLQ is empty")
+        lines = ["Summary: " + (", ".join(parts) if parts else "the DLQ is empty")]
+        # A dry run is for deciding: it names what would go, so it can be redriven one id at a time.
+        for delivery_id in self.ids.get("would redrive", []):
+            lines.append(f"  would redrive {delivery_id}")
+        return "\n".join(lines)
 
 
 class Progress:
@@ -60,11 +66,12 @@ def redrive(
     *,
     route: str | None = None,
     delivery_ids: set[str] | None = None,
-    attempts: int = 8,
+    attempts: int | None = None,
     dry_run: bool = False,
     include_outcome_unknown: bool = False,
     out: TextIO = sys.stderr,
 ) -> Summary:
+    """`attempts` None: each delivery gets its route's max_attempts again (as POST /deliveries/{id}/retry)."""
     resources.apply_to_environment()
     sqs = resources.client("sqs")
     store = DeliveryStore(resources.deliveries_table, retention_days=30)
@@ -105,7 +112,7 @@ def _one(
     queue: DeliveryQueue,
     route: str | None,
     ids: set[str] | None,
-    attempts: int,
+    attempts: int | None,
     dry_run: bool,
     include_outcome_unknown: bool = False,
 ) -> tuple[str, str]:
@@ -130,9 +137,25 @@ def _one(
     if dry_run:
         return "would redrive", delivery_id
     try:
-        if store.reopen(delivery_id, attempts) is None:
+        if store.reopen(delivery_id, attempts or route_attempts(delivery.route)) is None:
             return "still in progress", delivery_id
         queue.enqueue(delivery_id)
     except Exception:  # noqa: BLE001 - one failure must not stop the redrive of the rest; it is counted
         return "error", delivery_id
     return "redriven", delivery_id
+
+
+def route_attempts(route_name: str, default: int = 8) -> int:
+    """The route's (or sink's) max_attempts, from the checkout's routes file (what was deployed from it);
+    the default for a route it no longer has."""
+    from pathlib import Path
+
+    from martech_bridge.config import read_bridge_config
+    from martech_bridge.errors import ConfigurationError
+
+    path = Path(__file__).resolve().parent.parent / "layers" / "common" / "config" / "bridge.json"
+    try:
+        spec = read_bridge_config(path, None, stage="any").spec(route_name)
+    except ConfigurationError:
+        return default
+    return spec.delivery.max_attempts if spec else default

@@ -34,12 +34,14 @@ def free_port() -> int:
 class MotoServer:
     """moto in server mode on 127.0.0.1: the functions reach it over HTTP like the real AWS."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.port = port or free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # host 0.0.0.0 (AWS_HOST) only for `sam local invoke` on Linux, whose containers reach the host's
+        # host.docker.internal address, not its loopback.
+        self._server = ThreadedMotoServer(ip_address=host, port=self.port, verbose=False)
 
     @property
     def endpoint(self) -> str:

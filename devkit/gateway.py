@@ -3,6 +3,7 @@ an API Gateway HTTP API payload-2.0 event and the function's answer back into HT
 
 import base64
 import json
+import sys
 import threading
 import time
 import uuid
@@ -23,12 +24,22 @@ _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", 
 
 
 def is_text_content(content_type: str | None) -> bool:
-    """HTTP APIs hand text bodies over as is and base64-encode everything else (form posts, binary, and
-    bodies without a Content-Type), so handlers must accept both."""
+    """HTTP APIs hand text bodies over as is and base64-encode everything else (form posts, binary, bodies
+    without a Content-Type, and structured-suffix types such as application/vnd.api+json or
+    application/soap+xml, which are not in the text list), so handlers must accept both."""
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
+    return media.startswith("text/") or media in _TEXT_TYPES
+
+
+def decoded_path(target: str) -> str:
+    """The path as an HTTP API hands it over (rawPath) and routes on: percent-decoded (%2F is a `/`, so
+    /subscriptions/a%2Fb@x.com is three segments), cut at a `?` or `#` that decoding reveals."""
+    path = unquote(urlsplit(target).path or "/")
+    for stop in ("?", "#"):
+        path = path.split(stop, 1)[0]
+    return path or "/"
 
 
 def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
@@ -41,7 +52,8 @@ def match_route(routes: list[HttpRoute], method: str, path: str) -> tuple[HttpRo
             continue
         found = route.pattern.match(path)
         if found:
-            return route, {k: unquote(v) for k, v in found.groupdict().items()}
+            # The path is already decoded (decoded_path): parameters are taken as they stand.
+            return route, dict(found.groupdict())
     return (fallback, {}) if fallback else None
 
 
@@ -58,7 +70,7 @@ def build_event(
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload format 2.0) event for one request."""
     split = urlsplit(target)
-    raw_path = split.path or "/"
+    raw_path = decoded_path(target)
     merged: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -157,6 +169,24 @@ class Gateway:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass
 
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # Protocol errors (414 URI too long, 431 headers too large, a bad request line) in JSON, as
+                # API Gateway answers them, never http.server's HTML page.
+                body = json.dumps({"message": message or self.responses.get(code, ("Error",))[0]}).encode()
+                self.close_connection = True
+                # An unparsable request line leaves http.server at HTTP/0.9, which has no status line.
+                self.request_version = "HTTP/1.1"
+                try:
+                    self.send_response(code, message)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                        self.wfile.write(body)
+                except OSError:
+                    pass  # the client is gone; nothing to tell it
+
             def _serve(self) -> None:
                 gateway.handle(self)
 
@@ -167,7 +197,7 @@ class Gateway:
                     return self._serve
                 raise AttributeError(name)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _Server((host, port), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread: threading.Thread | None = None
@@ -198,7 +228,7 @@ class Gateway:
             self._reply(req, 400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
             req.close_connection = True
             return
-        found = match_route(self.routes, method, urlsplit(req.path).path)
+        found = match_route(self.routes, method, decoded_path(req.path))
         if found is None:
             self._reply(req, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
             return
@@ -214,6 +244,7 @@ class Gateway:
             host=req.headers.get("Host", f"127.0.0.1:{self.port}"),
         )
         function = self.functions[route.function]
+        request_id = event["requestContext"]["requestId"]
         try:
             status, headers, data = translate_response(function.invoke(event))
         except InvocationError as exc:
@@ -225,15 +256,21 @@ class Gateway:
             status = 503 if timed_out else 500
             message = b'{"message":"Service Unavailable"}' if timed_out else b'{"message":"Internal Server Error"}'
             headers, data = [("Content-Type", "application/json")], message
+        # The route, not the path: paths carry e-mail addresses (as the deployed access log, routeKey only).
         self.log(
-            f"{method} {req.path.split('?', 1)[0]} -> {route.function} {status} "
-            f"{(time.monotonic() - started) * 1000:.0f} ms"
+            f"{time.strftime('%H:%M:%S')} {status}   {route.route_key} -> {route.function} "
+            f"{(time.monotonic() - started) * 1000:.0f} ms [{request_id}]"
         )
-        self._reply(req, status, headers, data, head=method == "HEAD")
+        self._reply(req, status, headers, data, head=method == "HEAD", request_id=request_id)
 
     @staticmethod
     def _reply(
-        req: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], data: bytes, head: bool = False
+        req: BaseHTTPRequestHandler,
+        status: int,
+        headers: list[tuple[str, str]],
+        data: bytes,
+        head: bool = False,
+        request_id: str | None = None,
     ) -> None:
         req.send_response(status)
         names = {k.lower() for k, _ in headers}
@@ -241,10 +278,23 @@ class Gateway:
             req.send_header(name, value)
         if "content-length" not in names:
             req.send_header("Content-Length", str(len(data)))
-        req.send_header("apigw-requestid", uuid.uuid4().hex[:16])
+        # The id the function's log lines carry as correlation_id, as API Gateway's header does.
+        req.send_header("apigw-requestid", request_id or uuid.uuid4().hex[:16])
         req.end_headers()
         if not head:
             req.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections when a Marketo batch or a bench opens 50 at once.
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that disconnects mid-answer is routine: no traceback on the console.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _TooLarge(Exception):
@@ -252,7 +302,12 @@ class _TooLarge(Exception):
 
 
 def _read_body(req: BaseHTTPRequestHandler) -> bytes:
-    if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+    codings = [c.strip().lower() for c in req.headers.get("Transfer-Encoding", "").split(",") if c.strip()]
+    if codings and codings[-1] != "chunked":
+        # RFC 9112 6.3: a request whose last transfer coding is not chunked cannot be framed: 400.
+        raise ValueError("transfer coding without chunked framing")
+    if codings:
+        # `gzip, chunked` is framed by chunks like plain `chunked`; the body stays as the client coded it.
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -277,4 +332,8 @@ def _read_body(req: BaseHTTPRequestHandler) -> bytes:
                 break
             remaining -= len(chunk)
         raise _TooLarge
-    return req.rfile.read(length) if length else b""
+    data = req.rfile.read(length) if length else b""
+    if len(data) < length:
+        # The client hung up mid-body: nothing to invoke, nobody to answer (API Gateway drops it too).
+        raise ConnectionAbortedError("client closed the connection before sending its whole body")
+    return data

@@ -54,6 +54,17 @@ def prune_runtime_provided(layer_python: Path) -> list[str]:
     return removed
 
 
+def local_configuration(layer_python: Path) -> list[Path]:
+    """Files of the layer's config/ that belong to local runs only: overlays, or routes that point at
+    loopback or carry the sandbox's tokens."""
+    found = []
+    for path in sorted((layer_python / "config").glob("*")) if (layer_python / "config").is_dir() else []:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        if "local" in path.name or "127.0.0.1" in text or '"local-' in text:
+            found.append(path)
+    return found
+
+
 def check_layer(build_dir: Path, *, max_mb: float, prune: bool) -> int:
     layer = build_dir / "CommonLayer" / "python"
     if not layer.is_dir():
@@ -70,6 +81,9 @@ def check_layer(build_dir: Path, *, max_mb: float, prune: bool) -> int:
             problems += 1
             print(f"NOT aarch64: {ext.path.relative_to(build_dir)} is {ext.machine}", file=sys.stderr)
     print(f"Compiled extensions: {len(extensions)}, all aarch64: {problems == 0}")
+    for local in local_configuration(layer):
+        problems += 1
+        print(f"Local configuration in the layer: {local.relative_to(build_dir)} (never deploy it)", file=sys.stderr)
     size_mb = tree_size(layer) / 1_048_576
     packages = sorted(
         ((tree_size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()), reverse=True

@@ -4,7 +4,7 @@ routes by the tests, so the document cannot drift from either.
 
 Why not Powertools' own generator: it needs enable_validation, which validates a body before any route
 middleware runs - an unauthenticated caller would learn the input rules (400) before being refused (401).
-The bridge validates explicitly after authentication (README, "Departures")."""
+The bridge validates explicitly after authentication (docs/design.md, "Departures")."""
 
 import json
 import sys
@@ -215,10 +215,14 @@ ALLOW = {
 }
 # Path and query parameters, stated as the entrypoints check them.
 EMAIL = EMAIL_JSON_SCHEMA
+# In a path segment an address cannot hold `/`, `?` or `#`: API Gateway decodes the path before it routes,
+# so those split or cut it. Such addresses use /subscriptions?email= (EMAIL).
+EMAIL_IN_PATH = {**EMAIL, "pattern": str(EMAIL["pattern"]).replace("!#$", "!$").replace("+/=?^", "+=^")}
+assert EMAIL_IN_PATH["pattern"] != EMAIL["pattern"], "models/email.py's atom changed: update EMAIL_IN_PATH"
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     # models/routes.py RouteName
     "route": {"type": "string", "pattern": ROUTE_NAME_PATTERN, "maxLength": 64},
-    "email": EMAIL,
+    "email": EMAIL_IN_PATH,
     # sending: "d_" + 24 hex digits (derived from the idempotency key, or time + random)
     "dispatch_id": {"type": "string", "pattern": DISPATCH_ID_PATTERN, "maxLength": 26},
     # deliveries.new_delivery_id: "dl_" + 26 (keyed) or 27 (time + random) hex digits
@@ -388,6 +392,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": API_KEY,
         "ok": {200: SubscriptionOut},
     },
+    ("GET", "/subscriptions"): {
+        "summary": "A recipient's subscription and its history, for any address (?email=)",
+        "security": API_KEY,
+        "ok": {200: SubscriptionOut},
+        "query": {"email": {"schema": EMAIL, "required": True}},
+    },
+    ("PUT", "/subscriptions"): {
+        "summary": "Set a subscription for any address (?email=)",
+        "security": API_KEY,
+        "body": SubscriptionUpdate,
+        "ok": {200: SubscriptionOut},
+        "query": {"email": {"schema": EMAIL, "required": True}},
+        "errors": {409: "changed concurrently"},
+    },
+    ("GET", "/health"): {
+        "summary": "Liveness: no credentials, no secrets",
+        "ok": {200: "object"},
+    },
     ("PUT", "/subscriptions/{email}"): {
         "summary": "Set a subscription (re-subscribing is explicit)",
         "security": API_KEY,
@@ -419,6 +441,17 @@ LINKS: dict[tuple[str, int], dict[str, dict[str, Any]]] = {
         "GetSubscription": {
             "operationId": "get_subscriptions_email",
             "parameters": {"email": "$request.path.email"},
+        },
+        # The same record through the query form, which carries any address.
+        "GetSubscriptionByQuery": {
+            "operationId": "get_subscriptions",
+            "parameters": {"email": "$request.path.email"},
+        },
+    },
+    ("/subscriptions", 200): {
+        "GetSubscriptionByQuery": {
+            "operationId": "get_subscriptions",
+            "parameters": {"email": "$request.query.email"},
         },
     },
     ("/deliveries/{delivery_id}", 200): {

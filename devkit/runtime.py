@@ -7,6 +7,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -25,9 +26,14 @@ LAYER_ROOT = REPO_ROOT / "layers" / "common"  # where relative BRIDGE_CONFIG_FIL
 # Addresses env.json uses for the local stack's own servers; rewritten when they run on other ports.
 DEFAULT_API_ADDRESS = "http://127.0.0.1:3000"
 DEFAULT_SANDBOX_ADDRESS = "http://127.0.0.1:3100"
+# The embedded AWS's fixed port under `make run`, so env.json's AWS_ENDPOINT_URL (for `sam local invoke`,
+# whose containers reach the host as host.docker.internal) can name it.
+DEFAULT_AWS_PORT = 3200
 # What a Lambda process inherits from nowhere: only what Python itself needs crosses from the shell.
 # `log_file` value that sends a function's output to stderr instead of a file.
 STDERR = "<stderr>"
+# `log_file` value that shows a function's log lines on the console, one readable line each (make run).
+CONSOLE = "<console>"
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "VIRTUAL_ENV", "PYENV_VERSION", "SYSTEMROOT")
 
 
@@ -59,16 +65,25 @@ def function_environment(
             env[key] = str(overrides[key])
         else:
             env[key] = value
+    # Functions run here reach the embedded AWS directly (runtime_environment sets it); env.json's value
+    # is for `sam local invoke` in Docker.
+    env.pop("AWS_ENDPOINT_URL", None)
     for default, actual in (addresses or {}).items():
         env = {k: actual + v[len(default) :] if v.startswith(default) else v for k, v in env.items()}
-    if addresses and env.get("BRIDGE_CONFIG_FILE"):
-        env["BRIDGE_CONFIG_FILE"] = localized_config(env["BRIDGE_CONFIG_FILE"], addresses)
+    if env.get("BRIDGE_CONFIG_OVERLAY"):
+        # The overlay is named relative to the checkout (it never ships in the layer).
+        overlay = Path(env["BRIDGE_CONFIG_OVERLAY"])
+        env["BRIDGE_CONFIG_OVERLAY"] = str(overlay if overlay.is_absolute() else REPO_ROOT / overlay)
+    if addresses:
+        for key in ("BRIDGE_CONFIG_FILE", "BRIDGE_CONFIG_OVERLAY"):
+            if env.get(key):
+                env[key] = localized_config(env[key], addresses)
     return env
 
 
 def localized_config(setting: str, addresses: dict[str, str]) -> str:
-    """The routes file with the local stack's default addresses replaced by the ones in use (a copy, only
-    when something changes), so a sandbox on another port is still the routes' target."""
+    """The routes file (or overlay) with the local stack's default addresses replaced by the ones in use
+    (a copy, only when something changes), so a sandbox on another port is still the routes' target."""
     path = Path(setting) if Path(setting).is_absolute() else LAYER_ROOT / setting
     if not path.is_file():
         return setting
@@ -140,8 +155,15 @@ class InvocationError(Exception):
 
 def _serve(conn: Connection, spec_fields: dict[str, Any], env: dict[str, str], log_file: str | None) -> None:
     """Body of a function process: set the environment, import the handler, answer invocations."""
+    # Ctrl-C reaches the whole process group: the stack stops its functions itself, so they ignore it
+    # (no KeyboardInterrupt traceback from each of them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_file == STDERR:
         os.dup2(2, 1)  # as `sam local invoke`: the result alone on stdout, logs on stderr
+    elif log_file == CONSOLE:
+        from devkit.console import install
+
+        install(spec_fields["logical_id"])
     elif log_file:
         # Like CloudWatch Logs: everything the function prints goes to its own log.
         fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

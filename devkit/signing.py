@@ -1,7 +1,10 @@
-"""Sign event posts the way SendGrid does, with the local key whose public half env.json configures, so
-the local stack runs verified end to end (`python -m devkit post-sendgrid FILE`)."""
+"""Sign inbound posts as their senders do, with the local secrets the stack trusts, so the local stack runs
+verified end to end: SendGrid's Signed Event Webhook (`python -m devkit post-sendgrid FILE`) and KARTE
+Hook v2's HMAC (`python -m devkit post-karte-hook FILE`)."""
 
 import base64
+import hashlib
+import hmac
 import time
 from functools import cache
 from pathlib import Path
@@ -30,3 +33,12 @@ def sendgrid_headers(
         "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
         "X-Twilio-Email-Event-Webhook-Timestamp": ts,
     }
+
+
+def karte_hook_headers(body: bytes, client_secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """KARTE Hook v2: X-Karte-Signature = hex HMAC-SHA256 of "{timestamp}:{raw body}" under the app's client
+    secret, X-Karte-Request-Timestamp in unix seconds (developers.karte.io/reference/webhook-v2-hmac; hex is
+    one of the two encodings the bridge accepts, the documentation not saying which KARTE sends)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(client_secret.encode("utf-8"), ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Karte-Signature": digest, "X-Karte-Request-Timestamp": ts}

@@ -12,6 +12,7 @@ from devkit.aws import MotoServer, create_resources
 from devkit.gateway import Gateway
 from devkit.queues import QueuePoller, Scheduler
 from devkit.runtime import (
+    CONSOLE,
     DEFAULT_API_ADDRESS,
     DEFAULT_SANDBOX_ADDRESS,
     ENV_JSON,
@@ -20,12 +21,14 @@ from devkit.runtime import (
     load_env_json,
     runtime_environment,
 )
+from devkit.sandbox.callbacks import EventCallbacks
 from devkit.sandbox.server import DEFAULT_CREDENTIALS, Sandbox
+from devkit.signing import sendgrid_headers
 from devkit.template import REPO_ROOT, Resolver, Template
 
 STATE_FILE = REPO_ROOT / ".local-stack.json"
 
-# kintone apps the shipped local routes (layers/common/config/bridge.local.json) write to.
+# kintone apps the shipped routes write to locally (through config/bridge.local.json).
 DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
     "7": {  # marketo-email-opened: update by e-mail
         "fields": {
@@ -89,6 +92,8 @@ class LocalStack:
         log: Callable[[str], None] = print,
         concurrency: int = 1,
         state_file: Path | None = None,
+        console: bool = False,
+        persist: bool = False,
     ) -> None:
         self.port, self.sandbox_port, self.moto_port = port, sandbox_port, moto_port
         self.visibility_timeout = visibility_timeout
@@ -97,6 +102,9 @@ class LocalStack:
         self.log = log
         self.concurrency = concurrency
         self.state_file = state_file
+        self.console = console  # function log lines as readable one-liners (make run) instead of JSON
+        self._wrote_state = False
+        self.persist = persist  # PERSIST=1: tables saved on stop, loaded on start (devkit/persist.py)
         self.template = Template()
         self.resolver = Resolver(self.template)
         self.functions: dict[str, LocalFunction] = {}
@@ -104,20 +112,36 @@ class LocalStack:
         self.environments: dict[str, dict[str, str]] = {}
 
     def start(self) -> "LocalStack":
-        self.moto = MotoServer(self.moto_port).start()
+        self.moto = MotoServer(self.moto_port, host=self.shell.get("AWS_HOST") or "127.0.0.1").start()
         create_resources(self.template, self.resolver, self.moto, visibility_timeout=self.visibility_timeout)
+        if self.persist:
+            from devkit import persist
+
+            loaded = persist.load(self.moto.client("dynamodb"))
+            self.log(f"PERSIST=1: loaded {loaded} item(s) from {persist.tables_file()} (make reset forgets them)")
         specs = self.template.functions()
         env_json = load_env_json(self.env_json)
         self.sandbox = Sandbox(port=self.sandbox_port, credentials=self._sandbox_credentials(specs, env_json))
         self.sandbox.start()
         seed_demo_apps(self.sandbox)
         self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
+        # The sandboxed ESPs post accepted mail's events back: SendGrid's signed with the key env.json trusts,
+        # Braze's with the postback secret the Events function is given, Infobip's to the send's notifyUrl.
+        events_env = function_environment(specs["EventsFunction"], self.resolver, env_json=env_json, shell=self.shell)
+        self.sandbox.callbacks = EventCallbacks(
+            {"sendgrid": f"{self.gateway.url}/events/sendgrid", "braze": f"{self.gateway.url}/events/braze"},
+            sign=sendgrid_headers,
+            braze_secret=events_env.get("BRAZE_POSTBACK_SECRET", "").split(",")[0].strip(),
+        )
         addresses = {DEFAULT_API_ADDRESS: self.gateway.url, DEFAULT_SANDBOX_ADDRESS: self.sandbox.url}
         for logical_id, spec in specs.items():
             env = function_environment(spec, self.resolver, env_json=env_json, shell=self.shell, addresses=addresses)
             self.environments[logical_id] = env
             self.functions[logical_id] = LocalFunction(
-                spec, {**runtime_environment(spec, self.moto.env()), **env}, concurrency=self.concurrency
+                spec,
+                {**runtime_environment(spec, self.moto.env()), **env},
+                concurrency=self.concurrency,
+                log_file=CONSOLE if self.console else None,
             )
         self._warm_all()
         sqs = self.moto.client("sqs")
@@ -131,6 +155,7 @@ class LocalStack:
                 )
         self.gateway.start()
         if self.state_file:
+            self._wrote_state = True
             self.state_file.write_text(
                 json.dumps(
                     {
@@ -181,59 +206,81 @@ class LocalStack:
             self.gateway.stop()
         for fn in self.functions.values():
             fn.close()
+        if self.persist and hasattr(self, "gateway") and hasattr(self, "moto"):
+            from devkit import persist
+
+            # Saved after the functions stopped, so nothing writes while the tables are read.
+            saved = persist.save(self.moto.client("dynamodb"))
+            self.log(f"PERSIST=1: saved {saved} item(s) to {persist.tables_file()}")
         if hasattr(self, "sandbox"):
             self.sandbox.stop()
         if hasattr(self, "moto"):
             self.moto.stop()
-        if self.state_file and self.state_file.exists():
+        # Only the state file this stack wrote: a second `make run` that failed to start must not remove
+        # the running stack's.
+        if self.state_file and self._wrote_state and self.state_file.exists():
             self.state_file.unlink()
 
     def banner(self) -> str:
-        api, key = self.gateway.url, self._first_api_key()
-        auth = f"-H 'X-Api-Key: {key}' " if key else ""
-        lines = [
+        return "\n".join(
+            self.story_header()
+            + ["", "The story, in order (paste each line; every one answers 2xx):"]
+            + [f"  {line}" for line in self.story()]
+            + ["", "Ctrl-C stops everything."]
+        )
+
+    def story_header(self) -> list[str]:
+        return [
             "Martech Bridge local stack",
-            f"  HTTP API       {api}",
+            f"  HTTP API       {self.gateway.url}",
             f"  Sandbox        {self.sandbox.url}  (kintone, sendgrid, braze, infobip, karte; /_sandbox/health)",
             f"  Embedded AWS   {self.moto.endpoint}  (AWS_ENDPOINT_URL={self.moto.endpoint} aws dynamodb list-tables)",
             f"  Functions      {', '.join(self.functions)}",
-            "",
-            "Try the flows:",
-            "  # Subscriptions: set, then read back",
-            f"  curl -sS -X PUT {auth}-H 'Content-Type: application/json' "
-            f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
-            f"{api}/subscriptions/taro@example.com",
-            f"  curl -sS {auth}{api}/subscriptions/taro@example.com",
-            "  # Relay: Marketo 'email opened' -> kintone app 7, record found by e-mail (updateKey)",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' -H 'Idempotency-Key: open-1' "
+        ]
+
+    def story(self) -> list[str]:
+        """Shell lines that run as printed, in this order, in one shell: comments, and commands that each
+        answer 2xx. tests/e2e/test_local_stack.py runs them."""
+        api, box, key = self.gateway.url, self.sandbox.url, self._first_api_key()
+        auth = f"-H 'X-Api-Key: {key}' " if key else ""
+        json_ct = "-H 'Content-Type: application/json'"
+        pick = "python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+        return [
+            "# 1. Is it up? (no credentials, no secrets)",
+            f"curl -sS {api}/health",
+            "# 2. Relay: Marketo 'email opened' -> kintone app 7, the record found by e-mail (updateKey)",
+            f"curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' {json_ct} -H 'Idempotency-Key: open-1' "
             f'-d \'{{"email": "taro@example.com", "campaign": "SPRING24", "lead_id": 1234567}}\' '
             f"{api}/relay/marketo-email-opened",
-            "  # Relay: Marketo form-encoded lead -> kintone app 8 upsert",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
+            "# ...and what kintone (the sandbox) holds now",
+            f"curl -sS {box}/_sandbox/kintone/apps/7",
+            "# ...a KARTE Hook v2 message, HMAC-signed with the local client secret -> PATCH your API (the sandbox's)",
+            f".venv/bin/python -m devkit post-karte-hook events/payloads/karte-hook-message.json --api {api}",
+            "# 3. Relay: a Marketo form-encoded lead -> kintone app 8, created or updated by e-mail",
+            f"curl -sS -X POST -H 'X-Webhook-Token: local-marketo-token' "
             f"--data-urlencode email=hanako@example.com --data-urlencode lead_id=42 "
             f"--data-urlencode last_name=佐藤 --data-urlencode first_name=花子 {api}/relay/marketo-lead-upsert",
-            "  # Relay: KARTE Craft action (no Content-Type) -> queued -> kintone app 9 add",
-            f"  curl -sS -X POST -H 'X-Webhook-Token: local-karte-token' -H 'Content-Type:' "
-            f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon',
-            "  # ...then look the delivery up (its id is in the answer above)",
-            f"  curl -sS {auth}{api}/deliveries/DELIVERY_ID",
-            "  # See what kintone (the sandbox) holds now; make its next call fail: 503 then it retries",
-            f"  curl -sS {self.sandbox.url}/_sandbox/kintone/apps/7",
-            f"  curl -sS -X POST -d '{{\"status\": 503}}' {self.sandbox.url}/_sandbox/kintone/faults",
-            "  # Send mail through an ESP (the sandboxed SendGrid; provider: braze / infobip for the others)",
-            f"  curl -sS -X POST {auth}-H 'Content-Type: application/json' "
-            f'-d \'{{"to": [{{"email": "taro@example.com"}}], "subject": "hello", '
-            f'"text": "hi"}}\' {api}/mail/send',
-            "  # Post SendGrid's event batch, signed with the local key env.json trusts (queued for the worker)",
-            f"  .venv/bin/python -m devkit post-sendgrid events/payloads/sendgrid-batch.json --api {api}",
-            "  # Look a message up",
-            f"  curl -sS {auth}{api}/messages/some-dispatch-id",
-            "  # What the sandbox received",
-            f"  curl -sS {self.sandbox.url}/_sandbox/sendgrid/requests",
-            "",
-            "Ctrl-C stops everything.",
+            "# 4. Relay: a KARTE Craft action (no Content-Type) is queued, then the worker adds it to kintone app 9",
+            f"DELIVERY=$(curl -sS -X POST -H 'X-Webhook-Token: local-craft-token' -H 'Content-Type:' "
+            f'-d \'{{"user_id": "user_8842", "event": "cart_abandon"}}\' {api}/relay/karte-cart-abandon '
+            f"| tee /dev/stderr | {pick} delivery_id)",
+            f"sleep 2; curl -sS {auth}{api}/deliveries/$DELIVERY",
+            "# 5. Send mail through the sandboxed SendGrid; it posts signed `delivered` and `open` events back",
+            f"DISPATCH=$(curl -sS -X POST {auth}{json_ct} "
+            f'-d \'{{"to": [{{"email": "hanako@example.com"}}], "subject": "hello", "text": "hi"}}\' '
+            f"{api}/mail/send | tee /dev/stderr | {pick} dispatch_id)",
+            "# ...a few seconds later the message shows `delivered`, then `opened`",
+            f"sleep 5; curl -sS {auth}{api}/messages/$DISPATCH",
+            "# 6. Final delivery reports, and the event sinks: KARTE (the sandbox) and kintone app 10",
+            f"curl -sS {auth}{api}/reports",
+            f"curl -sS {box}/_sandbox/karte/events",
+            f"curl -sS {box}/_sandbox/kintone/apps/10",
+            "# 7. Subscriptions: taro unsubscribes; any address works with ?email= (a send to taro is now not_sent)",
+            f"curl -sS -X PUT {auth}{json_ct} "
+            f'-d \'{{"subscribed": false, "suppression": "unsubscribe", "reason": "clicked unsubscribe"}}\' '
+            f"'{api}/subscriptions?email=taro@example.com'",
+            f"curl -sS {auth}'{api}/subscriptions?email=taro@example.com'",
         ]
-        return "\n".join(lines)
 
     def _first_api_key(self) -> str:
         value = self.environments.get("QueryFunction", {}).get("API_KEYS", "")

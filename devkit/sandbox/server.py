@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from devkit.sandbox.base import Provider, Reply, Request
 from devkit.sandbox.braze import Braze
+from devkit.sandbox.callbacks import EventCallbacks
 from devkit.sandbox.generic import GenericApi
 from devkit.sandbox.infobip import Infobip
 from devkit.sandbox.karte import Karte
@@ -120,6 +121,8 @@ class Sandbox:
             GenericApi(creds["http"]),
         ]
         self.states = {p.name: _ProviderState(p) for p in providers}
+        # Set by the local stack: posts accepted mail's event webhooks back to the bridge (callbacks.py).
+        self.callbacks: EventCallbacks | None = None
         sandbox = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -186,7 +189,10 @@ class Sandbox:
         with state.lock:
             state.requests.append(record)
         if fault is None:
-            self._reply(req, state.provider.handle(request))
+            answer = state.provider.handle(request)
+            self._reply(req, answer)
+            if self.callbacks is not None:
+                self.callbacks.after(first, request, answer)
             return
         reply: Reply | None = None
         if fault.apply or (fault.status is None and not fault.drop):

@@ -42,7 +42,9 @@ class RunningStack:
         )
 
 
-def start_stack(visibility_timeout: int = 1, extra_env: dict[str, str] | None = None) -> RunningStack:
+def start_stack(
+    visibility_timeout: int = 1, extra_env: dict[str, str] | None = None, sigint_ignored: bool = False
+) -> RunningStack:
     api_port, sandbox_port, aws_port = free_port(), free_port(), free_port()
     command = [
         sys.executable,
@@ -62,8 +64,16 @@ def start_stack(visibility_timeout: int = 1, extra_env: dict[str, str] | None = 
         "2",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | (extra_env or {})
+    # sigint_ignored: started as a shell starts a background job (`make run &`), SIGINT ignored on entry.
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
+        start_new_session=sigint_ignored,  # a group of its own, so a test can signal it as a terminal does
     )
     lines: queue.Queue[str] = queue.Queue()
     stack = RunningStack(
@@ -94,9 +104,12 @@ def start_stack(visibility_timeout: int = 1, extra_env: dict[str, str] | None = 
     raise RuntimeError("local stack did not start:\n" + "\n".join(stack.output[-40:]))
 
 
-def stop_stack(stack: RunningStack, sig: int = signal.SIGINT) -> int:
+def stop_stack(stack: RunningStack, sig: int = signal.SIGINT, group: bool = False) -> int:
     assert stack.process is not None
-    stack.process.send_signal(sig)
+    if group:
+        os.killpg(stack.process.pid, sig)
+    else:
+        stack.process.send_signal(sig)
     try:
         code = stack.process.wait(timeout=30)
     except subprocess.TimeoutExpired:

@@ -231,6 +231,7 @@ def test_redrive_command_requeues_the_dlq_with_progress_and_summary(relay_stack:
 
     dry = bridgectl("--dry-run")
     assert dry.returncode == 0 and "1 would redrive" in dry.stdout, dry.stdout + dry.stderr
+    assert f"would redrive {delivery_id}" in dry.stdout  # a dry run names what would go
     assert delivery(relay_stack, delivery_id)["status"] == "failed"
     run = bridgectl()
     assert run.returncode == 0 and "1 redriven" in run.stdout, run.stdout + run.stderr

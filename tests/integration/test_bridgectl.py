@@ -64,3 +64,15 @@ def test_find_subscription_and_logs(functions: Functions, moto_server, sandbox: 
     assert [(r["to"], r["dispatch_id"], r["generalStatus"]) for r in rows] == [(email, dispatch, "PENDING")]
     as_json = bridgectl(moto_server, "logs", "--since", since, "--to", email, "--format", "json")
     assert json.loads(as_json.stdout.splitlines()[0])["messageId"] == f"{dispatch}.0"
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error_trace() -> None:
+    # `bridgectl logs ... | head -1`: the reader leaves early; no BrokenPipe traceback on the terminal.
+    # The command's entry point, with a main that prints more than a pipe holds (as a long export does).
+    program = (
+        "import sys, bridgectl.__main__ as m; "
+        "m.main = lambda: [print('x' * 100) for _ in range(20000)] and 0; sys.exit(m.run())"
+    )
+    command = f"{sys.executable} -c \"{program}\" | head -c 10"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr

@@ -409,16 +409,19 @@ def test_a_crash_between_the_call_and_its_record_causes_no_second_effect(
     monkeypatch.setenv("ALLOW_PLAINTEXT_SECRETS", "true")  # the doomed worker runs with the local settings
     monkeypatch.setenv("STAGE", "local")
     config.reset()
+    from martech_bridge.config import read_bridge_config
     from martech_bridge.deliveries import Engine
-    from martech_bridge.models.routes import BridgeConfig
+
+    from devkit.runtime import LAYER_ROOT
 
     result = functions.invoke("RelayFunction", load_event("relay-karte-craft-no-content-type.json"))
     delivery_id = json.loads(result["body"])["delivery_id"]
     store = DeliveryStore("DeliveriesTable", 30)
     held, lapsed = store.claim(delivery_id, 1, lease_seconds=0.5)  # the doomed worker's claim
     assert not lapsed
-    local = json.loads(Path(functions.get("RelayFunction").env["BRIDGE_CONFIG_FILE"]).read_text())
-    route = BridgeConfig.model_validate(local).routes["karte-cart-abandon"]
+    env = functions.get("RelayFunction").env
+    local = read_bridge_config(LAYER_ROOT / env["BRIDGE_CONFIG_FILE"], Path(env["BRIDGE_CONFIG_OVERLAY"]), stage="local")
+    route = local.routes["karte-cart-abandon"]
     request = Engine(store, None, get_settings()).build(route, held.payload)  # type: ignore[arg-type]
     assert call_target(request).status == 200  # the add reached kintone...
     time.sleep(0.6)  # ...and the worker died: its lease lapses, nothing was recorded
@@ -435,3 +438,38 @@ def test_karte_craft_put_event_file_reaches_the_users_api(functions: Functions, 
     (call,) = [r for r in received(fresh_sandbox, "http") if "karte-user-42" in r["path"]]
     assert (call["method"], call["path"]) == ("PUT", "/v1/craft-users/karte-user-42")
     assert call["body"]["json"]["segment"] == "cart_abandoned"
+
+
+def test_a_route_added_to_the_routes_file_works_without_a_restart(functions: Functions, tmp_path: Path) -> None:
+    from devkit.routes_file import CONFIG_FILE, OVERLAY_FILE
+
+    routes = tmp_path / "bridge.json"
+    data = json.loads(CONFIG_FILE.read_text())
+    routes.write_text(json.dumps(data))
+    env = {"BRIDGE_CONFIG_FILE": str(routes), "BRIDGE_CONFIG_OVERLAY": str(OVERLAY_FILE)}
+    body = {"email": "reload@example.com", "lead_id": "42", "last_name": "Reload", "first_name": "R", "company": "C"}
+    fn = functions.get("RelayFunction", **env)
+    assert relay_with(fn, "marketo-reloaded", body)[0] == 404
+
+    data["routes"]["marketo-reloaded"] = data["routes"]["marketo-lead-upsert"]
+    routes.write_text(json.dumps(data))
+    status, answer = relay_with(fn, "marketo-reloaded", body)
+    assert status == 200, answer
+    assert [r["email"]["value"] for r in kintone_records(functions.sandbox, 8)] == ["reload@example.com"]
+
+    routes.write_text("{broken")  # a bad edit answers a clear error naming the file, without a restart
+    status, answer = relay_with(fn, "marketo-reloaded", body)
+    assert status == 500 and answer["error"]["code"] == "configuration_error"
+
+
+def relay_with(fn: Any, route: str, body: dict) -> tuple[int, Any]:
+    event = build_event(
+        method="POST",
+        target=f"/relay/{route}",
+        headers=list(MARKETO),
+        body=json.dumps(body).encode(),
+        route=HttpRoute("POST", "/relay/{route}", "RelayFunction"),
+        path_parameters={"route": route},
+    )
+    result = fn.invoke(event)
+    return result["statusCode"], json.loads(result["body"])

@@ -49,12 +49,12 @@ def test_give_up_on_attempts_or_age() -> None:
     assert should_give_up(2, 8, 0, 3600, 100, 20) is None
 
 
-def test_the_readme_draws_the_delivery_state_machine_the_code_has() -> None:
+def test_the_design_notes_draw_the_delivery_state_machine_the_code_has() -> None:
     from martech_bridge.logic.delivery_states import EDGES
 
     from devkit.template import REPO_ROOT
 
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
     rows = {line for line in readme.splitlines() if line.startswith("| ") and line.count("|") == 5}
     for edge in EDGES:
         assert f"| {edge.source} | {edge.target} | {edge.who} | {edge.write} |" in rows, edge

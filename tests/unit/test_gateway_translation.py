@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, EventBridgeModel, SqsModel
 
-from devkit.gateway import build_event, is_text_content, match_route, translate_response
+from devkit.gateway import build_event, decoded_path, is_text_content, match_route, translate_response
 from devkit.template import REPO_ROOT, HttpRoute, Template
 
 EVENTS = sorted((REPO_ROOT / "events").glob("*.json"))
@@ -117,7 +117,10 @@ def test_query_string_is_raw_and_parsed() -> None:
     [
         ("application/json", False),
         ("text/plain;charset=UTF-8", False),
-        ("application/vnd.api+json", False),
+        # Structured-suffix types are not in HTTP APIs' text list: they arrive base64-encoded.
+        ("application/vnd.api+json", True),
+        ("application/soap+xml", True),
+        ("application/xml", False),
         ("application/x-www-form-urlencoded", True),
         (None, True),
         ("application/octet-stream", True),
@@ -149,9 +152,9 @@ def test_request_context_carries_id_and_time() -> None:
 
 def test_routes_match_most_specific_first_and_fall_back_to_default() -> None:
     routes = Template().http_routes()
-    route, params = match_route(routes, "POST", "/deliveries/d%2F1/retry")
-    assert route.route_key == "POST /deliveries/{delivery_id}/retry" and params == {"delivery_id": "d/1"}
-    route, params = match_route(routes, "GET", "/subscriptions/taro%40example.com")
+    route, params = match_route(routes, "POST", decoded_path("/deliveries/d-1/retry"))
+    assert route.route_key == "POST /deliveries/{delivery_id}/retry" and params == {"delivery_id": "d-1"}
+    route, params = match_route(routes, "GET", decoded_path("/subscriptions/taro%40example.com"))
     assert route.route_key == "GET /subscriptions/{email}" and params == {"email": "taro@example.com"}
     route, _ = match_route(routes, "DELETE", "/subscriptions/x")
     assert route.route_key == "$default"
@@ -168,3 +171,33 @@ def test_response_translation_follows_payload_v2_rules() -> None:
         == b"\x00"
     )
     assert translate_response({"ok": True}) == (200, [("Content-Type", "application/json")], b'{"ok": true}')
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        ("/subscriptions/taro%40example.com", "/subscriptions/taro@example.com"),
+        ("/subscriptions/a%2Fb@example.com", "/subscriptions/a/b@example.com"),
+        ("/subscriptions/a%3Fb@example.com?x=1", "/subscriptions/a"),
+        ("/subscriptions/a%23b@example.com", "/subscriptions/a"),
+        ("/relay/r%20x", "/relay/r x"),
+    ],
+)
+def test_paths_are_decoded_as_http_apis_decode_them(target: str, path: str) -> None:
+    event = build_event(
+        method="GET",
+        target=target,
+        headers=[],
+        body=b"",
+        route=HttpRoute("GET", "$default", "QueryFunction"),
+        path_parameters={},
+    )
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == path
+
+
+def test_an_address_with_a_slash_cannot_use_the_path_form_on_aws() -> None:
+    routes = Template().http_routes()
+    route, _ = match_route(routes, "GET", decoded_path("/subscriptions/a%2Fb@example.com"))
+    assert route.route_key == "$default"  # as on AWS: the query form carries it instead
+    route, _ = match_route(routes, "GET", decoded_path("/subscriptions?email=a%2Fb%40example.com"))
+    assert route.route_key == "GET /subscriptions"

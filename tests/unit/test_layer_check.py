@@ -46,3 +46,17 @@ def test_prune_keeps_unrelated_packages(tmp_path: Path) -> None:
     (tmp_path / "sixth_sense").mkdir()
     (tmp_path / "boto3").mkdir()
     assert prune_runtime_provided(tmp_path) == ["boto3"]
+
+
+def test_local_configuration_in_the_layer_fails_the_check(tmp_path: Path) -> None:
+    root = build_dir(tmp_path, 0xB7)
+    config = root / "CommonLayer" / "python" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    shipped = Path(__file__).resolve().parents[2] / "layers/common/config/bridge.json"
+    (config / "bridge.json").write_text(shipped.read_text())
+    assert check_layer(root, max_mb=30, prune=False) == 0  # the shipped routes file holds only references
+    (config / "bridge.local.json").write_text('{"secrets": {}}')
+    assert check_layer(root, max_mb=30, prune=False) == 1
+    (config / "bridge.local.json").unlink()
+    (config / "bridge.json").write_text('{"routes": {"r": {"target": {"base_url": "http://127.0.0.1:3100"}}}}')
+    assert check_layer(root, max_mb=30, prune=False) == 1

@@ -67,8 +67,14 @@ def test_every_format_and_limit_the_entrypoints_check_is_stated() -> None:
         op["security"] == [{"ApiKey": []}]
         for path, ops in paths.items()
         for op in ops.values()
-        if not path.startswith(("/relay/", "/events/"))
+        if not path.startswith(("/relay/", "/events/")) and path != "/health"
     )
+    assert "security" not in paths["/health"]["get"]  # liveness: no credentials
+    by_query = {p["name"]: p for p in paths["/subscriptions"]["get"]["parameters"]}["email"]
+    for odd in ("a/b@example.com", "a?b@example.com", "a#b@example.com"):
+        assert by_query["required"] and re.fullmatch(by_query["schema"]["pattern"], odd)  # any accepted address
+        assert not re.fullmatch(email["pattern"], odd)  # a decoded path segment cannot carry them
+    assert re.fullmatch(email["pattern"], "taro.yamada+news@example.com")
 
 
 def test_request_bodies_are_the_models_the_functions_parse() -> None:

@@ -136,7 +136,31 @@ def test_base64_encoded_body_is_decoded(store: FakeSubscriptionStore) -> None:
     assert status == 200 and answer["reason"] == "配信停止"
 
 
-@pytest.mark.parametrize("address", ["not-an-address", "a@b", "%00@b.co", "a%20b@c.co"])
+def test_a_control_character_in_the_path_is_refused_with_a_json_error(store: FakeSubscriptionStore) -> None:
+    status, body = call("GET", "/subscriptions/%00@b.co")
+    assert status in (400, 404) and body["error"]["code"]
+
+
+def test_any_accepted_address_is_reachable_by_query(store: FakeSubscriptionStore) -> None:
+    # `/`, `?` and `#` are valid in a local part, but API Gateway's decoded path cannot carry them.
+    for address in ("a/b@example.com", "a?b@example.com", "a#b@example.com"):
+        encoded = address.replace("/", "%2F").replace("?", "%3F").replace("#", "%23").replace("@", "%40")
+        status, answer = call(
+            "PUT", f"/subscriptions?email={encoded}", body=b'{"subscribed": false}', route_path="/subscriptions"
+        )
+        assert status == 200 and answer["email"] == address, answer
+        status, answer = call("GET", f"/subscriptions?email={encoded}", route_path="/subscriptions")
+        assert status == 200 and answer["subscribed"] is False
+    status, answer = call("GET", "/subscriptions", route_path="/subscriptions")
+    assert status == 400 and answer["error"]["field"] == "email"
+
+
+def test_health_answers_without_credentials() -> None:
+    status, answer = call("GET", "/health", key=None, route_path="/health")
+    assert status == 200 and answer["status"] == "ok"
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@b", "a%20b@c.co"])
 def test_malformed_address_in_path_is_400(store: FakeSubscriptionStore, address: str) -> None:
     status, body = call("GET", f"/subscriptions/{address}")
     assert status == 400 and body["error"]["code"] == "invalid_email" and body["error"]["field"] == "email"
@@ -194,3 +218,74 @@ def test_a_bug_is_a_json_500_without_internals(store: FakeSubscriptionStore, mon
     status, body = call("GET", "/subscriptions/a@b.co")
     assert status == 500 and body["error"]["code"] == "internal_error"
     assert "internal detail" not in json.dumps(body)
+
+
+def aws_documented_event() -> dict[str, Any]:
+    """The payload format 2.0 example of AWS's "Create AWS Lambda proxy integrations for HTTP APIs" page
+    (docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html), as
+    published: a JWT authorizer, cookies, comma-joined repeats, stage variables."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/my/path",
+        "rawQueryString": "parameter1=value1&parameter1=value2&parameter2=value",
+        "cookies": ["cookie1", "cookie2"],
+        "headers": {"header1": "value1", "header2": "value1,value2"},
+        "queryStringParameters": {"parameter1": "value1,value2", "parameter2": "value"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api-id",
+            "authentication": {
+                "clientCert": {
+                    "clientCertPem": "CERT_CONTENT",
+                    "subjectDN": "www.example.com",
+                    "issuerDN": "Example issuer",
+                    "serialNumber": "a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1:a1",
+                    "validity": {"notBefore": "May 28 12:30:02 2019 GMT", "notAfter": "Aug  5 09:36:04 2021 GMT"},
+                }
+            },
+            "authorizer": {"jwt": {"claims": {"claim1": "value1", "claim2": "value2"}, "scopes": ["scope1", "scope2"]}},
+            "domainName": "id.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "id",
+            "http": {
+                "method": "POST",
+                "path": "/my/path",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.1",
+                "userAgent": "agent",
+            },
+            "requestId": "id",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "12/Mar/2020:19:03:58 +0000",
+            "timeEpoch": 1583348638390,
+        },
+        "body": "Hello from Lambda",
+        "pathParameters": {"parameter1": "value1"},
+        "isBase64Encoded": False,
+        "stageVariables": {"stageVariable1": "value1", "stageVariable2": "value2"},
+    }
+
+
+def test_aws_documented_event_shape_reaches_health_and_subscriptions(store: FakeSubscriptionStore) -> None:
+    context = LambdaContext("QueryFunction", 512, 15, "req-aws")
+    event = aws_documented_event()
+    # As is (POST /my/path on $default): the contract's JSON 404, not a crash on the unfamiliar parts.
+    answer = query.handle(event, context)
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["code"]
+    health = aws_documented_event()
+    health["rawPath"] = health["requestContext"]["http"]["path"] = "/health"
+    health["requestContext"]["http"]["method"] = "GET"
+    health["routeKey"] = health["requestContext"]["routeKey"] = "GET /health"
+    answer = query.handle(health, context)
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "ok"
+    subs = aws_documented_event()
+    subs["rawPath"] = subs["requestContext"]["http"]["path"] = "/subscriptions"
+    subs["requestContext"]["http"]["method"] = "GET"
+    subs["routeKey"] = subs["requestContext"]["routeKey"] = "GET /subscriptions"
+    subs["rawQueryString"] = "email=a%2Fb%40example.com"
+    subs["queryStringParameters"] = {"email": "a/b@example.com"}  # AWS decodes the values it hands over
+    subs["headers"]["x-api-key"] = "key-one"
+    subs.pop("body")
+    answer = query.handle(subs, context)
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["code"] == "subscription_not_found"

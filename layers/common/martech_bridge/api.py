@@ -36,6 +36,8 @@ API_PATHS: dict[str, tuple[str, ...]] = {
     "/deliveries/{delivery_id}": ("GET",),
     "/deliveries/{delivery_id}/retry": ("POST",),
     "/subscriptions/{email}": ("GET", "PUT"),
+    "/subscriptions": ("GET", "PUT"),
+    "/health": ("GET",),
 }
 _API_PATHS = [(re.compile("^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(p)) + "/?$"), p) for p in API_PATHS]
 

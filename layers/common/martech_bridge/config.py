@@ -35,6 +35,8 @@ class Settings(BaseModel):
     retention_days: int = Field(default=30, ge=1, le=3650)
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1024 * 1024)
     bridge_config_file: str = "config/bridge.json"
+    # Local only: a file that swaps the routes' secret references and target URLs for local values.
+    bridge_config_overlay: str = ""
     allow_plaintext_secrets: bool = False
 
     # State
@@ -104,6 +106,11 @@ class Settings(BaseModel):
         path = Path(self.bridge_config_file)
         return path if path.is_absolute() else LAYER_ROOT / path
 
+    def overlay_path(self) -> Path:
+        """Relative to the checkout (the overlay never ships in the layer)."""
+        path = Path(self.bridge_config_overlay)
+        return path if path.is_absolute() else LAYER_ROOT.parent.parent / path
+
 
 @cache
 def get_settings() -> Settings:
@@ -111,16 +118,104 @@ def get_settings() -> Settings:
     return Settings.from_environ(os.environ)
 
 
-@cache
 def load_bridge_config() -> "BridgeConfig":
-    """The routes and sinks file, validated; an invalid file stops every request with a clear error."""
+    """The routes and sinks file (with the local overlay, if any), validated; read again when either file
+    changes, so a local edit takes effect without a restart. An invalid file stops every request."""
+    settings = get_settings()
+    files = [settings.config_path()] + ([settings.overlay_path()] if settings.bridge_config_overlay else [])
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+            stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            stamps.append((str(path), 0, 0))
+    return _load_bridge_config(tuple(stamps), settings.stage)
 
-    path = get_settings().config_path()
+
+@cache
+def _load_bridge_config(stamps: tuple[tuple[str, int, int], ...], stage: str) -> "BridgeConfig":
+    config_file = Path(stamps[0][0])
+    overlay_file = Path(stamps[1][0]) if len(stamps) > 1 else None
+    return read_bridge_config(config_file, overlay_file, stage=stage)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"Cannot read bridge config {path.name}: {exc.__class__.__name__}") from None
-    return parse_bridge_config(data, path.name)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read {_shown(path)}: {exc.strerror or exc.__class__.__name__}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{_shown(path)} is not valid JSON: {exc}") from None
+
+
+def _shown(path: Path) -> str:
+    """The path as the user knows it: relative to the checkout when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(LAYER_ROOT.parent.parent))
+    except ValueError:
+        return str(path)
+
+
+def expand_config(data: Any, overlay: Any = None, *, stage: str) -> Any:
+    """The routes file as a stage reads it: an overlay's `secrets` replace equal strings (a reference by
+    its local value), its `urls` replace a target URL's leading part; then `{stage}` in a secret reference
+    becomes the stage, so each stage reads only its own secrets."""
+    secrets: dict[str, str] = {}
+    urls: dict[str, str] = {}
+    if overlay is not None:
+        if not isinstance(overlay, dict) or set(overlay) - {"$schema", "$comment", "secrets", "urls"}:
+            raise ConfigurationError("The overlay holds only `secrets` and `urls` objects")
+        secrets = overlay.get("secrets") or {}
+        urls = overlay.get("urls") or {}
+        if not all(isinstance(v, str) for v in [*secrets.values(), *urls.values()]):
+            raise ConfigurationError("The overlay's `secrets` and `urls` map strings to strings")
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, str):
+            return node
+        if node in secrets:
+            return secrets[node]
+        for prefix, local in urls.items():
+            if node == prefix or node.startswith(prefix.rstrip("/") + "/"):
+                return local.rstrip("/") + node[len(prefix.rstrip("/")) :]
+        if node.startswith(("ssm:", "secretsmanager:")):
+            return node.replace("{stage}", stage)
+        return node
+
+    return walk(data)
+
+
+def read_bridge_config(config_file: Path, overlay_file: Path | None = None, *, stage: str) -> "BridgeConfig":
+    """Read, expand and validate a routes file; errors name the file, the route and the field."""
+    data = _read_json(config_file)
+    overlay = _read_json(overlay_file) if overlay_file else None
+    try:
+        expanded = expand_config(data, overlay, stage=stage)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{_shown(overlay_file or config_file)}: {exc}") from None
+    return parse_bridge_config(expanded, _shown(config_file))
+
+
+def config_secret_references(config: "BridgeConfig") -> dict[str, list[str]]:
+    """Every secret reference the routes and sinks name, with the places that name it."""
+    found: dict[str, list[str]] = {}
+    items: list[tuple[str, Any]] = [(f"route {n}", r) for n, r in config.routes.items()]
+    items += [(f"sink {s.name}", s) for s in config.sinks]
+    for where, item in items:
+        refs = list(getattr(getattr(item, "auth", None), "secrets", None) or [])
+        target = item.target
+        refs += list(getattr(target, "api_tokens", None) or [])
+        refs += list((getattr(target, "secret_headers", None) or {}).values())
+        if getattr(target, "api_token", None):
+            refs.append(target.api_token)
+        for ref in refs:
+            found.setdefault(ref, []).append(where)
+    return found
 
 
 def parse_bridge_config(data: Any, source: str = "bridge config") -> "BridgeConfig":
@@ -129,16 +224,26 @@ def parse_bridge_config(data: Any, source: str = "bridge config") -> "BridgeConf
     try:
         return BridgeConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)[:5]
-        )
+        problems = "; ".join(_where(e["loc"]) + f": {e['msg']}" for e in exc.errors(include_url=False)[:5])
         raise ConfigurationError(f"Invalid {source}: {problems}") from None
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """`route marketo-x, field target.app` for a route's field; the dotted path for anything else."""
+    parts = [str(p) for p in loc]
+    if parts[:1] == ["routes"] and parts[2:] == ["[key]"]:
+        return f"route name {parts[1]!r}"
+    if len(parts) >= 2 and parts[0] == "routes":
+        return f"route {parts[1]}, field {'.'.join(parts[2:]) or '(the route)'}"
+    if len(parts) >= 2 and parts[0] == "sinks":
+        return f"sink #{parts[1]}, field {'.'.join(parts[2:]) or '(the sink)'}"
+    return ".".join(parts) or "(the file)"
 
 
 def reset() -> None:
     """Forget cached settings and config (tests, and the local stack between invocations)."""
     get_settings.cache_clear()
-    load_bridge_config.cache_clear()
+    _load_bridge_config.cache_clear()
     from martech_bridge import dependencies, secrets
 
     secrets.reset()

@@ -35,15 +35,46 @@ MAX_IDS_CHARS = 2000  # and their length, so a URL stays far under API Gateway's
 
 
 def _email_from_path(raw: str) -> str:
+    # API Gateway hands the path over decoded (%40 is already @): decoding again would change the address.
     try:
-        return normalize_email(unquote(raw))
+        return normalize_email(raw)
     except InvalidEmail as exc:
         raise InvalidRequest(f"email {exc}", code="invalid_email", field="email") from None
 
 
+def _email_from_query() -> str:
+    raw = (app.current_event.query_string_parameters or {}).get("email")
+    if not raw:
+        raise InvalidRequest("email is required (?email=...)", code="invalid_email", field="email")
+    return _email_from_path(raw)
+
+
+@app.get("/health")
+def health() -> Response:
+    """No credentials, no secrets, no AWS call: the API and this function answer."""
+    from martech_bridge.config import get_settings
+
+    return json_response(200, {"status": "ok", "service": "martech-bridge", "stage": get_settings().stage})
+
+
+# Every address the bridge accepts is reachable here, including those with `/`, `?` or `#` in their local
+# part, which API Gateway's decoded path cannot carry in /subscriptions/{email}.
+@app.get("/subscriptions", middlewares=AUTH)
+def get_subscription_by_query() -> Response:
+    return _get_subscription(_email_from_query())
+
+
+@app.put("/subscriptions", middlewares=AUTH)
+def put_subscription_by_query() -> Response:
+    return _put_subscription(_email_from_query())
+
+
 @app.get("/subscriptions/<email>", middlewares=AUTH)
 def get_subscription(email: str) -> Response:
-    address = _email_from_path(email)
+    return _get_subscription(_email_from_path(email))
+
+
+def _get_subscription(address: str) -> Response:
     logger.append_keys(recipient=mask_email(address))
     state, history = subscription_store().get(address)
     if state is None:
@@ -53,7 +84,10 @@ def get_subscription(email: str) -> Response:
 
 @app.put("/subscriptions/<email>", middlewares=AUTH)
 def put_subscription(email: str) -> Response:
-    address = _email_from_path(email)
+    return _put_subscription(_email_from_path(email))
+
+
+def _put_subscription(address: str) -> Response:
     logger.append_keys(recipient=mask_email(address))
     update = parse_body(app, SubscriptionUpdate)
     store = subscription_store()

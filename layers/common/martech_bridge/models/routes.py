@@ -393,6 +393,8 @@ class Sink(_Strict):
 
 
 class BridgeConfig(_Strict):
+    # Editors find the published JSON Schema through it; the bridge ignores it.
+    schema_ref: str | None = Field(default=None, alias="$schema")
     version: Literal[1]
     routes: dict[RouteName, Route] = Field(default_factory=dict)
     sinks: list[Sink] = Field(default_factory=list)

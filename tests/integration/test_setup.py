@@ -1,0 +1,73 @@
+"""`bridgectl setup STAGE` against embedded AWS: lists every secret the stage reads, creates the missing
+ones from the environment, never prints a value, and refuses references its functions could not read."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bridgectl.setup import plan
+from devkit.template import REPO_ROOT
+
+
+def setup(moto_server, samconfig: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    # `make setup` in a subprocess, reading the given samconfig.toml, against the moto server.
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from bridgectl import setup; from pathlib import Path; "
+            f"sys.exit(setup.run(sys.argv[1], samconfig=Path({str(samconfig)!r}), check_only='--check' in sys.argv))",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        env={**os.environ, **moto_server.env(), "AWS_DEFAULT_REGION": "us-east-1", **env},
+    )
+
+
+def test_setup_lists_every_secret_of_the_stage_and_creates_the_missing_ones(moto_server, tmp_path: Path) -> None:
+    samconfig = tmp_path / "samconfig.toml"
+    shutil.copy(REPO_ROOT / "samconfig.toml", samconfig)
+    wanted = plan("prod", samconfig)
+    assert not wanted.problems
+    names = {s.reference for s in wanted.secrets.values()}
+    # The template parameters' secrets and every secret the routes file names, all under /prod/.
+    assert "ssm:/martech-bridge/prod/operator/api-keys" in names
+    assert "ssm:/martech-bridge/prod/routes/kintone-app-7-token" in names
+    assert "ssm:/martech-bridge/prod/sinks/karte-app-token" in names
+    assert all(n.startswith("ssm:/martech-bridge/prod/") for n in names)
+
+    values = {s.env_name: f"value-{i}-{s.env_name.lower()}" for i, s in enumerate(wanted.secrets.values())}
+    skipped = next(iter(values))
+    partial = {k: v for k, v in values.items() if k != skipped}
+    first = setup(moto_server, samconfig, partial, "prod")
+    assert first.returncode == 1, first.stderr
+    assert "MISSING" in first.stdout and skipped in first.stdout
+    assert first.stdout.count("created") == len(values) - 1
+    assert not any(v in first.stdout + first.stderr for v in values.values())
+
+    ssm = moto_server.client("ssm")
+    some = next(s for s in wanted.secrets.values() if s.env_name != skipped)
+    stored = ssm.get_parameter(Name=some.name, WithDecryption=True)["Parameter"]
+    assert stored["Type"] == "SecureString" and stored["Value"] == values[some.env_name]
+
+    check = setup(moto_server, samconfig, {}, "prod", "--check")
+    assert check.returncode == 1 and check.stdout.count("MISSING") == 1
+
+    second = setup(moto_server, samconfig, {**values, some.env_name: "changed"}, "prod")
+    assert second.returncode == 0, second.stdout
+    assert "created" in second.stdout and second.stdout.count("created") == 1  # existing ones are left alone
+    assert ssm.get_parameter(Name=some.name, WithDecryption=True)["Parameter"]["Value"] == values[some.env_name]
+
+
+def test_setup_refuses_a_secret_its_functions_may_not_read(tmp_path: Path) -> None:
+    samconfig = tmp_path / "samconfig.toml"
+    text = (REPO_ROOT / "samconfig.toml").read_text()
+    # The Events function (anonymous callers) may read webhooks/ only, not the ESP keys' part.
+    samconfig.write_text(text.replace("dev/webhooks/sendgrid-webhook-public-keys", "dev/esp/sendgrid-webhook-keys"))
+    problems = plan("dev", samconfig).problems
+    assert any("SendGridWebhookPublicKeysRef" in p and "webhooks/" in p for p in problems)
