@@ -9,7 +9,7 @@ post_send_transactional_message.md`, WIRE-FORMATS 3.2):
   Please retry to obtain send_id." (two spaces, verbatim) - not with the first dispatch_id. Its HTTP status
   is undocumented: the fake takes the pessimistic reading, a 400 like Braze's other request errors, so a
   client that trusts the status alone would wrongly call the mail failed.
-* trigger_properties at most 50 KB; campaign states and their error texts from the troubleshooting table.
+* trigger_properties at most 50 KB (how Braze counts is UNCONFIRMED: pessimistically, as ASCII-escaped JSON); campaign states and their error texts from the troubleshooting table.
 * 429: `X-RateLimit-Limit/Remaining/Reset` (reset in epoch seconds), no `Retry-After` (*API Rate Limits*,
   `_docs/_api/api_limits.md`); see `pacing_headers`.
 * The 200 answer's `status` value is undocumented (UNCONFIRMED "sent"); `metadata` mirrors the postbacks.

@@ -652,3 +652,14 @@ def test_the_bridges_own_external_send_id_form_is_reserved(functions: Functions)
         },
     )
     assert status == 400 and body["error"]["field"] == "external_send_id", body
+
+
+def test_braze_trigger_properties_are_measured_as_braze_may_and_refused_before_any_call(
+    functions: Functions, sandbox: Sandbox
+) -> None:
+    data = {"note": "あ" * 10_000}  # 30 KB as UTF-8, 60 KB with every character escaped
+    status, body, _ = send(
+        functions, {"provider": "braze", "template_id": "c1", "template_data": data, "to": [{"email": addr(), "user_id": "u1"}]}
+    )
+    assert status == 400 and body["error"]["field"] == "to.0.data", body
+    assert not recorded(sandbox, "braze")
