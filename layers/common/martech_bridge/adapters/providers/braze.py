@@ -59,7 +59,7 @@ class Braze:
                     field=f"to.{i}.user_id",
                 )
             # Braze does not say how it counts the 50 KB: the pessimistic reading, as its sandbox takes it, is the
-            # JSON with every non-ASCII character escaped (\\uXXXX, 6 bytes), the largest form it may measure.
+            # JSON with every non-ASCII character escaped (a six-byte \\u escape), the largest form it may measure.
             size = len(json.dumps({**request.template_data, **recipient.data}).encode())
             if size > MAX_TRIGGER_PROPERTIES:
                 raise InvalidRequest(
