@@ -51,40 +51,7 @@ class FastMotoProcess(MotoProcess):
     """moto in its own process, with bench/moto_server.py's fix for its slow transactions (and, as
     MotoProcess, its request recorder writing to a private file for bench/write_keys.py)."""
 
-    def start(self) -> "FastMotoProcess":
-        import socket
-        import subprocess
-        import sys
-
-        self._workdir = tempfile.mkdtemp(prefix="moto-")
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and script, fixed arguments
-            [sys.executable, str(REPO_ROOT / "bench" / "moto_server.py"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "MOTO_RECORDER_FILEPATH": os.path.join(self._workdir, "recording.jsonl")},
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto server did not start")
-
-    def stop(self) -> None:
-        """Terminate, and kill if a busy server does not stop in time (so the run's own error shows)."""
-        import subprocess
-
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-            self._process = None
-        super().stop()
+    server_args = (str(REPO_ROOT / "bench" / "moto_server.py"),)
 
 
 def load(name: str, path: Path) -> Any:

@@ -72,6 +72,9 @@ class MotoServer:
 class MotoProcess(MotoServer):
     """moto in a process of its own (benchmarks: in the measuring process it would compete for the GIL)."""
 
+    # How the server is started (after the interpreter), before its host and port arguments.
+    server_args: tuple[str, ...] = ("-m", "moto.server")
+
     def __init__(self, port: int = 0) -> None:
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -82,7 +85,7 @@ class MotoProcess(MotoServer):
         # "moto_recording" in whatever directory the server was started from.
         self._workdir = tempfile.mkdtemp(prefix="moto-")
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, *self.server_args, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "MOTO_RECORDER_FILEPATH": os.path.join(self._workdir, "recording.jsonl")},
@@ -97,9 +100,15 @@ class MotoProcess(MotoServer):
         raise RuntimeError("moto server did not start")
 
     def stop(self) -> None:
+        """Terminate, and kill a server too busy to stop in time (so the run's own error shows)."""
         if self._process is not None:
             self._process.terminate()
-            self._process.wait(timeout=10)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+            self._process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
