@@ -64,7 +64,6 @@ class Settled:
     delivery: Delivery
     status_code: int
     body: dict[str, Any]
-    retry_in: float | None = None  # seconds until the next attempt, when one is due
 
 
 @dataclass
@@ -254,7 +253,7 @@ class Engine:
             "last_error": outcome.error,
             "next_attempt_in_seconds": round(wait, 1),
         }
-        return Settled(settled, 202, body, retry_in=wait)
+        return Settled(settled, 202, body)
 
     def _give_up(
         self,
