@@ -201,7 +201,7 @@ class TodaysDesign:
                 table.put_item(Item=self.store._report_item(recipient, status, event))
         return len(changes)
 
-    def record_events(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def record_events(self, items: list[dict[str, Any]], counters: Any = None) -> list[dict[str, Any]]:
         with self.store._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for item in items:
                 batch.put_item(Item={k: v for k, v in item.items() if v is not None})
