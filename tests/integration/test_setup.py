@@ -83,12 +83,10 @@ def test_before_delete_empties_the_payload_bucket_so_the_stack_can_be_deleted(
         monkeypatch.setenv(name, value)
     stack = plan("dev", samconfig).stack_name
     cfn, s3 = moto_server.client("cloudformation"), moto_server.client("s3")
-    cfn.create_stack(
-        StackName=stack, TemplateBody='{"Resources": {"PayloadBucket": {"Type": "AWS::S3::Bucket"}}}'
-    )
-    bucket = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="PayloadBucket")[
-        "StackResourceDetail"
-    ]["PhysicalResourceId"]
+    cfn.create_stack(StackName=stack, TemplateBody='{"Resources": {"PayloadBucket": {"Type": "AWS::S3::Bucket"}}}')
+    bucket = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="PayloadBucket")["StackResourceDetail"][
+        "PhysicalResourceId"
+    ]
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"payloads/{i}.json", Body=b"{}")
 
