@@ -154,6 +154,8 @@ def digest(moto: Any) -> str:
     ):
         for page in dynamo.get_paginator("scan").paginate(TableName=table):
             for item in page["Items"]:
+                if item["pk"]["S"].startswith("STATS#"):
+                    continue  # GET /stats's counters (issue 15) have no counterpart in today's design
                 fields = {k: item[k] for k in keep if k in item}
                 lines.append(json.dumps([table, item.get("pk"), item.get("sk"), fields], sort_keys=True))
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]

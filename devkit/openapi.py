@@ -299,7 +299,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "delivery_id": {"type": "string", "pattern": DELIVERY_ID_PATTERN, "maxLength": 30},
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
-ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
+ABSENT = {"const": ""}  # GET /messages, /deliveries and /stats read an empty filter as no filter
 MESSAGE_IDS = {
     "schema": {"type": "string", "maxLength": 2000, "pattern": r"^[^,]{0,200}(,[^,]{0,200}){0,99}$"},
     "description": "one or several message ids, repeated or comma-separated (at most 100, each <= 200 characters)",
@@ -466,11 +466,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                 "call may have reached the target",
             },
             "since": {
-                "schema": {"type": "string", "format": "date-time"},
+                "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
                 "description": "created at or after (ISO 8601, 2000-2100); default: 7 days before until",
             },
             "until": {
-                "schema": {"type": "string", "format": "date-time"},
+                "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
                 "description": "created before; default: now. At most 92 days after since.",
             },
             "limit": {"schema": {**LIMIT, "default": 50}},
@@ -482,9 +482,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "security": API_KEY,
         "ok": {200: Stats},
         "query": {
-            "from": {"schema": DAY, "description": "first UTC day; default: 6 days before `to`"},
-            "to": {"schema": DAY, "description": "last UTC day; default: today. At most 92 days from `from`."},
-            "provider": {"schema": {"type": "string", "enum": ["sendgrid", "braze", "infobip"]}},
+            "from": {"schema": {"anyOf": [DAY, ABSENT]}, "description": "first UTC day; default: 6 days before `to`"},
+            "to": {
+                "schema": {"anyOf": [DAY, ABSENT]},
+                "description": "last UTC day; default: today. At most 92 days from `from`.",
+            },
+            "provider": {"schema": {"type": "string", "enum": ["sendgrid", "braze", "infobip", ""]}},
         },
     },
     ("GET", "/console"): {
