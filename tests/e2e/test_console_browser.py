@@ -74,6 +74,8 @@ def test_without_a_key_the_page_is_only_the_prompt_and_every_call_is_401(browser
     page.wait_for_selector("#api-key")
     assert page.is_visible("#key-prompt") and not page.is_visible("#app") and not page.is_visible("#tabs")
     assert calls == []  # nothing asked of the API before a key is given
+    assert page.get_by_role("textbox", name="API key").is_visible()  # labelled, and focused for typing at once
+    assert page.evaluate("document.activeElement.id") == "api-key"
     page.screenshot(path=str(SHOTS / "0-key-prompt.png"))
     page.fill("#api-key", "not-a-key")
     page.press("#api-key", "Enter")
@@ -191,6 +193,31 @@ def test_an_operator_fixes_a_delivery_reads_a_timeline_resubscribes_and_sees_the
     page.wait_for_selector(f"#d-progress:has-text('{seeded['delivery_id']} is delivered')", timeout=30_000)
     assert page.locator(f'tr[data-id="{seeded["delivery_id"]}"]').get_attribute("data-status") == "delivered"
     page.screenshot(path=str(SHOTS / "2-deliveries-retried.png"), full_page=True)
+
+    # A filtered set redriven with progress: two deliveries kintone rejected (no such record).
+    rejected = []
+    for _ in range(2):
+        answer = requests.post(
+            f"{stack.api}/relay/marketo-email-opened",
+            json={"email": f"nobody-{uuid.uuid4().hex[:6]}@example.com"},
+            headers={"X-Webhook-Token": "local-marketo-token"},
+            timeout=20,
+        )
+        assert answer.status_code == 502, answer.text
+        rejected.append(answer.json()["error"]["delivery_id"])
+    page.fill("#d-route", "marketo-email-opened")
+    page.select_option("#d-status", "rejected")
+    page.click("#deliveries-form button[type=submit]")
+    page.locator(f'tr[data-id="{rejected[1]}"]').wait_for()
+    page.click("#d-redrive")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#d-progress:has-text('Redrive finished: 2 queued again')")
+    assert page.locator("#d-progress progress").get_attribute("value") == "2"
+    for delivery_id in rejected:
+        replayed = requests.get(
+            f"{stack.api}/deliveries/{delivery_id}", headers={"X-Api-Key": stack.api_key}, timeout=20
+        )
+        assert replayed.json()["replays"] == 1
 
     # Messages: the sent message's recipient and its status timeline (the sandbox posts its events back).
     page.click("#tab-messages")
