@@ -455,7 +455,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "query": {
             "route": {
                 "schema": {"type": "string", "maxLength": 200},
-                "description": "a route, or a sink as `sink:<name>`; default: every configured route and sink",
+                "description": "a route, or a sink as `sink:<name>`; default: every route and sink",
             },
             "status": {
                 "schema": {

@@ -7,8 +7,9 @@ Only deliveries that still need something - `pending`, `in_progress`, or `failed
 yet sent - carry the sweep index keys (StatusIndex: gsi1pk `OPEN#<shard>`, gsi1sk the time by which it must
 have moved, zero-padded ms). The index is sparse, so settled deliveries cost it nothing, and sharded, so no
 partition key takes more than a few percent of its writes. Every delivery also carries the list index keys
-(RouteIndex: gsi2pk `RT#<route>#<shard>`, gsi2sk its creation time and id), written once at creation, so the
-console pages through a route's deliveries newest first without a scan. Daily request counters per kintone app live
+(ListIndex: gsi2pk `DLV#<shard>`, gsi2sk its creation time and id), written once at creation, so the
+console pages through deliveries newest first without a scan; 32 shards, so that one route's busy hour
+puts no more on one key than the sweep index does. Daily request counters per kintone app live
 beside them (pk "BUDGET#...")."""
 
 import json
@@ -28,10 +29,10 @@ RECORD_SK = "D"
 SWEEP_INDEX = "StatusIndex"
 SWEEP_SHARDS = 64
 INDEX_KEYS = ("gsi1pk", "gsi1sk")
-LIST_INDEX = "RouteIndex"
-LIST_SHARDS = 8
+LIST_INDEX = "ListIndex"
+LIST_SHARDS = 32
 LIST_KEYS = ("gsi2pk", "gsi2sk")
-# What a listed delivery shows (RouteIndex projects these; the attempts are one GET away).
+# What a listed delivery shows (ListIndex projects these; the attempts are one GET away).
 LISTED = (
     "delivery_id",
     "route",
@@ -69,11 +70,11 @@ def sweep_shard(delivery_id: str) -> str:
 def list_keys(delivery: Delivery) -> dict[str, str]:
     shard = zlib.crc32(delivery.delivery_id.encode()) % LIST_SHARDS
     position = f"{list_time(delivery.created_at)}#{delivery.delivery_id}"
-    return {"gsi2pk": f"RT#{delivery.route}#{shard}", "gsi2sk": position}
+    return {"gsi2pk": f"DLV#{shard:02d}", "gsi2sk": position}
 
 
 def list_time(moment: datetime) -> str:
-    """A time as RouteIndex sorts it: fixed-width UTC, so string order is time order."""
+    """A time as ListIndex sorts it: fixed-width UTC, so string order is time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -116,28 +117,32 @@ class DeliveryStore(aws.TableStore):
 
     def listing(
         self,
-        routes: list[str],
         *,
+        route: str | None,
         statuses: list[str] | None,
         since: str,
         before: str,
         limit: int,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Deliveries of these routes created in [since, before) (RouteIndex positions), newest first, in the
-        given states; and the position to continue before, if there may be more. Each route shard is read
-        newest first and the shards merged; a sparse state filter reads at most MAX_LIST_PAGES pages of a
-        shard, and then the page ends where that shard stopped, so no delivery is ever skipped."""
+        """Deliveries created in [since, before) (ListIndex positions), newest first, of one route or all, in
+        the given states; and the position to continue before, if there may be more. Each shard is read
+        newest first and the shards merged; a sparse filter reads at most MAX_LIST_PAGES pages of a shard,
+        and then the page ends where that shard stopped, so no delivery is ever skipped."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def read(partition: str) -> tuple[list[dict[str, Any]], str | None]:
+        wanted = Attr("route").eq(route) if route else None
+        if statuses:
+            wanted = Attr("status").is_in(statuses) if wanted is None else wanted & Attr("status").is_in(statuses)
+
+        def read(shard: int) -> tuple[list[dict[str, Any]], str | None]:
             query: dict[str, Any] = {
                 "IndexName": LIST_INDEX,
-                "KeyConditionExpression": Key("gsi2pk").eq(partition) & Key("gsi2sk").between(since, before),
+                "KeyConditionExpression": Key("gsi2pk").eq(f"DLV#{shard:02d}") & Key("gsi2sk").between(since, before),
                 "ScanIndexForward": False,
                 "Limit": limit,
             }
-            if statuses:
-                query["FilterExpression"] = Attr("status").is_in(statuses)
+            if wanted is not None:
+                query["FilterExpression"] = wanted
             found: list[dict[str, Any]] = []
             for _ in range(MAX_LIST_PAGES):
                 page = self._table.query(**query)
@@ -148,10 +153,9 @@ class DeliveryStore(aws.TableStore):
                 query["ExclusiveStartKey"] = last
             return found, str(last["gsi2sk"])  # stopped early: nothing below this position is known
 
-        partitions = [f"RT#{route}#{shard}" for route in routes for shard in range(LIST_SHARDS)]
         try:
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="list") as pool:
-                answers = list(pool.map(read, partitions))
+                answers = list(pool.map(read, range(LIST_SHARDS)))
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable(_UNAVAILABLE) from exc
         stops = [stop for _, stop in answers if stop is not None]
@@ -162,21 +166,23 @@ class DeliveryStore(aws.TableStore):
         after = str(page[-1]["gsi2sk"]) if len(page) == limit else (floor or None)
         return [{k: _plain_value(i.get(k)) for k in LISTED if i.get(k) is not None} for i in page], after
 
-    def daily_counts(self, routes: list[str], since: str, before: str) -> dict[tuple[str, str], dict[str, int]]:
-        """Deliveries created per (route, day), by state, read from RouteIndex (keys and state only)."""
+    def daily_counts(self, since: str, before: str) -> dict[tuple[str, str], dict[str, int]]:
+        """Deliveries created per (route, day), by state, read from ListIndex (route, state and key only)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        def read(partition: str) -> list[tuple[str, str]]:
+        def read(shard: int) -> list[tuple[str, str, str]]:
             query: dict[str, Any] = {
                 "IndexName": LIST_INDEX,
-                "KeyConditionExpression": Key("gsi2pk").eq(partition) & Key("gsi2sk").between(since, before),
-                "ProjectionExpression": "gsi2sk, #s",
-                "ExpressionAttributeNames": {"#s": "status"},
+                "KeyConditionExpression": Key("gsi2pk").eq(f"DLV#{shard:02d}") & Key("gsi2sk").between(since, before),
+                "ProjectionExpression": "gsi2sk, #s, #r",
+                "ExpressionAttributeNames": {"#s": "status", "#r": "route"},
             }
-            seen: list[tuple[str, str]] = []
+            seen: list[tuple[str, str, str]] = []
             while True:
                 page = self._table.query(**query)
-                seen += [(str(i["gsi2sk"])[:10], str(i.get("status", ""))) for i in page["Items"]]
+                seen += [
+                    (str(i.get("route", "")), str(i["gsi2sk"])[:10], str(i.get("status", ""))) for i in page["Items"]
+                ]
                 if "LastEvaluatedKey" not in page:
                     return seen
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -184,12 +190,8 @@ class DeliveryStore(aws.TableStore):
         out: dict[tuple[str, str], dict[str, int]] = {}
         try:
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="count") as pool:
-                for route, seen in zip(
-                    [r for r in routes for _ in range(LIST_SHARDS)],
-                    pool.map(read, [f"RT#{r}#{s}" for r in routes for s in range(LIST_SHARDS)]),
-                    strict=True,
-                ):
-                    for day, status in seen:
+                for seen in pool.map(read, range(LIST_SHARDS)):
+                    for route, day, status in seen:
                         counts = out.setdefault((route, day), {})
                         counts[status] = counts.get(status, 0) + 1
         except (ClientError, BotoCoreError) as exc:

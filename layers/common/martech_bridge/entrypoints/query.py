@@ -27,7 +27,6 @@ from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, DeliveryStatus
 from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.mail import DISPATCH_ID_PATTERN
-from martech_bridge.models.routes import SINK_PREFIX
 from martech_bridge.models.subscription import SubscriptionUpdate, SubscriptionView
 from martech_bridge.observability import logger, mask_email, metrics
 
@@ -313,7 +312,7 @@ MAX_LIST_DAYS = 92  # a listing or stats window: at most a quarter
 
 @app.get("/deliveries", middlewares=AUTH)
 def list_deliveries() -> Response:
-    """Relay and sink deliveries, newest first: by route (default every configured route and sink), state
+    """Relay and sink deliveries, newest first: by route (a sink's as `sink:<name>`; default all), state
     (several, comma-separated; `outcome_unknown` names failed ones whose call may have reached the target),
     creation time (since/until, default the last 7 days), limit and cursor."""
     params = app.current_event.query_string_parameters or {}
@@ -336,7 +335,7 @@ def list_deliveries() -> Response:
         before = min(before, cursor["p"])
     stored = sorted({s if s != "outcome_unknown" else "failed" for s in states})
     items, after = delivery_engine().store.listing(
-        [route] if route else _delivery_routes(),
+        route=route,
         statuses=stored or None,
         since=list_time(since),
         before=before,
@@ -345,14 +344,6 @@ def list_deliveries() -> Response:
     if "outcome_unknown" in states and "failed" not in states:
         items = [i for i in items if i.get("status") != "failed" or i.get("failure") == "outcome_unknown"]
     return json_response(200, {"results": items, "cursor": _encode_cursor({"p": after} if after else None, filters)})
-
-
-def _delivery_routes() -> list[str]:
-    """Every route and sink the configuration names (a removed route's deliveries: ask for it by name)."""
-    from martech_bridge.config import load_bridge_config
-
-    config = load_bridge_config()
-    return sorted(config.routes) + [f"{SINK_PREFIX}{sink.name}" for sink in config.sinks]
 
 
 @app.get("/stats", middlewares=AUTH)
@@ -374,9 +365,7 @@ def get_stats() -> Response:
     providers = [provider] if provider else sorted(PROVIDERS)
     body: dict[str, Any] = {"from": days[0], "to": days[-1], "provider": provider}
     body.update(stats.daily(days, providers, message_store().stats(providers, days)))
-    counted = delivery_engine().store.daily_counts(
-        _delivery_routes(), f"{days[0]}T", f"{(last + timedelta(days=1)).isoformat()}T"
-    )
+    counted = delivery_engine().store.daily_counts(f"{days[0]}T", f"{(last + timedelta(days=1)).isoformat()}T")
     body["relay"] = [
         {"day": day, "route": route, "total": sum(counts.values()), **counts}
         for (route, day), counts in sorted(counted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
