@@ -25,7 +25,7 @@ from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "10000"))
 ROUTES = ["marketo-email-opened", "marketo-lead-upsert", "karte-cart-abandon", "sink:kintone-mail-status"]
 FAILED_SHARE = 0.02
-RUNS = 5
+RUNS = 3
 calls: Counter[str] = Counter()
 _real = botocore.client.BaseClient._make_api_call
 
