@@ -68,12 +68,12 @@ def main() -> None:
             ("first page", "list_first_page"),
             ("failed only", "list_failed_page"),
             ("one route", "list_one_route"),
-            ("GET /stats 7 days", "stats_7_days"),
         ):
             rows.append(
                 (
                     f"console, {console['deliveries']} deliveries: {label}",
-                    f"{console[key + '_ms']:.0f} ms, {console[key + '_requests']} requests",
+                    f"{console[key + '_ms']:.0f} ms, {console[key + '_requests']} requests, "
+                    f"{console[key + '_items_read']} items",
                     f"one GET {base:.0f} ms",
                     f"{console[key + '_ms'] / base:.1f}",
                 )

@@ -177,6 +177,12 @@ def test_an_operator_fixes_a_delivery_reads_a_timeline_resubscribes_and_sees_the
     page.goto(f"{stack.api}/console")
     page.fill("#api-key", stack.api_key)
     page.click("text=Open console")
+    # Keyboard: the tabs follow the arrow keys, as WAI-ARIA's tabs pattern has them.
+    page.focus("#tab-deliveries")
+    page.keyboard.press("ArrowRight")
+    assert page.is_visible("#view-messages") and page.evaluate("document.activeElement.id") == "tab-messages"
+    page.keyboard.press("ArrowLeft")
+    assert page.is_visible("#view-deliveries") and not page.is_visible("#view-messages")
 
     # Deliveries: find the failed one, see its attempt and the target's silence, retry it, see it delivered.
     page.select_option("#d-status", "outcome_unknown")

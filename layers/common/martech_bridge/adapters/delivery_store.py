@@ -143,6 +143,8 @@ class DeliveryStore(aws.TableStore):
             }
             if wanted is not None:
                 query["FilterExpression"] = wanted
+                # DynamoDB applies Limit before the filter: read more per request, fewer requests per match.
+                query["Limit"] = min(1000, limit * 8)
             found: list[dict[str, Any]] = []
             for _ in range(MAX_LIST_PAGES):
                 page = self._table.query(**query)
