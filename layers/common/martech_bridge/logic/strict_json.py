@@ -40,6 +40,20 @@ def _constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_float, parse_constant=_constant)
 
 
+def may_hold_lone_surrogate(text: str) -> bool:
+    """False when nothing parsed from `text` can hold a lone surrogate: it has no \\ud800-\\udfff escape
+    and none in the text itself. A cheap look at a whole text, instead of a check of every value in it."""
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def loads(data: str | bytes, *, max_depth: int | None = MAX_DEPTH) -> Any:
     """Parse JSON text (bytes are read as UTF-8, a BOM allowed); JsonRefused says what is wrong. A caller
     that never recurses into the value may pass max_depth=None and skip the depth walk."""

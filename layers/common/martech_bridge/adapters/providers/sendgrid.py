@@ -204,7 +204,12 @@ def sendgrid_events(payload: Any) -> list[Any]:
     out: list[Any] = []
     text, epoch, recipient, types, reserved = p.text, p.epoch, p.recipient, _EVENT_TYPES, _SENDGRID_KEYS
     unknown = EventType.UNKNOWN
+    # Per post, each worked out once: SendGrid posts what one server gathered in up to 30 s, so a post's
+    # events share a few key layouts, a few dozen seconds and, per message, one address (its processed,
+    # delivered and open often travel together).
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    times: dict[int, Any] = {}
+    addresses: dict[str, str | None] = {}
     for item in payload:
         try:
             if type(item) is not dict:
@@ -232,10 +237,24 @@ def sendgrid_events(payload: Any) -> list[Any]:
                     bounce = "soft" if get("type") == "blocked" else "hard"
                     if get("type"):
                         provider_event = f"bounce:{item['type']}"
-            layout = tuple(item)  # a post's events share a few key layouts: find each one's custom args once
+            layout = tuple(item)
             extra = layouts.get(layout)
             if extra is None:
                 extra = layouts[layout] = tuple(k for k in layout if k not in reserved)
+            seconds = get("timestamp")
+            if type(seconds) is int:  # SendGrid's own form: one datetime per second of the post
+                when = times.get(seconds)
+                if when is None:
+                    when = times[seconds] = epoch(seconds)
+            else:
+                when = epoch(seconds)
+            email = get("email")
+            if type(email) is str:
+                address = addresses.get(email, "")
+                if address == "":
+                    address = addresses[email] = recipient(email)
+            else:
+                address = recipient(email)
             machine = get("sg_machine_open")
             event_id = get("sg_event_id")
             if type(event_id) is not str or not event_id:
@@ -249,8 +268,8 @@ def sendgrid_events(payload: Any) -> list[Any]:
                     event_id,
                     types.get(kind, unknown),
                     provider_event,
-                    epoch(get("timestamp")),
-                    recipient(get("email")),
+                    when,
+                    address,
                     dispatch_id if type(dispatch_id) is str else text(dispatch_id),
                     message_id if type(message_id) is str else text(message_id),
                     sg_message_id if type(sg_message_id) is str else text(sg_message_id),
