@@ -26,7 +26,7 @@ from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status
 from martech_bridge.logic.strict_json import may_hold_lone_surrogate
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import Delivery, DeliveryStatus
-from martech_bridge.models.events import NormalizedEvent, RejectedEvent
+from martech_bridge.models.events import NormalizedEvent
 from martech_bridge.models.routes import SINK_PREFIX
 from martech_bridge.models.subscription import SubscriptionUpdate, SuppressionKind
 from martech_bridge.observability import count, logger, mask_email, metrics
@@ -66,18 +66,22 @@ def read_post(
     except (json.JSONDecodeError, RecursionError):
         rejected.append(("post is not JSON", raw[:2000]))
         return None
+    read = provider.events(payload, received_at)
+    # The others are RejectedEvents (type(), as isinstance() of a pydantic model is slow).
+    events = [e for e in read if type(e) is NormalizedEvent]
+    if len(events) < len(read):
+        rejected += [(e.reason, e.raw) for e in read if type(e) is not NormalizedEvent]
     # A lone surrogate (which no UTF-8 store takes) comes from a \ud800-\udfff escape or is in the text
     # itself: one look at the post spares the per-event check of every post without one (the events endpoint
     # refuses them, so all it queued).
-    suspect = may_hold_lone_surrogate(raw)
-    events: list[NormalizedEvent] = []
-    for item in provider.events(payload, received_at):
-        if isinstance(item, RejectedEvent):
-            rejected.append((item.reason, item.raw))
-        elif suspect and (problem := _unstorable(item)) is not None:
-            rejected.append((problem, None))
-        else:
-            events.append(item)
+    if may_hold_lone_surrogate(raw):
+        storable: list[NormalizedEvent] = []
+        for event in events:
+            if (problem := _unstorable(event)) is None:
+                storable.append(event)
+            else:
+                rejected.append((problem, None))
+        events = storable
     return events
 
 

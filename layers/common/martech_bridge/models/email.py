@@ -9,6 +9,7 @@ must be valid Punycode of a valid IDNA 2008 label."""
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
@@ -60,14 +61,25 @@ def _ascii_domain(domain: str) -> str:
         return domain.lower()
     if any(unicodedata.category(ch) == "Cf" for ch in domain):
         raise InvalidEmail("has invisible characters (such as a soft hyphen or zero-width space) in its domain")
+    a_labels = _idna_domain(domain)
+    if a_labels is None:
+        raise InvalidEmail("has an invalid internationalised domain")
+    return a_labels
+
+
+@lru_cache(maxsize=1024)
+def _idna_domain(domain: str) -> str | None:
+    """IDNA 2008 / UTS #46 of a non-ASCII domain, or None. Remembered: the `idna` package takes ~100 µs a
+    domain, and a domain's users write to it again and again (a post of events names it many times)."""
     import idna  # only for non-ASCII domains: keeps the common path and cold starts light
 
     try:
         return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError, ValueError):
-        raise InvalidEmail("has an invalid internationalised domain") from None
+        return None
 
 
+@lru_cache(maxsize=1024)
 def _valid_a_label(label: str) -> bool:
     import idna
 
