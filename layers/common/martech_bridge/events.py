@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.config import load_bridge_config
+from martech_bridge.config import get_settings, load_bridge_config
 from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine, event_payloads, message_store, subscription_store
 from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest, Unprocessable
@@ -111,6 +111,7 @@ def apply_events(events: list[NormalizedEvent], result: PostResult, *, scope: st
         return
 
     furthest: dict[tuple[str, str], tuple[dict[str, Any], str, int, NormalizedEvent]] = {}
+    soft_bounces = get_settings().suppress_soft_bounces
     suppressions: dict[str, tuple[SuppressionKind, NormalizedEvent]] = {}
     for event, recipient, _item in fresh:
         change = status_change(event)
@@ -119,7 +120,7 @@ def apply_events(events: list[NormalizedEvent], result: PostResult, *, scope: st
             best = furthest[key][2] if key in furthest else int(recipient.get("status_rank", 0))
             if change[1] > best:  # what the status read already covers needs no write
                 furthest[key] = (recipient, change[0], change[1], event)
-        kind = suppression_for(event)
+        kind = suppression_for(event, soft_bounces=soft_bounces)
         # Effects go to the recipient we matched, not to whatever address the event names.
         email = (recipient or {}).get("email") or (event.recipient if recipient is None else None)
         stronger = email not in suppressions or STRENGTH[kind] > STRENGTH[suppressions[email][0]] if kind else False
