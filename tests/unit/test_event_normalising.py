@@ -219,3 +219,20 @@ def test_a_soft_bounce_suppression_holds_back_marketing_but_not_transactional_ma
     )
     assert decide("a@example.com", state, transactional=False, unknown_subscribed=True).verdict == "suppressed"
     assert decide("a@example.com", state, transactional=True, unknown_subscribed=True).verdict == "send"
+
+
+def test_an_event_built_from_checked_fields_is_the_one_the_class_builds() -> None:
+    from dataclasses import fields
+
+    from martech_bridge.models.events import checked_event
+
+    # A distinct value per field, so a field left out or set from the wrong argument shows.
+    values = [
+        "sendgrid", "ev-1", EventType.BOUNCED, "bounce:blocked", datetime(2026, 11, 22, tzinfo=UTC), "a@example.com",
+        "d_1", "d_1.0", "X1", "ext-1", "soft", "other", "421 later", "421 4.7.1", "https://x.example/", "Mail",
+        False, ["cat"], {"tenant": "t"}, "id", {"event": "bounce"},
+    ]  # fmt: skip
+    assert len(values) == len(fields(NormalizedEvent))
+    built = checked_event(*values)
+    assert built == NormalizedEvent(*values)
+    assert built.model_dump() == NormalizedEvent(*values).model_dump()

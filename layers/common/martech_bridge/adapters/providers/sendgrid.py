@@ -197,7 +197,7 @@ def sendgrid_events(payload: Any) -> list[Any]:
     """SendGrid's Event Webhook post (a JSON array) as normalised events; one unreadable event is one
     RejectedEvent, never the post's failure."""
     from martech_bridge.logic import event_parsing as p
-    from martech_bridge.models.events import EventType, NormalizedEvent, RejectedEvent
+    from martech_bridge.models.events import EventType, RejectedEvent, checked_event
 
     if not isinstance(payload, list):
         return [RejectedEvent(provider="sendgrid", reason="a SendGrid post is a JSON array", raw=payload)]
@@ -282,10 +282,10 @@ def sendgrid_events(payload: Any) -> list[Any]:
             dispatch_id, message_id = item.get("dispatch_id"), item.get("message_id")
             sg_message_id = item.get("sg_message_id")
             url, useragent = item.get("url"), item.get("useragent")
-            # By position, in NormalizedEvent's field order (the cheapest call Python has). A field that
-            # is absent (None) or already text needs no call.
+            # Every field checked above or here (a field that is absent, None, or already text needs no
+            # call), so by position and without the class's own checks.
             out.append(
-                NormalizedEvent(
+                checked_event(
                     "sendgrid",
                     event_id,
                     types.get(kind, unknown),
