@@ -2,8 +2,12 @@
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from martech_bridge import events
 from martech_bridge.adapters.providers.braze import braze_events
 from martech_bridge.adapters.providers.infobip import infobip_events
 from martech_bridge.adapters.providers.sendgrid import sendgrid_events
@@ -236,3 +240,30 @@ def test_an_event_built_from_checked_fields_is_the_one_the_class_builds() -> Non
     built = checked_event(*values)
     assert built == NormalizedEvent(*values)
     assert built.model_dump() == NormalizedEvent(*values).model_dump()
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ascii_only=st.booleans())
+def test_the_event_worker_reads_a_post_exactly_as_json_does(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    # repr: an int stays an int (64-bit parsers turn longer ones into floats), -0.0 stays -0.0.
+    assert repr(events._parse(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[NaN]", "[1e400]", '["\\ud800"]', "[18446744073709551616, -9223372036854775809]", '{"a": 1, "a": 2}'],
+)
+def test_what_the_fast_parser_refuses_or_reads_otherwise_is_read_as_json_does(text: str) -> None:
+    assert repr(events._parse(text)) == repr(json.loads(text))

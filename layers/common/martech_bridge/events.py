@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters.providers import PROVIDERS
@@ -62,7 +63,7 @@ def read_post(
     """A post's text as the events to apply (None when it is not JSON); each unreadable or unstorable event
     goes to `rejected` with why. All the per-event CPU before the store (bench: ingest.normalise_*)."""
     try:
-        payload = json.loads(raw)
+        payload = _parse(raw)
     except (json.JSONDecodeError, RecursionError):
         rejected.append(("post is not JSON", raw[:2000]))
         return None
@@ -83,6 +84,20 @@ def read_post(
                 rejected.append((problem, None))
         events = storable
     return events
+
+
+_DECODE = msgspec.json.Decoder().decode
+
+
+def _parse(raw: str) -> Any:
+    """json.loads' answer, at about half its CPU (bench: ingest.normalise_*). msgspec reads every post
+    alike, integers of any length included, except that it refuses NaN, 1e400 and lone surrogates, which
+    json reads: those go to json. (It also reads nesting past json's recursion limit; the events endpoint
+    refuses posts nested past 64 levels, so no queued post is.)"""
+    try:
+        return _DECODE(raw)
+    except msgspec.DecodeError:  # ValidationError (1e400) is one too
+        return json.loads(raw)
 
 
 def apply_events(events: list[NormalizedEvent], result: PostResult, *, scope: str | None = None) -> None:
