@@ -136,7 +136,7 @@ def main() -> dict[str, Any]:
     ):
         figures |= {f"{key}_ms": ms, f"{key}_requests": requests, f"{key}_items_read": read}
         figures[f"{key}_results"] = len(answer["results"])
-    print(f"Console pages with {DELIVERIES} deliveries over {len(ROUTES)} routes and 7 days (moto, median of {RUNS})")
+    print(f"Console pages with {DELIVERIES} deliveries over {len(ROUTES)} routes and 6 days (moto, median of {RUNS})")
     base = figures["get_one_ms"]
     print(f"  GET /deliveries/{{id}} (baseline)  {base:8.1f} ms  {one[1]:3d} DynamoDB requests")
     for label, key in (
