@@ -110,7 +110,7 @@ def send_mail() -> Response:
                 dispatch_id=dispatch_id,
                 request=request,
                 sender=sender,
-                reply_to=reply_to,
+                reply_to=_reply_to(settings, request, dispatch_id) or reply_to,
                 api_key=api_key(settings, provider),
                 base_url=getattr(settings, f"{provider.name}_base_url"),
                 public_base_url=settings.public_base_url,
@@ -286,6 +286,14 @@ def _default_sender(settings: Settings) -> Address:
     if not settings.default_from_email:
         raise InvalidRequest("from is required (no DEFAULT_FROM_EMAIL is configured)", field="from")
     return Address(email=settings.default_from_email, name=settings.default_from_name or None)
+
+
+def _reply_to(settings: Settings, request: MailRequest, dispatch_id: str) -> Address | None:
+    """With REPLY_DOMAIN set, replies come back to reply+<dispatch id>@<domain> (the inbound path ties them
+    to this send), unless the caller chose its own reply-to."""
+    if not settings.reply_domain or request.reply_to is not None:
+        return None
+    return Address(email=f"reply+{dispatch_id}@{settings.reply_domain}")
 
 
 def _new_dispatch_id() -> str:
