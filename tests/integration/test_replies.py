@@ -5,9 +5,9 @@ original message; unmatched and unreadable replies are kept and listed by GET /r
 
 import json
 import uuid
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
