@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from martech_bridge.adapters import inbound_mail
+from martech_bridge.adapters import delivery_store, inbound_mail
 from martech_bridge.adapters.delivery_store import MAX_STORED_PAYLOAD_BYTES, payload_json
 from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.reply_store import ReplyStore
@@ -178,7 +178,7 @@ def forward(reply_id: str, payload: dict[str, Any]) -> None:
     if not sinks:
         return
     engine = delivery_engine()
-    now = datetime.now(UTC)
+    now = delivery_store.now()  # the deliveries' one clock
     for sink in sinks:
         name = f"{SINK_PREFIX}{sink.name}"
         body = _for_sink(sink, payload)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from martech_bridge.adapters import delivery_store
 from martech_bridge.adapters.delivery_store import MAX_STORED_PAYLOAD_BYTES, payload_json
 from martech_bridge.config import load_bridge_config
 from martech_bridge.deliveries import new_delivery_id, request_hash
@@ -95,7 +96,7 @@ def queue_sent(
     if not sinks:
         return True
     engine = delivery_engine()
-    now = datetime.now(UTC)
+    now = delivery_store.now()  # the deliveries' one clock
     complete = True
     for sink in sinks:
         name = f"{SINK_PREFIX}{sink.name}"
