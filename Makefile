@@ -85,7 +85,7 @@ invoke: $(VENV)/.runtime
 	@$(PY) -m devkit invoke $(FN) -e $(EVENT)
 
 post-eml: $(VENV)/.runtime
-	@$(PY) -m devkit post-eml $(EML)
+	@$(PY) -m devkit post-eml $(EML) $(if $(DISPATCH),--dispatch $(DISPATCH))
 
 lint: venv tools scan
 	$(VENV)/bin/ruff check layers functions devkit tests bench

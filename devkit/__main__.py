@@ -90,7 +90,7 @@ def _invoke(args: argparse.Namespace) -> int:
 def _post_eml(args: argparse.Namespace) -> int:
     from devkit.inbound import post_eml
 
-    return post_eml(Path(args.file), Path(args.env_vars))
+    return post_eml(Path(args.file), Path(args.env_vars), args.dispatch)
 
 
 def _post_sendgrid(args: argparse.Namespace) -> int:
@@ -233,6 +233,7 @@ def main() -> int:
 
     eml = sub.add_parser("post-eml", help="a received .eml through InboundMailFunction, as SES + S3 deliver it")
     eml.add_argument("file", help="the message, raw RFC 5322 (.eml)")
+    eml.add_argument("--dispatch", help="address the reply to reply+<this dispatch id>@ (a send of yours)")
     eml.add_argument("--env-vars", "-n", default=str(ENV_JSON))
     eml.set_defaults(func=_post_eml)
 

@@ -8,6 +8,7 @@ worker writes the reply's kintone record; otherwise a stack of its own is brough
 import hashlib
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,12 +77,23 @@ def put_and_event(s3: Any, data: bytes, bucket: str = BUCKET) -> dict[str, Any]:
     return s3_event(bucket, key, len(data), digest[:32])
 
 
-def post_eml(path: Path, env_json_path: Path = ENV_JSON) -> int:
+def addressed_to(data: bytes, dispatch_id: str) -> bytes:
+    """The message with its reply+<dispatch id>@ address naming `dispatch_id` (a sample reply made to answer
+    a send of your own)."""
+    return re.sub(rb"reply\+d_[0-9a-fA-F]{12,32}@", f"reply+{dispatch_id}@".encode(), data)
+
+
+def post_eml(path: Path, env_json_path: Path = ENV_JSON, dispatch_id: str | None = None) -> int:
     try:
         data = path.read_bytes()
     except OSError as exc:
         print(f"Cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
+    if dispatch_id is not None:
+        if not re.fullmatch(r"d_[0-9a-f]{12,32}", dispatch_id):
+            print(f"Not a dispatch id: {dispatch_id!r}", file=sys.stderr)
+            return 2
+        data = addressed_to(data, dispatch_id)
     template = Template()
     resolver = Resolver(template)
     stack = _running_stack()

@@ -83,3 +83,16 @@ def test_the_quoted_history_of_common_clients_is_cut(history: str) -> None:
 
 def test_text_without_history_is_kept_whole() -> None:
     assert strip_quoted("From Tokyo with thanks.\nOn Monday we ship.") == "From Tokyo with thanks.\nOn Monday we ship."
+
+
+def test_the_sample_reply_has_iso_2022_jp_headers_body_and_file_name_and_can_answer_any_send() -> None:
+    from devkit.inbound import addressed_to
+    from devkit.template import REPO_ROOT
+
+    raw = (REPO_ROOT / "events" / "payloads" / "reply-iso-2022-jp.eml").read_bytes()
+    assert b"=?iso-2022-jp?b?" in raw.lower() and b"charset=ISO-2022-JP" in raw
+    reply = parse(addressed_to(raw, "d_0123456789abcdef01234567"))
+    assert reply.subject == "Re: ご注文ありがとうございます" and reply.date == "2026-11-30T10:00:00Z"
+    assert reply.new_text == "お世話になっております。\n納期を教えてください。"
+    assert [a.describe() for a in reply.attachments] == ["仕様書.pdf (application/pdf, 13 bytes)"]
+    assert reply.reply_tokens() == ["d_0123456789abcdef01234567"] and reply.problems == []
