@@ -105,6 +105,9 @@ def test_a_japanese_reply_becomes_one_kintone_record_linked_to_the_original(
     assert record["attachments"]["value"] == "仕様書.pdf (application/pdf, 13 bytes)"
     (listed,) = replies(functions, f"dispatch_id={dispatch}")
     assert listed["message_id"] == f"{dispatch}.0" and listed["matched"] is True
+    # the function's log lines carry neither the address nor the text
+    logged = json.dumps(functions.log_lines("InboundMailFunction"), ensure_ascii=False)
+    assert customer not in logged and "納期" not in logged and "Reply stored" in logged
 
 
 def test_in_reply_to_ties_a_reply_without_the_reply_address(functions: Functions, moto_server, apps: Sandbox) -> None:
