@@ -99,3 +99,8 @@ def test_each_is_refused_on_a_non_kintone_target_and_more_than_100_records_are_r
     payload = {"recipients": [{"message_id": f"m{i}"} for i in range(101)]}
     with pytest.raises(InvalidRequest, match="at most 100"):
         KintoneTargetAdapter().build(sink(), payload, lambda refs: tuple(refs), local_mode=False)
+
+
+def test_an_event_filter_on_a_sent_mail_sink_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="event sinks only"):
+        sink(filter={"events": ["delivered"]})

@@ -408,6 +408,8 @@ class Sink(_Strict):
     @model_validator(mode="after")
     def _mapping_fits_target(self) -> "Sink":
         _check_mapping(self.mapping, self.target)
+        if self.source != "events" and (self.filter.events or self.filter.providers or self.event_names):
+            raise ValueError(f"`filter` and `event_names` apply to event sinks only, not to a {self.source} sink")
         return self
 
     def event_name(self, provider: str, event_type: str) -> str:
