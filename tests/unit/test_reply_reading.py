@@ -4,6 +4,8 @@ common client quotes cut off, the reply+<dispatch id>@ token and referenced ids 
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from martech_bridge.logic.replies import parse, strip_quoted
 
 
@@ -96,3 +98,25 @@ def test_the_sample_reply_has_iso_2022_jp_headers_body_and_file_name_and_can_ans
     assert reply.new_text == "お世話になっております。\n納期を教えてください。"
     assert [a.describe() for a in reply.attachments] == ["仕様書.pdf (application/pdf, 13 bytes)"]
     assert reply.reply_tokens() == ["d_0123456789abcdef01234567"] and reply.problems == []
+
+
+MIME_BITS = [
+    b"From: a@example.com\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\r\n",
+    b"Content-Type: text/plain; charset=iso-2022-jp\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Subject: =?iso-2022-jp?B?GyRC?=\r\n",
+    b"\r\n",
+    b"--b\r\n",
+    b"=1B$B=FF\r\n",
+    b"\x1b$B\xff\xfe\x1b(B",
+    b"> quoted\r\n",
+]
+
+
+@given(st.lists(st.sampled_from(MIME_BITS) | st.binary(max_size=40), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_no_message_makes_the_reader_raise(pieces: list[bytes]) -> None:
+    reply = parse(b"".join(pieces))
+    assert isinstance(reply.text, str) and isinstance(reply.new_text, str)

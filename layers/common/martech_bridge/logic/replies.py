@@ -95,10 +95,10 @@ def parse(raw: bytes) -> ParsedReply:
 def _header(message: EmailMessage, name: str, reply: ParsedReply) -> str | None:
     try:
         value = message.get(name)
+        return None if value is None else str(value)
     except Exception as exc:  # noqa: BLE001 - a malformed header must not lose the reply
         reply.problems.append(f"unreadable {name} header: {type(exc).__name__}")
         return None
-    return None if value is None else str(value)
 
 
 def _headers(message: EmailMessage, reply: ParsedReply) -> None:
