@@ -134,9 +134,14 @@ def test_the_flow_makes_the_calls_it_is_tested_against(world: World) -> None:
     assert calls[-3:] == ["PutItem", "PutItem", "SendMessage"]
 
 
+@pytest.fixture(scope="module")
+def total_calls(world: World) -> int:
+    return len(calls_of_one_run(world))
+
+
 @pytest.mark.parametrize("mode", MODES)
-def test_a_fault_at_any_call_loses_and_doubles_nothing(world: World, mode: str) -> None:
-    total = len(calls_of_one_run(world))
+def test_a_fault_at_any_call_loses_and_doubles_nothing(world: World, total_calls: int, mode: str) -> None:
+    total = total_calls
     for at in range(1, total + 1):
         marker = f"r-{uuid.uuid4().hex}"
         key = stored_reply(world, marker)
