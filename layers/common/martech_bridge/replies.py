@@ -6,7 +6,7 @@ its original (the reply+<dispatch id>@ address the send set as Reply-To, else In
 against our message ids and the providers' ids), store it (written once, keyed by the object, so a repeated
 S3 event finds it), queue the sink deliveries (ids from the sink and the reply: a repeat queues nothing
 new). A crash anywhere is repaired by the next invocation for the same object (Lambda's async retries, then
-the function's failure queue), which repeats only idempotent steps; unmatched replies are kept and listed
+the function's dead-letter queue), which repeats only idempotent steps; unmatched replies are kept and listed
 by GET /replies."""
 
 import hashlib

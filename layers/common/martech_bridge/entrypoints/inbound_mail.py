@@ -4,7 +4,7 @@ each received message there) turned into calls to the replies flow, one per stor
 The event is S3's documented notification structure
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html): Records[].s3
 .bucket.name and .object.key, the key URL-encoded. An error is raised for Lambda to retry the invocation
-(asynchronous invocations are retried twice, then go to the function's failure queue); the flow repeats only
+(asynchronous invocations are retried twice, then go to the function's dead-letter queue); the flow repeats only
 idempotent steps."""
 
 from typing import Any
