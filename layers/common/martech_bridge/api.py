@@ -33,6 +33,7 @@ API_PATHS: dict[str, tuple[str, ...]] = {
     "/messages/{dispatch_id}": ("GET",),
     "/reports": ("GET",),
     "/events": ("GET",),
+    "/replies": ("GET",),
     "/deliveries/{delivery_id}": ("GET",),
     "/deliveries/{delivery_id}/retry": ("POST",),
     "/subscriptions/{email}": ("GET", "PUT"),
