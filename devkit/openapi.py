@@ -190,6 +190,25 @@ class EventOut(BaseModel):
     matched_by: str | None = Field(default=None, examples=["id", "provider_id", "address"])
 
 
+class ReplyOut(BaseModel):
+    """A reply received by the inbound mail path, tied to the message it answers or not."""
+
+    model_config = {"extra": "allow"}
+    reply_id: str
+    received_at: str = Field(description="UTC, ISO 8601")
+    matched: bool
+    matched_by: str | None = Field(default=None, examples=["reply_address", "in_reply_to"])
+    dispatch_id: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    text: str | None = Field(default=None, description="the reply without the history it quotes")
+    attachments: list[dict[str, Any]] | None = Field(default=None, description="name, content type and size")
+
+
+class ReplyPage(BaseModel):
+    results: list[ReplyOut]
+
+
 class EventPage(BaseModel):
     results: list[EventOut]
     cursor: str | None = None
@@ -493,6 +512,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/console"): {
         "summary": "The operator console: one HTML page; it asks for an API key and calls this API with it",
         "ok": {200: "html"},
+    },
+    ("GET", "/replies"): {
+        "summary": "Replies to one message (dispatch_id), or the replies tied to none (unmatched=true), newest first",
+        "security": API_KEY,
+        "ok": {200: ReplyPage},
+        "query": {
+            "dispatch_id": {
+                "schema": {"type": "string", "pattern": "^d_[0-9a-f]{12,32}$"},
+                "description": "one of dispatch_id / unmatched",
+            },
+            "unmatched": {"schema": {"type": "string", "enum": ["true"]}},
+            "limit": {"schema": {**LIMIT, "default": 50}},
+        },
     },
     ("GET", "/deliveries/{delivery_id}"): {
         "summary": "A relay or sink delivery with every attempt",

@@ -34,6 +34,7 @@ API_PATHS: dict[str, tuple[str, ...]] = {
     "/reports": ("GET",),
     "/events": ("GET",),
     "/deliveries": ("GET",),
+    "/replies": ("GET",),
     "/deliveries/{delivery_id}": ("GET",),
     "/stats": ("GET",),
     "/console": ("GET",),

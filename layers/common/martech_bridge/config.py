@@ -84,6 +84,12 @@ class Settings(BaseModel):
     # (suppression `soft_bounce`: marketing is held back, transactional mail still goes).
     suppress_soft_bounces: bool = False
 
+    # Replies (issue 16): the inbound bucket SES writes to, the domain of the reply+<dispatch id>@ Reply-To a
+    # send sets (empty: none), and how much of one received message is read.
+    inbound_mail_bucket: str = ""
+    reply_domain: Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")] = ""
+    max_inbound_mail_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=40 * 1024 * 1024)
+
     @field_validator("sendgrid_base_url", "braze_base_url", "infobip_base_url", "public_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

@@ -19,7 +19,7 @@ from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROU
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.console import console_page
 from martech_bridge.deliveries import replay_delivery
-from martech_bridge.dependencies import delivery_engine, message_store, subscription_store
+from martech_bridge.dependencies import delivery_engine, message_store, reply_store, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound
 from martech_bridge.logic import stats
 from martech_bridge.logic.event_parsing import Unreadable, iso, recipient
@@ -188,6 +188,23 @@ def list_events() -> Response:
         _check_key_cursor(cursor, {"pk", "sk", hash_key, sort_key}, {hash_key: partition})
     events, after = message_store().events_for(to=to, provider_message_id=pmid, limit=_limit(params, 50), cursor=cursor)
     return json_response(200, {"results": events, "cursor": _encode_cursor(after, filters)})
+
+
+@app.get("/replies", middlewares=AUTH)
+def list_replies() -> Response:
+    """Replies received by the inbound mail path: those tied to one message (`dispatch_id`), or those tied to
+    none (`unmatched=true`), newest first."""
+    params = app.current_event.query_string_parameters or {}
+    dispatch_id = params.get("dispatch_id") or None
+    unmatched = params.get("unmatched")
+    if unmatched not in (None, "true"):
+        raise InvalidRequest("unmatched takes only the value true", field="unmatched")
+    if bool(dispatch_id) == bool(unmatched):
+        raise InvalidRequest("give either dispatch_id or unmatched=true", field="dispatch_id")
+    if dispatch_id is not None and not re.fullmatch(r"d_[0-9a-f]{12,32}", dispatch_id):
+        raise InvalidRequest("dispatch_id is not an id this bridge issues", field="dispatch_id")
+    replies = reply_store().list(dispatch_id=dispatch_id, limit=_limit(params, 50))
+    return json_response(200, {"results": replies})
 
 
 def _many(params: dict[str, str], name: str) -> list[str]:

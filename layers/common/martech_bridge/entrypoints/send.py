@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets as random_ids
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -19,7 +20,7 @@ from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.adapters.providers.base import Outbound, ProviderAnswer, ProviderCall, SendContext
 from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
-from martech_bridge.config import Settings, get_settings
+from martech_bridge.config import Settings, get_settings, load_bridge_config
 from martech_bridge.dependencies import idempotency_store, message_store, subscription_store
 from martech_bridge.errors import (
     BridgeError,
@@ -34,6 +35,7 @@ from martech_bridge.logic.gate import decide
 from martech_bridge.models.mail import Address, MailRequest, RecipientResult
 from martech_bridge.observability import logger
 from martech_bridge.sending import CallResult, api_key, count_outcomes, dispatch, not_queued, not_resent, record
+from martech_bridge.sent_mail import queue_sent
 
 app = build_resolver()
 RESERVE_SECONDS = 4.0  # time kept back for recording the message after the provider calls
@@ -67,13 +69,17 @@ def send_mail() -> Response:
                     "This idempotency key was used for a different request", code="idempotency_key_reused"
                 )
             if earlier.done:
-                return _replay(key, earlier)
+                replayed = _replay(key, earlier)
+                _record_sent(earlier.dispatch_id, provider.name, request, earlier.status_code, earlier.body)
+                return replayed
             if not (earlier.stale and earlier.dispatch_id and idempotency_store().take_over(f"send#{key}", earlier)):
                 return _in_progress()
             dispatch_id, resumed = earlier.dispatch_id, earlier.phase
             logger.info("Taking over an abandoned send", extra={"dispatch_id": dispatch_id, "phase": resumed})
             if message_store().exists(dispatch_id):  # it got as far as its records: answer from them
-                return _finish(key, *_answer_from_records(dispatch_id, provider.name))
+                code, body = _answer_from_records(dispatch_id, provider.name)
+                _record_sent(dispatch_id, provider.name, request, code, body)
+                return _finish(key, code, body)
     logger.append_keys(dispatch_id=dispatch_id, provider=provider.name)
     called = False
     deferred: list[ProviderCall] = []
@@ -104,7 +110,7 @@ def send_mail() -> Response:
                 dispatch_id=dispatch_id,
                 request=request,
                 sender=sender,
-                reply_to=reply_to,
+                reply_to=_reply_to(settings, request, dispatch_id) or reply_to,
                 api_key=api_key(settings, provider),
                 base_url=getattr(settings, f"{provider.name}_base_url"),
                 public_base_url=settings.public_base_url,
@@ -145,6 +151,7 @@ def send_mail() -> Response:
     head = MessageStore.head(request)
     save_by = time.monotonic() + max(1.0, app.lambda_context.get_remaining_time_in_millis() / 1000 - 2.0)
     if record(message_store(), dispatch_id, provider.name, head, ordered, status, save_by, fresh=resumed is None):
+        queue_sent(dispatch_id, provider.name, request, ordered, datetime.now(UTC))
         if key is not None:
             _keep(key, code, body)
     elif key is not None and called:
@@ -239,6 +246,20 @@ def _answer_from_records(dispatch_id: str, provider: str) -> tuple[int, dict[str
     }
 
 
+def _record_sent(
+    dispatch_id: str | None, provider: str, request: MailRequest, code: int | None, body: dict[str, Any] | None
+) -> None:
+    """A repeat of a send queues its sent-mail records again: a crash of the first between its message
+    records and its sink deliveries loses nothing (the delivery ids are the same, so nothing doubles)."""
+    if not dispatch_id or code != 202 or not body or not load_bridge_config().sinks_for("sent_mail"):
+        return
+    try:
+        results = [RecipientResult.model_validate(r) for r in body.get("recipients") or []]
+    except ValueError:
+        return
+    queue_sent(dispatch_id, provider, request, results, datetime.now(UTC))
+
+
 def _in_progress() -> Response:
     error = Conflict("The first request with this idempotency key is still being sent", code="idempotency_in_progress")
     return json_response(409, error.body(), {"Retry-After": "2", "Idempotency-Replay": "true"})
@@ -265,6 +286,14 @@ def _default_sender(settings: Settings) -> Address:
     if not settings.default_from_email:
         raise InvalidRequest("from is required (no DEFAULT_FROM_EMAIL is configured)", field="from")
     return Address(email=settings.default_from_email, name=settings.default_from_name or None)
+
+
+def _reply_to(settings: Settings, request: MailRequest, dispatch_id: str) -> Address | None:
+    """With REPLY_DOMAIN set, replies come back to reply+<dispatch id>@<domain> (the inbound path ties them
+    to this send), unless the caller chose its own reply-to."""
+    if not settings.reply_domain or request.reply_to is not None:
+        return None
+    return Address(email=f"reply+{dispatch_id}@{settings.reply_domain}")
 
 
 def _new_dispatch_id() -> str:
