@@ -9,6 +9,7 @@ from martech_bridge.adapters.delivery_store import DeliveryStore
 from martech_bridge.adapters.event_queue import EventQueue
 from martech_bridge.adapters.idempotency_store import IdempotencyStore
 from martech_bridge.adapters.message_store import MessageStore
+from martech_bridge.adapters.quota_store import QuotaStore
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore, SubscriptionStore
 from martech_bridge.config import get_settings
 
@@ -31,6 +32,12 @@ def idempotency_store() -> IdempotencyStore:
 def message_store() -> MessageStore:
     settings = get_settings()
     return MessageStore(settings.require("messages_table"), settings.retention_days)
+
+
+@cache
+def quota_store() -> QuotaStore:
+    settings = get_settings()
+    return QuotaStore(settings.require("messages_table"), settings.retention_days)
 
 
 @cache
@@ -63,6 +70,7 @@ def reset() -> None:
     delivery_engine.cache_clear()
     idempotency_store.cache_clear()
     message_store.cache_clear()
+    quota_store.cache_clear()
     event_queue.cache_clear()
     event_payloads.cache_clear()
     aws.reset()

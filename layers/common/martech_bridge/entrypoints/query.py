@@ -115,6 +115,28 @@ def _put_subscription(address: str) -> Response:
     return json_response(200, body)
 
 
+@app.get("/quota", middlewares=AUTH)
+def get_quota() -> Response:
+    """Each provider's send quota: per period, the recipients counted and the limit (config `sending`)."""
+    from martech_bridge import quotas
+    from martech_bridge.config import load_bridge_config
+    from martech_bridge.dependencies import quota_store
+
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for name, spec in load_bridge_config().sending.providers.items():
+        if not quotas.limited(spec):
+            continue
+        entry: dict[str, Any] = {"on_limit": spec.on_limit, "warn_at": spec.warn_at}
+        for kind, period in quotas.periods(now).items():
+            limit = getattr(spec, f"{kind}_limit")
+            if limit is not None:
+                used = quota_store().used(name, period)
+                entry[kind] = {"period": period.partition("#")[2], "used": used, "limit": limit}
+        out[name] = entry
+    return json_response(200, {"providers": out})
+
+
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)
 def get_message(dispatch_id: str) -> Response:
     # An id this API cannot have issued is not looked up (a key past DynamoDB's size limit would be a 503).
