@@ -127,11 +127,16 @@ def send_mail() -> Response:
             if key is not None:
                 idempotency_store().calling(f"send#{key}")
             called = True
+            first_deadline = deadline
+            if sending.fallback() not in (None, provider.name):
+                # Half the time is kept for the fallback: a first provider that refuses connections is retried
+                # only until then.
+                first_deadline = time.monotonic() + (deadline - time.monotonic()) / 2
             calls = dispatch(
                 provider,
                 ctx,
                 [o for _, o in outbound],
-                deadline,
+                first_deadline,
                 settings.send_concurrency,
                 may_have_sent=resumed == "calling",
             )
