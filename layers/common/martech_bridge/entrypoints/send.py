@@ -105,6 +105,7 @@ def send_mail() -> Response:
         now = datetime.now(UTC)
         # Counted before the call (all or none of the recipients), so two sends cannot both pass the limit.
         reservation = quotas.reserve(quota_store(), provider.name, spec, len(outbound), now) if outbound else None
+        failover: tuple[Provider, list[CallResult]] | None = None
         if outbound and resumed == "calling" and not provider.dedupes:
             calls = [CallResult(not_resent(provider, [o for _, o in outbound]))]
         elif outbound:
@@ -141,8 +142,6 @@ def send_mail() -> Response:
                 may_have_sent=resumed == "calling",
             )
             failover = _failover(settings, sending.fallback(), provider, ctx, calls, outbound, deadline)
-        else:
-            failover = None
         deferred = [c.deferred for c in calls if c.deferred is not None]
         refused = _send_queue(settings).defer(dispatch_id, provider.name, deferred) if deferred else []
         for call in calls:
@@ -313,7 +312,10 @@ def _answer_from_records(dispatch_id: str, provider: str) -> tuple[int, dict[str
     items = sorted(message_store().recipients(dispatch_id), key=lambda i: int(str(i["message_id"]).rsplit(".")[1]))
     ordered = [
         RecipientResult.model_validate(
-            {k: i.get(k) for k in RecipientResult.model_fields if k in i} | {"email": i.get("email")}
+            {k: i.get(k) for k in RecipientResult.model_fields if k in i and k != "provider"}
+            | {"email": i.get("email")}
+            # A recipient's own provider is named only when a fallback sent it.
+            | ({"provider": i["provider"]} if i.get("provider") not in (None, provider) else {})
         )
         for i in items
     ]
