@@ -103,8 +103,10 @@ def send_mail() -> Response:
         sending = load_bridge_config().sending
         spec = sending.providers.get(provider.name)  # type: ignore[call-overload]
         now = datetime.now(UTC)
-        # Counted before the call (all or none of the recipients), so two sends cannot both pass the limit.
-        reservation = quotas.reserve(quota_store(), provider.name, spec, len(outbound), now) if outbound else None
+        # Counted before the call (all or none of the recipients), so two sends cannot both pass the limit. A
+        # take-over of a send that reached `calling` was counted by its first attempt.
+        counted = outbound and resumed != "calling"
+        reservation = quotas.reserve(quota_store(), provider.name, spec, len(outbound), now) if counted else None
         failover: tuple[Provider, list[CallResult]] | None = None
         if outbound and resumed == "calling" and not provider.dedupes:
             calls = [CallResult(not_resent(provider, [o for _, o in outbound]))]
@@ -155,6 +157,7 @@ def send_mail() -> Response:
             fallback, fallback_calls = failover
             fb_deferred = [c.deferred for c in fallback_calls if c.deferred is not None]
             fb_refused = _send_queue(settings).defer(dispatch_id, fallback.name, fb_deferred) if fb_deferred else []
+            count_outcomes(fallback, [r for c in fallback_calls for r in c.results])
             for call in fallback_calls:
                 failure = failure or call.failure
                 chosen = not_queued(fallback, call.deferred) if call.deferred in fb_refused else call.results
@@ -241,15 +244,18 @@ def _notify(settings: Settings, provider: Provider, spec: ProviderSending | None
     if spec is None or not spec.notify or provider.name == "braze" or not settings.default_from_email:
         return False
     request = MailRequest.model_validate({"to": [{"email": spec.notify}], "subject": subject, "text": text})
-    ctx = SendContext(
-        dispatch_id=_new_dispatch_id(),
-        request=request,
-        sender=_default_sender(settings),
-        reply_to=None,
-        api_key=api_key(settings, provider),
-        base_url=getattr(settings, f"{provider.name}_base_url"),
-        timeout=settings.provider_timeout_seconds,
-    )
+    try:  # the send it warns about is done and answered: nothing here may turn that into an error
+        ctx = SendContext(
+            dispatch_id=_new_dispatch_id(),
+            request=request,
+            sender=_default_sender(settings),
+            reply_to=None,
+            api_key=api_key(settings, provider),
+            base_url=getattr(settings, f"{provider.name}_base_url"),
+            timeout=settings.provider_timeout_seconds,
+        )
+    except BridgeError:
+        return False
     outcome = dispatch(provider, ctx, [Outbound(request.to[0], f"{ctx.dispatch_id}.0")], time.monotonic() + 5)
     return all(r.status == "accepted" for c in outcome for r in c.results)
 
