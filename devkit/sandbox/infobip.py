@@ -130,7 +130,14 @@ class Infobip(AcceptedLog):
                 return infobip_error(400, "BAD_REQUEST", "domainName and type are required")  # constructed text
             email = (request.query.get("emailAddress") or [""])[0].lower()
             found = [
-                {"domainName": d, "emailAddress": e, "type": t, "createdDate": "2026-01-01T00:00:00.000Z"}
+                # Every field EmailSuppressionInfo (SDK 6.0.0) requires, `reason` included.
+                {
+                    "domainName": d,
+                    "emailAddress": e,
+                    "type": t,
+                    "createdDate": "2026-01-01T00:00:00.000Z",
+                    "reason": "550 5.1.1 user does not exist" if t == "BOUNCE" else t.lower(),
+                }
                 for d, e, t in sorted(self.suppressions)
                 if d == domain and t == kind and (not email or e == email)
             ]

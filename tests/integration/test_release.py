@@ -158,7 +158,9 @@ def test_an_unreachable_provider_leaves_the_release_pending_and_the_check_finish
     control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
     requests.post(f"{sandbox.url}/_sandbox/sendgrid/faults", json={"count": 200, "status": 503}, timeout=5)
     # When the address is re-subscribed
-    status, body = put(functions, email, {"subscribed": True}, RELEASE_CHECK_DELAY_SECONDS="0", SEND_DEADLINE_SECONDS="3")
+    status, body = put(
+        functions, email, {"subscribed": True}, RELEASE_CHECK_DELAY_SECONDS="0", SEND_DEADLINE_SECONDS="3"
+    )
     # Then the re-subscription is done, SendGrid's release pending, the others done
     assert status == 200, body
     assert body["subscribed"] is True
@@ -191,7 +193,9 @@ def test_a_check_that_still_finds_the_provider_unreachable_goes_back_to_the_queu
     email = addr()
     drain_release_checks(moto_server)
     requests.post(f"{sandbox.url}/_sandbox/infobip/faults", json={"count": 500, "status": 503}, timeout=5)
-    status, body = put(functions, email, {"subscribed": True}, RELEASE_CHECK_DELAY_SECONDS="0", SEND_DEADLINE_SECONDS="3")
+    status, body = put(
+        functions, email, {"subscribed": True}, RELEASE_CHECK_DELAY_SECONDS="0", SEND_DEADLINE_SECONDS="3"
+    )
     assert status == 200 and body["released"]["infobip"] == "pending", body
     checks = drain_release_checks(moto_server)
     result = functions.invoke(
@@ -201,3 +205,31 @@ def test_a_check_that_still_finds_the_provider_unreachable_goes_back_to_the_queu
     )
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [checks[0]["MessageId"]]
     requests.delete(f"{sandbox.url}/_sandbox/infobip/faults", timeout=5)
+
+
+def test_a_provider_refusing_the_credentials_is_failed_not_retried(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    email = addr()
+    drain_release_checks(moto_server)
+    requests.post(f"{sandbox.url}/_sandbox/sendgrid/faults", json={"count": 100, "status": 401}, timeout=5)
+    try:
+        status, body = put(functions, email, {"subscribed": True})
+    finally:
+        requests.delete(f"{sandbox.url}/_sandbox/sendgrid/faults", timeout=5)
+    assert status == 200 and body["released"]["sendgrid"] == "failed", body
+    assert len(requests_to(sandbox, "sendgrid")) == 5  # one look per list, none repeated
+    _, view = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        f"/subscriptions/{email}",
+        "/subscriptions/{email}",
+        b"",
+        KEY,
+        {"email": email},
+    )
+    assert view["release"]["sendgrid"] == "failed"
+    (entry,) = [h for h in view["history"] if h["source"] == "release:sendgrid"]
+    assert "HTTP 401" in entry["reason"]
+    drain_release_checks(moto_server)
