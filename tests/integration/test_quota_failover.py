@@ -3,6 +3,7 @@ stack runs them, a routes file with a `sending` section, the ESPs in the sandbox
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,27 @@ def test_without_a_fallback_a_refused_connection_fails(functions: Functions, san
     )
     assert status == 502 and body["error"]["recipients"][0]["status"] == "failed", body
     assert accepted(sandbox, "infobip") == []
+
+
+def test_the_fallback_sends_within_its_own_quota_only(
+    functions: Functions, sandbox: Sandbox, tmp_path: Path, moto_server: Any
+) -> None:
+    # Infobip's counter of today may hold other tests' sends: the limit leaves room for exactly one more.
+    day = datetime.now(UTC).strftime("day#%Y-%m-%d")
+    item = (
+        moto_server.client("dynamodb")
+        .get_item(TableName="MessagesTable", Key={"pk": {"S": "QUOTA#infobip"}, "sk": {"S": day}}, ConsistentRead=True)
+        .get("Item")
+    )
+    used = int(item["used"]["N"]) if item else 0
+    config = routes_file(tmp_path, {"infobip": {"fallback": True, "daily_limit": used + 1}})
+    refused = {
+        "BRIDGE_CONFIG_FILE": config,
+        "SENDGRID_BASE_URL": "http://127.0.0.1:9/sendgrid",
+        "SEND_DEADLINE_SECONDS": "3",
+    }
+    first = send(functions, f"fq1-{uuid.uuid4().hex[:6]}@example.com", **refused)
+    assert first[0] == 202 and first[1]["recipients"][0]["provider"] == "infobip", first
+    second = send(functions, f"fq2-{uuid.uuid4().hex[:6]}@example.com", **refused)
+    assert second[0] == 502 and second[1]["error"]["recipients"][0]["status"] == "failed", second
+    assert len(accepted(sandbox, "infobip")) == 1

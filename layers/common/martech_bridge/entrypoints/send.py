@@ -107,7 +107,7 @@ def send_mail() -> Response:
         # take-over of a send that reached `calling` was counted by its first attempt.
         counted = outbound and resumed != "calling"
         reservation = quotas.reserve(quota_store(), provider.name, spec, len(outbound), now) if counted else None
-        failover: tuple[Provider, list[CallResult]] | None = None
+        failover: tuple[Provider, list[CallResult], quotas.Reservation | None] | None = None
         if outbound and resumed == "calling" and not provider.dedupes:
             calls = [CallResult(not_resent(provider, [o for _, o in outbound]))]
         elif outbound:
@@ -143,7 +143,9 @@ def send_mail() -> Response:
                 settings.send_concurrency,
                 may_have_sent=resumed == "calling",
             )
-            failover = _failover(settings, sending.fallback(), provider, ctx, calls, outbound, deadline)
+            fallback_name = sending.fallback()
+            fb_spec = sending.providers.get(fallback_name) if fallback_name else None  # type: ignore[call-overload]
+            failover = _failover(settings, fallback_name, fb_spec, provider, ctx, calls, outbound, deadline, now)
         deferred = [c.deferred for c in calls if c.deferred is not None]
         refused = _send_queue(settings).defer(dispatch_id, provider.name, deferred) if deferred else []
         for call in calls:
@@ -154,7 +156,7 @@ def send_mail() -> Response:
             for result in chosen:
                 results[int(result.message_id.rsplit(".", 1)[1])] = result
         if failover is not None:
-            fallback, fallback_calls = failover
+            fallback, fallback_calls, fb_reservation = failover
             fb_deferred = [c.deferred for c in fallback_calls if c.deferred is not None]
             fb_refused = _send_queue(settings).defer(dispatch_id, fallback.name, fb_deferred) if fb_deferred else []
             count_outcomes(fallback, [r for c in fallback_calls for r in c.results])
@@ -175,6 +177,12 @@ def send_mail() -> Response:
             reservation,
             sum(1 for i, _ in outbound if results[i].status == "failed" or results[i].provider),
         )
+        if failover is not None:  # the fallback's own quota: what it provably never sent is handed back too
+            quotas.refund(
+                quota_store(),
+                failover[2],
+                sum(1 for i, _ in outbound if results[i].provider and results[i].status == "failed"),
+            )
     except BridgeError:
         if key is not None and not called:
             idempotency_store().release(f"send#{key}")  # nothing went out: let the caller try again
@@ -207,20 +215,33 @@ def send_mail() -> Response:
     quotas.warn(
         quota_store(), reservation, spec, lambda subject, text: _notify(settings, provider, spec, subject, text), now
     )
+    if failover is not None:
+        fallback, _, fb_reservation = failover
+        fb_spec = load_bridge_config().sending.providers.get(fallback.name)  # type: ignore[call-overload]
+        quotas.warn(
+            quota_store(),
+            fb_reservation,
+            fb_spec,
+            lambda subject, text: _notify(settings, fallback, fb_spec, subject, text),
+            now,
+        )
     return json_response(code, body)
 
 
 def _failover(
     settings: Settings,
     fallback_name: str | None,
+    fb_spec: ProviderSending | None,
     provider: Provider,
     ctx: SendContext,
     calls: list[CallResult],
     outbound: list[tuple[int, Outbound]],
     deadline: float,
-) -> tuple[Provider, list[CallResult]] | None:
+    now: datetime,
+) -> tuple[Provider, list[CallResult], quotas.Reservation | None] | None:
     """The recipients whose calls provably never left, sent through the fallback provider (never after an
-    ambiguous timeout: those are `unknown`, and a second provider could mail them twice)."""
+    ambiguous timeout: those are `unknown`, and a second provider could mail them twice), counted against the
+    fallback's own quota; a fallback past its quota, or one that cannot take the mail, leaves them `failed`."""
     if not fallback_name or fallback_name == provider.name or not any(c.never_left for c in calls):
         return None
     fallback = PROVIDERS[fallback_name]
@@ -229,13 +250,14 @@ def _failover(
     try:
         fallback.validate(ctx.request)
         key = api_key(settings, fallback)
+        reservation = quotas.reserve(quota_store(), fallback.name, fb_spec, len(again), now)
     except BridgeError as exc:
         logger.warning("Fallback provider cannot take this mail", extra={"fallback": fallback_name, "why": exc.code})
         return None
     fb_ctx = dataclasses.replace(ctx, api_key=key, base_url=getattr(settings, f"{fallback.name}_base_url"))
     logger.warning("Failing over", extra={"fallback": fallback_name, "recipients": len(again)})
     count("SendsFailedOver", len(again), provider=provider.name)
-    return fallback, dispatch(fallback, fb_ctx, again, deadline, settings.send_concurrency)
+    return fallback, dispatch(fallback, fb_ctx, again, deadline, settings.send_concurrency), reservation
 
 
 def _notify(settings: Settings, provider: Provider, spec: ProviderSending | None, subject: str, text: str) -> bool:
