@@ -14,7 +14,7 @@ from martech_bridge.observability import count, logger
 
 
 @dataclass(frozen=True)
-class Warning:
+class QuotaWarning:
     period: str  # "day#2026-11-30"
     kind: str  # "daily" / "monthly"
     percent: int
@@ -27,7 +27,7 @@ class Reservation:
     provider: str
     n: int
     periods: list[str] = field(default_factory=list)
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[QuotaWarning] = field(default_factory=list)
 
 
 def periods(now: datetime) -> dict[str, str]:
@@ -70,7 +70,7 @@ def reserve(
         before = used - n
         due = [t for t in spec.warn_at if before < math.ceil(limit * t) <= used]
         if due:
-            reservation.warnings.append(Warning(period, kind, round(max(due) * 100), used, limit))
+            reservation.warnings.append(QuotaWarning(period, kind, round(max(due) * 100), used, limit))
         if used > limit:
             count("SendsOverQuota", n, provider=provider)
     return reservation
