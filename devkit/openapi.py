@@ -33,6 +33,8 @@ class ErrorBody(BaseModel):
 
 class SubscriptionOut(Subscription):
     history: list[SubscriptionChange]
+    # After a re-subscription: each configured provider's release ("removed", "not_listed", "pending", "failed").
+    released: dict[str, str] | None = None
 
 
 class MailAccepted(BaseModel):
@@ -555,6 +557,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {200: SubscriptionOut},
         "query": {"email": {"schema": EMAIL, "required": True}},
         "errors": {409: "changed concurrently"},
+    },
+    ("GET", "/quota"): {
+        "summary": "Each provider's send quota: recipients counted per day and month, and the limits",
+        "security": API_KEY,
+        "ok": {200: "object"},
     },
     ("GET", "/health"): {
         "summary": "Liveness: no credentials, no secrets",

@@ -262,7 +262,9 @@ def test_an_operator_fixes_a_delivery_reads_a_timeline_resubscribes_and_sees_the
         headers={"X-Api-Key": stack.api_key},
         timeout=20,
     ).json()
-    assert state["subscribed"] is True and state["history"][0]["reason"] == "本人から再開の依頼"
+    assert state["subscribed"] is True
+    # the operator's reason is kept (the ESPs' suppression releases may be recorded beside it)
+    assert any("本人から再開の依頼" in (h.get("reason") or "") for h in state["history"]), state["history"]
     page.screenshot(path=str(SHOTS / "5-resubscribed.png"), full_page=True)
 
     # Stats: the seeded day's chart is drawn with bars.

@@ -32,6 +32,7 @@ API_PATHS: dict[str, tuple[str, ...]] = {
     "/messages": ("GET",),
     "/messages/{dispatch_id}": ("GET",),
     "/reports": ("GET",),
+    "/quota": ("GET",),
     "/events": ("GET",),
     "/deliveries": ("GET",),
     "/replies": ("GET",),

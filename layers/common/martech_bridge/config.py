@@ -65,6 +65,8 @@ class Settings(BaseModel):
     send_deadline_seconds: float = Field(default=20, gt=1, le=28)
     provider_timeout_seconds: float = Field(default=10, gt=0.5, le=25)
     send_concurrency: int = Field(default=16, ge=1, le=64)  # Braze calls in flight at once (one per recipient)
+    # A re-subscription's release check comes due after this (releases.py): long after its request has ended.
+    release_check_delay_seconds: int = Field(default=120, ge=0, le=900)
     public_base_url: str = ""
     sendgrid_api_key: SecretSetting
     sendgrid_base_url: str = "https://api.sendgrid.com"

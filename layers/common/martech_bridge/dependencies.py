@@ -9,6 +9,7 @@ from martech_bridge.adapters.delivery_store import DeliveryStore
 from martech_bridge.adapters.event_queue import EventQueue
 from martech_bridge.adapters.idempotency_store import IdempotencyStore
 from martech_bridge.adapters.message_store import MessageStore
+from martech_bridge.adapters.quota_store import QuotaStore
 from martech_bridge.adapters.reply_store import ReplyStore
 from martech_bridge.adapters.subscription_store import DynamoSubscriptionStore, SubscriptionStore
 from martech_bridge.config import get_settings
@@ -38,6 +39,12 @@ def message_store() -> MessageStore:
 def reply_store() -> ReplyStore:
     settings = get_settings()
     return ReplyStore(settings.require("messages_table"), settings.retention_days)
+
+
+@cache
+def quota_store() -> QuotaStore:
+    settings = get_settings()
+    return QuotaStore(settings.require("messages_table"), settings.retention_days)
 
 
 @cache
@@ -71,6 +78,7 @@ def reset() -> None:
     idempotency_store.cache_clear()
     message_store.cache_clear()
     reply_store.cache_clear()
+    quota_store.cache_clear()
     event_queue.cache_clear()
     event_payloads.cache_clear()
     aws.reset()

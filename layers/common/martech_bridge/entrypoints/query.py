@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import json
 import re
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -23,7 +24,6 @@ from martech_bridge.dependencies import delivery_engine, message_store, reply_st
 from martech_bridge.errors import InvalidRequest, NotFound
 from martech_bridge.logic import stats
 from martech_bridge.logic.event_parsing import Unreadable, iso, recipient
-from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, DeliveryStatus
 from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.mail import DISPATCH_ID_PATTERN
@@ -34,6 +34,8 @@ app = build_resolver()
 AUTH = [require_api_key]
 _DISPATCH_ID = re.compile(DISPATCH_ID_PATTERN)
 _DELIVERY_ID = re.compile(DELIVERY_ID_PATTERN)
+RELEASE_RESERVE_SECONDS = 3.0  # kept back after the releases for writing their outcomes and answering
+HISTORY_SHOWN = 51
 MAX_IDS = 100  # message ids a look-up takes at once
 MAX_IDS_CHARS = 2000  # and their length, so a URL stays far under API Gateway's limits
 
@@ -94,14 +96,49 @@ def put_subscription(email: str) -> Response:
 def _put_subscription(address: str) -> Response:
     logger.append_keys(recipient=mask_email(address))
     update = parse_body(app, SubscriptionUpdate)
-    store = subscription_store()
-    current, history = store.get(address)
-    new, change = apply_update(address, current, update, source="api", now=datetime.now(UTC))
-    store.save(new, change, expected_version=current.version if current else None)
+    # Imported here: the providers' modules stay out of the look-ups' cold start.
+    from martech_bridge.adapters.send_queue import SendQueue
+    from martech_bridge.config import get_settings
+    from martech_bridge.releases import resubscribe
+
+    settings = get_settings()
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - RELEASE_RESERVE_SECONDS
+    new, history, released = resubscribe(
+        address,
+        update,
+        settings=settings,
+        store=subscription_store(),
+        queue=SendQueue(settings.send_queue_url) if settings.send_queue_url else None,
+        deadline=time.monotonic() + max(0.0, min(settings.send_deadline_seconds, remaining)),
+    )
     metrics.add_metric(name="SubscriptionChanges", unit=MetricUnit.Count, value=1)
     logger.info("Subscription changed", extra={"subscribed": new.subscribed, "suppression": new.suppression})
-    view = SubscriptionView(subscription=new, history=[change, *history][: len(history) + 1])
-    return json_response(200, view.to_json())
+    body = SubscriptionView(subscription=new, history=history[:HISTORY_SHOWN]).to_json()
+    if released is not None:
+        body["released"] = released
+    return json_response(200, body)
+
+
+@app.get("/quota", middlewares=AUTH)
+def get_quota() -> Response:
+    """Each provider's send quota: per period, the recipients counted and the limit (config `sending`)."""
+    from martech_bridge import quotas
+    from martech_bridge.config import load_bridge_config
+    from martech_bridge.dependencies import quota_store
+
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for name, spec in load_bridge_config().sending.providers.items():
+        if not quotas.limited(spec):
+            continue
+        entry: dict[str, Any] = {"on_limit": spec.on_limit, "warn_at": spec.warn_at}
+        for kind, period in quotas.periods(now).items():
+            limit = getattr(spec, f"{kind}_limit")
+            if limit is not None:
+                used = quota_store().used(name, period)
+                entry[kind] = {"period": period.partition("#")[2], "used": used, "limit": limit}
+        out[name] = entry
+    return json_response(200, {"providers": out})
 
 
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)

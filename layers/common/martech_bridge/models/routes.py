@@ -419,12 +419,39 @@ class Sink(_Strict):
         return template.format(provider=provider)
 
 
+class ProviderSending(_Strict):
+    """How the bridge sends through one provider: its send quota and warnings, and whether it stands in for the
+    others (docs/sending.md, "Quotas" and "Failover")."""
+
+    daily_limit: int | None = Field(default=None, ge=1)  # recipients a day (UTC days)
+    monthly_limit: int | None = Field(default=None, ge=1)  # recipients a calendar month (UTC)
+    # Fractions of a limit at which the notification address is warned, once per period each.
+    warn_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(default=[0.8, 1.0], max_length=10)
+    notify: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)] | None = None
+    on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
+    fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
+
+
+class SendingConfig(_Strict):
+    providers: dict[Literal["sendgrid", "braze", "infobip"], ProviderSending] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_fallback(self) -> "SendingConfig":
+        if sum(1 for p in self.providers.values() if p.fallback) > 1:
+            raise ValueError("at most one provider can be the fallback")
+        return self
+
+    def fallback(self) -> str | None:
+        return next((name for name, p in self.providers.items() if p.fallback), None)
+
+
 class BridgeConfig(_Strict):
     # Editors find the published JSON Schema through it; the bridge ignores it.
     schema_ref: str | None = Field(default=None, alias="$schema")
     version: Literal[1]
     routes: dict[RouteName, Route] = Field(default_factory=dict)
     sinks: list[Sink] = Field(default_factory=list)
+    sending: SendingConfig = Field(default_factory=SendingConfig)
 
     @model_validator(mode="after")
     def _unique_sinks(self) -> "BridgeConfig":
