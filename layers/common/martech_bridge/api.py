@@ -6,13 +6,12 @@ import binascii
 import hmac
 import json
 import re
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ValidationError
 
 from martech_bridge import secrets
 from martech_bridge.config import get_settings
@@ -20,9 +19,12 @@ from martech_bridge.errors import BridgeError, InvalidRequest, MethodNotAllowed,
 from martech_bridge.logic.inbound import json_object
 from martech_bridge.observability import logger, metrics
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
 JSON = "application/json"
 API_KEY_HEADER = "x-api-key"
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 # Every path the HTTP API routes and its methods (template.yaml; test_openapi holds the two equal). Any other
 # method on one of these paths reaches the catch-all, which answers 405 with Allow, as HTTP says, not 404.
 API_PATHS: dict[str, tuple[str, ...]] = {
@@ -160,13 +162,17 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding") from None
     parsed = json_object(text)
+    # Not at the top: only functions holding a pydantic model call this, so pydantic is loaded already; the
+    # event and relay functions parse no model and do not load pydantic for it.
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(parsed)
     except ValidationError as exc:
         raise validation_error(exc) from None
 
 
-def validation_error(exc: ValidationError) -> InvalidRequest:
+def validation_error(exc: "ValidationError") -> InvalidRequest:
     first = exc.errors(include_url=False, include_input=False)[0]
     field = ".".join(str(p) for p in first["loc"]) or None
     message = first["msg"] if not field else f"{field}: {first['msg']}"

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.delivery_queue import parse_message
-from martech_bridge.dependencies import delivery_engine
+from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.api import build_resolver, json_response, raw_body
-from martech_bridge.dependencies import delivery_engine
+from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
 from martech_bridge.relay import Webhook, relay
 

@@ -11,10 +11,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from martech_bridge.adapters.message_store import message_store
 from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.adapters.send_queue import decode
 from martech_bridge.config import get_settings
-from martech_bridge.dependencies import message_store
 from martech_bridge.observability import logger
 from martech_bridge.sending import api_key, count_outcomes, run_calls
 
