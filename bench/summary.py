@@ -15,6 +15,24 @@ def main() -> None:
             rows.append(
                 (f"cold start {name}", f"{row['ms']:.0f} ms", f"import boto3 {base:.0f} ms", f"{row['ratio']:.2f}")
             )
+    for name, row in results.get("first_call", {}).items():
+        rows.append(
+            (
+                f"first call {name}",
+                f"{row['ms']:.0f} ms",
+                f"hand-written floor {row['floor_ms']:.0f} ms",
+                f"{row['ratio']:.2f}",
+            )
+        )
+    for name, row in results.get("first_call", {}).items():
+        rows.append(
+            (
+                f"peak RSS after first call {name}",
+                f"{row['peak_rss_mb']:.0f} MB",
+                f"floor {row['floor_peak_rss_mb']:.0f} MB",
+                f"{row['peak_rss_mb'] / row['floor_peak_rss_mb']:.2f}",
+            )
+        )
     for service, row in results.get("relay_overhead", {}).items():
         rows.append(
             (

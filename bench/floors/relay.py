@@ -29,7 +29,9 @@ def handler(event: dict, context: object) -> dict:
     conn.request("POST", url.path + "/k/v1/record.json", body=body, headers=headers)
     answer = conn.getresponse()
     reply = json.loads(answer.read())
-    table.put_item(Item={"pk": context.aws_request_id, "sk": "DELIVERY", "status": "succeeded", "payload": event["body"]})  # type: ignore[attr-defined]
+    table.put_item(
+        Item={"pk": context.aws_request_id, "sk": "DELIVERY", "status": "succeeded", "payload": event["body"]}
+    )  # type: ignore[attr-defined]
     return {"statusCode": 200, "body": json.dumps({"status": "delivered", "target_status": answer.status, **reply})}
 
 

@@ -7,13 +7,12 @@ it refuses everything (401), unless INSECURE_ACCEPT_UNSIGNED_EVENTS is on."""
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import secrets
 from martech_bridge.adapters.event_queue import event_queue
-from martech_bridge.api import build_resolver, json_response, raw_body
+from martech_bridge.api import Response, build_resolver, json_response, raw_body
 from martech_bridge.config import Settings, get_settings
 from martech_bridge.errors import InvalidRequest, NotFound, Unauthorized
 from martech_bridge.logic import strict_json

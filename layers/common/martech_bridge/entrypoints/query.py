@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP, message_store
 from martech_bridge.adapters.subscription_store import subscription_store
-from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
+from martech_bridge.api import Response, build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.deliveries import delivery_engine, replay_delivery
 from martech_bridge.errors import InvalidRequest, NotFound
 from martech_bridge.logic.event_parsing import Unreadable, iso, recipient

@@ -9,7 +9,6 @@ import secrets as random_ids
 import time
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import secrets
@@ -19,7 +18,7 @@ from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.adapters.providers.base import Outbound, ProviderAnswer, ProviderCall, SendContext
 from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.adapters.subscription_store import subscription_store
-from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
+from martech_bridge.api import Response, build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.config import Settings, get_settings
 from martech_bridge.errors import (
     BridgeError,
