@@ -33,6 +33,15 @@ def main() -> None:
                 f"{row['peak_rss_mb'] / row['floor_peak_rss_mb']:.2f}",
             )
         )
+    for name, row in results.get("replaced_utilities", {}).items():
+        rows.append(
+            (
+                f"INIT with Powertools {name}",
+                f"{row['powertools_ms']:.0f} ms",
+                f"ours {row['ours_ms']:.0f} ms",
+                f"{row['powertools_ms'] / row['ours_ms']:.2f}",
+            )
+        )
     for service, row in results.get("relay_overhead", {}).items():
         rows.append(
             (

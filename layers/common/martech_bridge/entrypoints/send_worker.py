@@ -7,8 +7,6 @@ import dataclasses
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.message_store import message_store
@@ -17,8 +15,8 @@ from martech_bridge.adapters.send_queue import decode
 from martech_bridge.config import get_settings
 from martech_bridge.observability import logger
 from martech_bridge.sending import api_key, count_outcomes, run_calls
+from martech_bridge.sqs_batch import Message, process
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 RESERVE_SECONDS = 5.0  # kept back for settling the records
 
 
@@ -26,7 +24,7 @@ class HandBack(Exception):
     """The message goes back to the queue, to be tried again after its visibility timeout."""
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: Message, context: LambdaContext) -> None:
     settings = get_settings()
     try:
         dispatch_id, name, call = decode(record.body)
@@ -44,7 +42,7 @@ def record_handler(record: SQSRecord) -> None:
     request = dataclasses.replace(
         call.request, headers={**call.request.headers, **provider.auth(api_key(settings, provider))}
     )
-    remaining = processor.lambda_context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
+    remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
     deadline = time.monotonic() + min(settings.send_deadline_seconds, remaining)
     (result,) = run_calls(provider, [dataclasses.replace(call, request=request)], deadline)
     if result.deferred is not None:
@@ -58,6 +56,4 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    return process(event, lambda message: record_handler(message, context))
