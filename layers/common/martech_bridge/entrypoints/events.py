@@ -7,6 +7,10 @@ it refuses everything (401), unless INSECURE_ACCEPT_UNSIGNED_EVENTS is on."""
 from functools import cache
 from typing import Any
 
+# What verify_sendgrid needs, loaded at INIT rather than in the first SendGrid post (logic/event_auth.py
+# imports it only when called: only this function's artifact carries cryptography).
+import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
+import cryptography.hazmat.primitives.serialization  # noqa: F401
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
