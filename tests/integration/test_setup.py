@@ -71,3 +71,58 @@ def test_setup_refuses_a_secret_its_functions_may_not_read(tmp_path: Path) -> No
     samconfig.write_text(text.replace("dev/webhooks/sendgrid-webhook-public-keys", "dev/esp/sendgrid-webhook-keys"))
     problems = plan("dev", samconfig).problems
     assert any("SendGridWebhookPublicKeysRef" in p and "webhooks/" in p for p in problems)
+
+
+def test_before_delete_empties_the_payload_bucket_so_the_stack_can_be_deleted(
+    moto_server, tmp_path: Path, monkeypatch
+) -> None:
+    # `make delete` runs this before `sam delete`: CloudFormation cannot delete a bucket that holds objects.
+    samconfig = tmp_path / "samconfig.toml"
+    shutil.copy(REPO_ROOT / "samconfig.toml", samconfig)
+    for name, value in {**moto_server.env(), "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    stack = plan("dev", samconfig).stack_name
+    cfn, s3 = moto_server.client("cloudformation"), moto_server.client("s3")
+    cfn.create_stack(StackName=stack, TemplateBody='{"Resources": {"PayloadBucket": {"Type": "AWS::S3::Bucket"}}}')
+    bucket = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="PayloadBucket")["StackResourceDetail"][
+        "PhysicalResourceId"
+    ]
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"payloads/{i}.json", Body=b"{}")
+
+    printed: list[str] = []
+    from bridgectl.setup import before_delete
+
+    assert before_delete("dev", samconfig, out=printed.append) == 0
+    assert "3 object(s)" in printed[0]
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    cfn.delete_stack(StackName=stack)
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    # What stays is said: the retained tables by name.
+    assert any("MessagesTable" in line for line in printed)
+
+
+def test_before_delete_says_when_the_stack_is_not_there(moto_server, tmp_path: Path, monkeypatch) -> None:
+    samconfig = tmp_path / "samconfig.toml"
+    shutil.copy(REPO_ROOT / "samconfig.toml", samconfig)
+    for name, value in {**moto_server.env(), "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    printed: list[str] = []
+    from bridgectl.setup import before_delete
+
+    assert before_delete("prod", samconfig, out=printed.append) == 1
+    assert plan("prod", samconfig).stack_name in printed[0]
+
+
+def test_what_delete_keeps_names_every_retained_resource() -> None:
+    from bridgectl.setup import KEPT_ON_DELETE
+    from devkit.template import Template
+
+    retained = [
+        name
+        for name, resource in Template().resources.items()
+        if resource.get("DeletionPolicy") == "Retain" or resource.get("UpdateReplacePolicy") == "Retain"
+    ]
+    assert retained
+    kept = " ".join(KEPT_ON_DELETE)
+    assert [name for name in retained if name not in kept] == []

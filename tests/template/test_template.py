@@ -1,6 +1,7 @@
 """template.yaml stays deployable: linted by cfn-lint and `sam validate --lint`, built by `sam build` for
 arm64 with nothing x86_64 inside, and consistent with env.json, the settings model and the contract."""
 
+import json
 import os
 import re
 import shutil
@@ -84,6 +85,29 @@ def test_sam_build_for_arm64_has_no_x86_extension_and_a_small_layer(tmp_path: Pa
         assert not (build / logical_id / "martech_bridge").exists(), "the package belongs in the layer only"
 
 
+def test_sam_build_refuses_a_broken_routes_file_naming_file_route_and_field(tmp_path: Path) -> None:
+    # The layer's Makefile is what `sam build` runs for CommonLayer; it checks before installing anything.
+    source = tmp_path / "common"
+    shutil.copytree(REPO_ROOT / "layers/common", source, ignore=shutil.ignore_patterns("__pycache__"))
+    config = source / "config/bridge.json"
+    data = json.loads(config.read_text())
+    name, route = next(iter(data["routes"].items()))
+    route["target"]["app"] = "seven"
+    config.write_text(json.dumps(data))
+    artifacts = tmp_path / "artifacts"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "build-CommonLayer", f"ARTIFACTS_DIR={artifacts}"],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "layers/common/config/bridge.json" in result.stderr
+    assert f"route {name}, field target" in result.stderr and "app" in result.stderr
+    assert not (artifacts / "python").exists(), "nothing is installed from a broken config"
+
+
 # ------------------------------------------------------------------ consistency
 @pytest.fixture(scope="module")
 def t() -> Template:
@@ -149,7 +173,7 @@ def test_each_function_has_its_own_code_uri(t: Template) -> None:
 
 def test_layer_is_built_by_sam_for_arm64(t: Template) -> None:
     layer = t.resources["CommonLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     globals_fn = t.doc["Globals"]["Function"]
     assert (globals_fn["Runtime"], globals_fn["Architectures"], globals_fn["Tracing"]) == (

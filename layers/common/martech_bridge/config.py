@@ -12,6 +12,7 @@ The routes file is validated with pydantic (models/routes.py) where that cost is
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -315,3 +316,22 @@ def reset() -> None:
 
     secrets.reset()
     aws.reset()
+
+
+def check_files(names: list[str], shown_as: str = "layers/common/") -> int:
+    """Validate routes files as `sam build` sees them (no overlay, any stage); print each problem."""
+    failed = 0
+    for name in names:
+        try:
+            data = json.loads(Path(name).read_text(encoding="utf-8"))
+            parse_bridge_config(expand_config(data, stage="build"), shown_as + name)
+        except (OSError, ValueError, ConfigurationError) as exc:
+            message = str(exc) if isinstance(exc, ConfigurationError) else f"{shown_as + name}: {exc}"
+            print(message, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    # `python -m martech_bridge.config config/*.json`: the layer's Makefile runs it inside `sam build`.
+    sys.exit(check_files(sys.argv[1:]))
