@@ -10,10 +10,21 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     cold = results.get("coldstart", {})
     base = cold.get("import boto3 (baseline)", {}).get("ms")
+    cpu_base = cold.get("import boto3 (baseline)", {}).get("cpu_ms")
     for name, row in cold.items():
         if not name.startswith("import"):
             rows.append(
                 (f"cold start {name}", f"{row['ms']:.0f} ms", f"import boto3 {base:.0f} ms", f"{row['ratio']:.2f}")
+            )
+    for name, row in cold.items():
+        if not name.startswith("import") and "cpu_ms" in row:
+            rows.append(
+                (
+                    f"cold start {name}, CPU time",
+                    f"{row['cpu_ms']:.0f} ms",
+                    f"import boto3 {cpu_base:.0f} ms",
+                    f"{row['cpu_ratio']:.2f}",
+                )
             )
     for name, row in results.get("first_call", {}).items():
         rows.append(
