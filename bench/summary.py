@@ -99,6 +99,15 @@ def main() -> None:
                     f"{ingest['normalise_ratio_to_json']:.2f}",
                 )
             )
+            if ingest.get("anymail_ratio_to_json") is not None:
+                rows.append(
+                    (
+                        "ingest: normalise ratio vs django-anymail's",
+                        f"{ingest['normalise_ratio_to_json']:.2f}",
+                        f"anymail {ingest['anymail_ratio_to_json']:.2f}",
+                        f"{ingest['normalise_ratio_to_json'] / ingest['anymail_ratio_to_json']:.2f}",
+                    )
+                )
     scale = results.get("scale")
     if scale and scale.get("hottest_key_share") is not None:
         rows.append(

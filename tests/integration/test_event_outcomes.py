@@ -98,6 +98,30 @@ def test_soft_bounces_are_final_with_a_report_and_suppress_no_one(functions: Fun
     assert logs["results"][0]["status"]["groupName"] == "UNDELIVERABLE"  # not PENDING for ever
 
 
+def test_soft_bounces_suppress_for_marketing_only_when_the_setting_asks(functions: Functions, moto_server) -> None:
+    soft, hard = addr("sgsoftsup"), addr("sghardsup")
+    dispatch = send(functions, "sendgrid", [soft, hard])["dispatch_id"]
+    post_events(
+        functions,
+        "sendgrid",
+        [
+            sg(soft, dispatch, 0, "bounce", 5, type="blocked", reason="421 4.7.1 try later"),
+            sg(hard, dispatch, 1, "bounce", 5, type="bounce", reason="550 5.1.1 no such user"),
+        ],
+    )
+    assert work(functions, moto_server, SUPPRESS_SOFT_BOUNCES="true") == {"batchItemFailures": []}
+    assert [r["status"] for r in message(functions, dispatch)["recipients"]] == ["bounced", "bounced"]
+    state = subscription(functions, soft)
+    assert state is not None and state["subscribed"] is False and state["suppression"] == "soft_bounce"
+    assert state["source"] == "event:sendgrid" and "421 4.7.1" in state["reason"]
+    assert subscription(functions, hard)["suppression"] == "hard_bounce"  # type: ignore[index]
+    # Marketing mail is held back; transactional mail still goes (the bounce was temporary).
+    marketing = send(functions, "sendgrid", [soft])["recipients"][0]
+    assert marketing["status"] == "suppressed" and "soft_bounce" in marketing["reason"]
+    transactional = send(functions, "sendgrid", [soft], categories=["transactional"])["recipients"][0]
+    assert transactional["status"] == "accepted"
+
+
 def test_events_of_mail_sent_elsewhere_are_findable(functions: Functions, moto_server) -> None:
     email = addr("elsewhere")
     pmid = uuid.uuid4().hex

@@ -92,8 +92,9 @@ def post_events(functions: Functions, provider: str, payload: Any, query: str = 
     assert status == 200, answer
 
 
-def work(functions: Functions, moto_server) -> dict[str, Any]:
-    """Run the event worker over everything queued (as Lambda would, batch by batch)."""
+def work(functions: Functions, moto_server, **settings: str) -> dict[str, Any]:
+    """Run the event worker over everything queued (as Lambda would, batch by batch); `settings` override
+    its environment."""
     sqs = moto_server.client("sqs")
     url = local_queue_url("EventQueue")
     failures: list[dict[str, Any]] = []
@@ -104,7 +105,7 @@ def work(functions: Functions, moto_server) -> dict[str, Any]:
         if not messages:
             return {"batchItemFailures": failures}
         result = functions.invoke(
-            "EventWorkerFunction", sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:EventQueue")
+            "EventWorkerFunction", sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:EventQueue"), **settings
         )
         failures += result["batchItemFailures"]
         failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}

@@ -2,8 +2,12 @@
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from martech_bridge import events
 from martech_bridge.adapters.providers.braze import braze_events
 from martech_bridge.adapters.providers.infobip import infobip_events
 from martech_bridge.adapters.providers.sendgrid import sendgrid_events
@@ -190,3 +194,76 @@ def test_karte_subscription_rule() -> None:
     assert should_suppress(None, None, SuppressionKind.UNSUBSCRIBE)
     assert not should_suppress(False, SuppressionKind.HARD_BOUNCE, SuppressionKind.UNSUBSCRIBE)
     assert should_suppress(False, SuppressionKind.UNSUBSCRIBE, SuppressionKind.HARD_BOUNCE)
+
+
+def test_soft_bounces_suppress_only_when_the_operator_asks_and_as_the_weakest_reason() -> None:
+    soft = ev(EventType.BOUNCED, bounce="soft")
+    assert suppression_for(soft, soft_bounces=False) is None
+    assert suppression_for(soft, soft_bounces=True) == SuppressionKind.SOFT_BOUNCE
+    # The setting changes nothing else: a hard bounce stays hard, a deferral suppresses no one.
+    assert suppression_for(ev(EventType.BOUNCED, bounce="hard"), soft_bounces=True) == SuppressionKind.HARD_BOUNCE
+    assert suppression_for(ev(EventType.DEFERRED), soft_bounces=True) is None
+    assert should_suppress(True, None, SuppressionKind.SOFT_BOUNCE)
+    assert not should_suppress(False, SuppressionKind.UNSUBSCRIBE, SuppressionKind.SOFT_BOUNCE)
+    assert not should_suppress(False, SuppressionKind.MANUAL, SuppressionKind.SOFT_BOUNCE)
+    assert should_suppress(False, SuppressionKind.SOFT_BOUNCE, SuppressionKind.UNSUBSCRIBE)
+
+
+def test_a_soft_bounce_suppression_holds_back_marketing_but_not_transactional_mail() -> None:
+    from martech_bridge.logic.gate import decide
+    from martech_bridge.models.subscription import Subscription
+
+    state = Subscription.model_validate(
+        {
+            "email": "a@example.com",
+            "subscribed": False,
+            "suppression": "soft_bounce",
+            "changed_at": "2026-11-22T05:00:00Z",
+        }
+    )
+    assert decide("a@example.com", state, transactional=False, unknown_subscribed=True).verdict == "suppressed"
+    assert decide("a@example.com", state, transactional=True, unknown_subscribed=True).verdict == "send"
+
+
+def test_an_event_built_from_checked_fields_is_the_one_the_class_builds() -> None:
+    from dataclasses import fields
+
+    from martech_bridge.models.events import checked_event
+
+    # A distinct value per field, so a field left out or set from the wrong argument shows.
+    values = [
+        "sendgrid", "ev-1", EventType.BOUNCED, "bounce:blocked", datetime(2026, 11, 22, tzinfo=UTC), "a@example.com",
+        "d_1", "d_1.0", "X1", "ext-1", "soft", "other", "421 later", "421 4.7.1", "https://x.example/", "Mail",
+        False, ["cat"], {"tenant": "t"}, "id", {"event": "bounce"},
+    ]  # fmt: skip
+    assert len(values) == len(fields(NormalizedEvent))
+    built = checked_event(*values)
+    assert built == NormalizedEvent(*values)
+    assert built.model_dump() == NormalizedEvent(*values).model_dump()
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, ascii_only=st.booleans())
+def test_the_event_worker_reads_a_post_exactly_as_json_does(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    # repr: an int stays an int (64-bit parsers turn longer ones into floats), -0.0 stays -0.0.
+    assert repr(events._parse(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[NaN]", "[1e400]", '["\\ud800"]', "[18446744073709551616, -9223372036854775809]", '{"a": 1, "a": 2}'],
+)
+def test_what_the_fast_parser_refuses_or_reads_otherwise_is_read_as_json_does(text: str) -> None:
+    assert repr(events._parse(text)) == repr(json.loads(text))

@@ -64,3 +64,19 @@ def test_relay_payload_with_unusable_json_is_a_400(text: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_payload(text.encode(), "application/json", "")
     assert caught.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("text", "suspect"),
+    [
+        ('[{"a": "plain"}]', False),
+        ('[{"a": "ça va, 日本"}]', False),
+        ('[{"a": "\\u00e9 \\u003c"}]', False),  # escapes outside the surrogate range
+        (REFUSED["lone_high_surrogate"], True),
+        (REFUSED["lone_low_surrogate_in_key"], True),
+        ('[{"a": "\\ud83d\\ude00"}]', True),  # a valid pair still gets the per-value check
+        ('[{"a": "\ud800"}]', True),  # the character itself, not an escape
+    ],
+)
+def test_a_text_without_surrogate_escapes_or_characters_cannot_yield_one(text: str, suspect: bool) -> None:
+    assert strict_json.may_hold_lone_surrogate(text) is suspect

@@ -56,7 +56,6 @@ class Settings:
     deliveries_table: str = ""
     subscriptions_table: str = ""
     idempotency_table: str = ""
-    dedupe_table: str = ""
     payload_bucket: str = ""
     delivery_queue_url: str = ""
     delivery_dlq_url: str = ""
@@ -92,6 +91,9 @@ class Settings:
     insecure_accept_unsigned_events: bool = False
     # SendGrid retries for up to 24 h and does not say whether retries are signed afresh: a day by default.
     sendgrid_webhook_max_age_seconds: float = _bounded(86_400, 60, 7 * 86_400)
+    # A soft bounce is a final `bounced` either way; true also sets the address to subscribed: false
+    # (suppression `soft_bounce`: marketing is held back, transactional mail still goes).
+    suppress_soft_bounces: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,7 +1,8 @@
 """What an event does: a recipient's delivery status only moves forward (a late `processed` never undoes
 `delivered`; a final state stays final), and KARTE's subscription rule - a hard bounce, spam report or
-unsubscribe (or a drop for one of those) sets subscription to false with the reason; soft bounces and
-deferrals do not. Every terminal provider outcome, a soft bounce included, is a final status."""
+unsubscribe (or a drop for one of those) sets subscription to false with the reason; soft bounces only
+when the operator asks (SUPPRESS_SOFT_BOUNCES), deferrals never. Every terminal provider outcome, a soft
+bounce included, is a final status."""
 
 from martech_bridge.models.events import EventType, NormalizedEvent
 from martech_bridge.models.subscription import SuppressionKind
@@ -41,13 +42,17 @@ STRENGTH = {
     SuppressionKind.SPAM_REPORT: 3,
     SuppressionKind.UNSUBSCRIBE: 2,
     SuppressionKind.MANUAL: 1,
+    SuppressionKind.SOFT_BOUNCE: 1,  # the weakest: any other reason replaces it, it replaces none
 }
 
 
-def suppression_for(event: NormalizedEvent) -> SuppressionKind | None:
-    """The suppression KARTE's `talk_message_fail` rule asks for, if any."""
+def suppression_for(event: NormalizedEvent, *, soft_bounces: bool = False) -> SuppressionKind | None:
+    """The suppression KARTE's `talk_message_fail` rule asks for, if any; `soft_bounces`: the operator's
+    choice to suppress soft-bounced addresses too (KARTE's rule does not)."""
     if event.event_type == EventType.BOUNCED and event.bounce == "hard":
         return SuppressionKind.HARD_BOUNCE
+    if event.event_type == EventType.BOUNCED and event.bounce == "soft" and soft_bounces:
+        return SuppressionKind.SOFT_BOUNCE
     if event.event_type == EventType.REJECTED and event.reject_reason == "bounced":
         return SuppressionKind.HARD_BOUNCE
     if event.event_type == EventType.COMPLAINED or (

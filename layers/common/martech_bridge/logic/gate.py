@@ -1,6 +1,7 @@
 """Who may be sent to (KARTE's rules, checked before any provider is called): the recipient has an e-mail
 address; their subscription is true (unknown recipients: a configurable default); they are not suppressed.
-Transactional mail may go to an unsubscribed address, never to a hard-bounced or spam-reporting one."""
+Transactional mail may go to an unsubscribed (or soft-bounce suppressed) address, never to a hard-bounced or
+spam-reporting one."""
 
 from dataclasses import dataclass
 from typing import Literal
@@ -8,6 +9,8 @@ from typing import Literal
 from martech_bridge.models.subscription import Subscription, SuppressionKind
 
 BLOCKS_EVEN_TRANSACTIONAL = frozenset({SuppressionKind.HARD_BOUNCE, SuppressionKind.SPAM_REPORT})
+# A soft bounce was temporary: an operator who suppresses them holds back marketing, not a password reset.
+TRANSACTIONAL_GOES = frozenset({SuppressionKind.UNSUBSCRIBE, SuppressionKind.SOFT_BOUNCE})
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ def decide(email: str | None, state: Subscription | None, *, transactional: bool
     kind = state.suppression or SuppressionKind.MANUAL
     if kind in BLOCKS_EVEN_TRANSACTIONAL:
         return Decision("suppressed", f"{kind.value}: never sent to, not even transactional mail")
-    if transactional and kind == SuppressionKind.UNSUBSCRIBE:
+    if transactional and kind in TRANSACTIONAL_GOES:
         return Decision("send")
     return Decision(
         "suppressed",

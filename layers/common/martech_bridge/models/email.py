@@ -9,6 +9,7 @@ must be valid Punycode of a valid IDNA 2008 label."""
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import AfterValidator, WithJsonSchema
@@ -18,6 +19,7 @@ _ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"  # RFC 5322 atext without "%" (a path 
 _LOCAL = re.compile(rf"^{_ATOM}(\.{_ATOM})*$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _DOMAIN_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")  # \s of a str pattern is str.isspace()
 
 
 class InvalidEmail(ValueError):
@@ -31,7 +33,7 @@ def normalize_email(value: str) -> str:
     address = value.strip()
     if not address:
         raise InvalidEmail("is empty")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in address):
+    if _SPACE_OR_CONTROL.search(address):
         raise InvalidEmail("contains whitespace or control characters")
     local, sep, domain = address.rpartition("@")
     if not sep or not local or not domain:
@@ -58,16 +60,27 @@ def _ascii_domain(domain: str) -> str:
     """The domain in lower-case ASCII (A-labels); InvalidEmail when IDNA 2008 / UTS #46 refuses it."""
     if domain.isascii():
         return domain.lower()
+    a_labels, problem = _idna_domain(domain)
+    if problem is not None:
+        raise InvalidEmail(problem)
+    return a_labels
+
+
+@lru_cache(maxsize=1024)
+def _idna_domain(domain: str) -> tuple[str, str | None]:
+    """IDNA 2008 / UTS #46 of a non-ASCII domain, or why not. Remembered: the `idna` package takes ~100 µs a
+    domain, and a domain's users write to it again and again (a post of events names it many times)."""
     if any(unicodedata.category(ch) == "Cf" for ch in domain):
-        raise InvalidEmail("has invisible characters (such as a soft hyphen or zero-width space) in its domain")
+        return "", "has invisible characters (such as a soft hyphen or zero-width space) in its domain"
     import idna  # only for non-ASCII domains: keeps the common path and cold starts light
 
     try:
-        return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower(), None
     except (idna.IDNAError, UnicodeError, ValueError):
-        raise InvalidEmail("has an invalid internationalised domain") from None
+        return "", "has an invalid internationalised domain"
 
 
+@lru_cache(maxsize=1024)
 def _valid_a_label(label: str) -> bool:
     import idna
 

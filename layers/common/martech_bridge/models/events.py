@@ -74,6 +74,58 @@ class NormalizedEvent:
 
 
 _FIELDS = tuple(f.name for f in fields(NormalizedEvent))
+_new = object.__new__
+
+
+def checked_event(
+    provider: str,
+    event_id: str,
+    event_type: EventType,
+    provider_event: str,
+    timestamp: datetime,
+    recipient: str | None,
+    dispatch_id: str | None,
+    message_id: str | None,
+    provider_message_id: str | None,
+    external_send_id: str | None,
+    bounce: Literal["hard", "soft"] | None,
+    reject_reason: RejectReason | None,
+    description: str | None,
+    mta_response: str | None,
+    url: str | None,
+    user_agent: str | None,
+    machine_open: bool | None,
+    tags: list[str],
+    metadata: dict[str, Any],
+    matched_by: Literal["id", "provider_id", "address"] | None,
+    raw: dict[str, Any],
+) -> NormalizedEvent:
+    """A NormalizedEvent from every field, by position, for a normaliser that has checked them itself (an
+    EventType, an aware UTC time): without the class call and __post_init__, a third of the cost of
+    building one (bench: ingest.normalise_*). Every field is set, as __init__ sets them."""
+    e = _new(NormalizedEvent)
+    e.provider = provider
+    e.event_id = event_id
+    e.event_type = event_type
+    e.provider_event = provider_event
+    e.timestamp = timestamp
+    e.recipient = recipient
+    e.dispatch_id = dispatch_id
+    e.message_id = message_id
+    e.provider_message_id = provider_message_id
+    e.external_send_id = external_send_id
+    e.bounce = bounce
+    e.reject_reason = reject_reason
+    e.description = description
+    e.mta_response = mta_response
+    e.url = url
+    e.user_agent = user_agent
+    e.machine_open = machine_open
+    e.tags = tags
+    e.metadata = metadata
+    e.matched_by = matched_by
+    e.raw = raw
+    return e
 
 
 class RejectedEvent(BaseModel):

@@ -16,6 +16,7 @@ class SuppressionKind(StrEnum):
     SPAM_REPORT = "spam_report"
     UNSUBSCRIBE = "unsubscribe"
     MANUAL = "manual"
+    SOFT_BOUNCE = "soft_bounce"  # only with SUPPRESS_SOFT_BOUNCES=true; transactional mail still goes
 
 
 Reason = Annotated[str, Field(min_length=1, max_length=500)]

@@ -4,7 +4,7 @@ call (at most 1000). SendGrid cannot deduplicate, so a call that timed out is ne
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from martech_bridge.adapters.providers.base import (
@@ -197,23 +197,29 @@ def sendgrid_events(payload: Any) -> list[Any]:
     """SendGrid's Event Webhook post (a JSON array) as normalised events; one unreadable event is one
     RejectedEvent, never the post's failure."""
     from martech_bridge.logic import event_parsing as p
-    from martech_bridge.models.events import EventType, NormalizedEvent, RejectedEvent
+    from martech_bridge.models.events import EventType, RejectedEvent, checked_event
 
     if not isinstance(payload, list):
         return [RejectedEvent(provider="sendgrid", reason="a SendGrid post is a JSON array", raw=payload)]
     out: list[Any] = []
     text, epoch, recipient, types, reserved = p.text, p.epoch, p.recipient, _EVENT_TYPES, _SENDGRID_KEYS
     unknown = EventType.UNKNOWN
+    fromtimestamp, earliest, latest = datetime.fromtimestamp, p.EARLIEST, p.LATEST
+    # Per post, each worked out once: SendGrid posts what one server gathered in up to 30 s, so a post's
+    # events share a few key layouts, a few dozen seconds and, per message, one address (its processed,
+    # delivered and open often travel together).
     layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
+    times: dict[int, Any] = {}
+    addresses: dict[str, str | None] = {}
+    tags: list[str]
     for item in payload:
         try:
             if type(item) is not dict:
                 raise p.Unreadable("an event is a JSON object")
-            get = item.get
-            kind = get("event")
+            kind = item.get("event")
             if type(kind) is not str or not kind:
                 raise p.Unreadable("event has no `event` type")
-            reason = get("reason")
+            reason = item.get("reason")
             if reason is not None and type(reason) is not str:
                 reason = text(reason)
             bounce: Any = None
@@ -222,47 +228,82 @@ def sendgrid_events(payload: Any) -> list[Any]:
             if kind == "dropped":
                 # anymail: the cause is in `type` or `reason`; a drop never reached an MTA.
                 mta_response = None
-                reject_reason = _DROP_REASONS.get(str(get("type") or reason or "").lower(), "other")
+                reject_reason = _DROP_REASONS.get(str(item.get("type") or reason or "").lower(), "other")
             else:
-                mta_response = get("response") or reason or None
+                mta_response = item.get("response") or reason or None
                 if mta_response is not None and type(mta_response) is not str:
                     mta_response = str(mta_response)
                 if kind == "bounce":
                     # type=bounce is hard, type=blocked is soft ("would not accept temporarily"), event.md.
-                    bounce = "soft" if get("type") == "blocked" else "hard"
-                    if get("type"):
+                    bounce = "soft" if item.get("type") == "blocked" else "hard"
+                    if item.get("type"):
                         provider_event = f"bounce:{item['type']}"
-            layout = tuple(item)  # a post's events share a few key layouts: find each one's custom args once
+            layout = tuple(item)
             extra = layouts.get(layout)
             if extra is None:
                 extra = layouts[layout] = tuple(k for k in layout if k not in reserved)
-            machine = get("sg_machine_open")
-            event_id = get("sg_event_id")
+            seconds = item.get("timestamp")
+            if type(seconds) is int and earliest <= seconds <= latest:  # SendGrid's own form
+                when = times.get(seconds)
+                if when is None:
+                    when = times[seconds] = fromtimestamp(seconds, UTC)
+            else:
+                when = epoch(seconds)  # the others, and the refusal of what is not a time
+            email = item.get("email")
+            address = addresses.get(email, "") if type(email) is str else ""
+            if address == "":
+                # Nearly every address is printable ASCII, name@domain, without spaces or a root dot: its
+                # stored form is its lower case (recipient() says why; this is its first test, inline).
+                if (
+                    type(email) is str
+                    and email.isascii()
+                    and email.isprintable()
+                    and " " not in email
+                    and "@" in email
+                    and email[0] != "@"
+                    and email[-1] not in ".@"
+                ):
+                    address = email.lower()
+                else:
+                    address = recipient(email)
+                if type(email) is str:
+                    addresses[email] = address
+            machine = item.get("sg_machine_open")
+            event_id = item.get("sg_event_id")
             if type(event_id) is not str or not event_id:
                 event_id = text(event_id) or p.fingerprint(item)
-            dispatch_id, message_id, sg_message_id = get("dispatch_id"), get("message_id"), get("sg_message_id")
-            url, useragent = get("url"), get("useragent")
-            # By position, in NormalizedEvent's field order (the cheapest call Python has).
+            category = item.get("category")
+            if category is None:
+                tags = []
+            elif type(category) is str:
+                tags = [category] if category else []
+            else:
+                tags = p.tags(category)
+            dispatch_id, message_id = item.get("dispatch_id"), item.get("message_id")
+            sg_message_id = item.get("sg_message_id")
+            url, useragent = item.get("url"), item.get("useragent")
+            # Every field checked above or here (a field that is absent, None, or already text needs no
+            # call), so by position and without the class's own checks.
             out.append(
-                NormalizedEvent(
+                checked_event(
                     "sendgrid",
                     event_id,
                     types.get(kind, unknown),
                     provider_event,
-                    epoch(get("timestamp")),
-                    recipient(get("email")),
-                    dispatch_id if type(dispatch_id) is str else text(dispatch_id),
-                    message_id if type(message_id) is str else text(message_id),
-                    sg_message_id if type(sg_message_id) is str else text(sg_message_id),
+                    when,
+                    address,
+                    dispatch_id if dispatch_id is None or type(dispatch_id) is str else text(dispatch_id),
+                    message_id if message_id is None or type(message_id) is str else text(message_id),
+                    sg_message_id if sg_message_id is None or type(sg_message_id) is str else text(sg_message_id),
                     None,  # external_send_id
                     bounce,
                     reject_reason,
                     reason or None,
                     mta_response,
-                    url if type(url) is str else text(url),
-                    useragent if type(useragent) is str else text(useragent),
+                    url if url is None or type(url) is str else text(url),
+                    useragent if useragent is None or type(useragent) is str else text(useragent),
                     machine if type(machine) is bool else None,
-                    p.tags(item["category"]) if "category" in item else [],
+                    tags,
                     {k: item[k] for k in extra} if extra else {},
                     None,  # matched_by
                     item,
