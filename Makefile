@@ -20,7 +20,7 @@ FN    ?= QueryFunction
 EVENT ?= events/query-get-subscription.json
 ENV   ?= default
 
-.PHONY: help venv tools scan run reset test test-fast invoke lint build deploy setup delete bench clean
+.PHONY: help venv tools scan run reset test test-fast invoke post-eml lint build deploy setup delete bench clean
 
 run test test-fast invoke bench: export AWS_DEFAULT_REGION ?= $(LOCAL_REGION)
 
@@ -83,6 +83,9 @@ test-fast: venv
 # Silent, so `make invoke ... | jq .` reads only the function's answer.
 invoke: $(VENV)/.runtime
 	@$(PY) -m devkit invoke $(FN) -e $(EVENT)
+
+post-eml: $(VENV)/.runtime
+	@$(PY) -m devkit post-eml $(EML) $(if $(DISPATCH),--dispatch $(DISPATCH))
 
 lint: venv tools scan
 	$(VENV)/bin/ruff check layers functions devkit tests bench

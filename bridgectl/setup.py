@@ -224,6 +224,20 @@ def before_delete(config_env: str, samconfig: Path = SAMCONFIG, out: Callable[[s
             s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
             emptied += len(keys)
     out(f"Emptied the payload bucket {bucket} ({emptied} object(s); payloads are kept 7 days at most anyway).")
+    try:  # only with EnableInboundMail: received mail (the replies' records stay in MessagesTable)
+        inbound = _client("cloudformation", region).describe_stack_resource(
+            StackName=p.stack_name, LogicalResourceId="InboundMailBucket"
+        )["StackResourceDetail"]["PhysicalResourceId"]
+    except ClientError:
+        inbound = None
+    if inbound:
+        emptied = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=inbound):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=inbound, Delete={"Objects": keys})
+                emptied += len(keys)
+        out(f"Emptied the inbound mail bucket {inbound} ({emptied} received message(s); replies stay in the table).")
     out(f"Deleting {p.stack_name} in {region} keeps:")
     for item in KEPT_ON_DELETE:
         out(f"  - {item}")

@@ -87,6 +87,12 @@ def _invoke(args: argparse.Namespace) -> int:
     return invoke(args.function, Path(args.event), Path(args.env_vars))
 
 
+def _post_eml(args: argparse.Namespace) -> int:
+    from devkit.inbound import post_eml
+
+    return post_eml(Path(args.file), Path(args.env_vars), args.dispatch)
+
+
 def _post_sendgrid(args: argparse.Namespace) -> int:
     import json
     from urllib.request import Request, urlopen
@@ -224,6 +230,12 @@ def main() -> int:
     inv.add_argument("--event", "-e", required=True)
     inv.add_argument("--env-vars", "-n", default=str(ENV_JSON))
     inv.set_defaults(func=_invoke)
+
+    eml = sub.add_parser("post-eml", help="a received .eml through InboundMailFunction, as SES + S3 deliver it")
+    eml.add_argument("file", help="the message, raw RFC 5322 (.eml)")
+    eml.add_argument("--dispatch", help="address the reply to reply+<this dispatch id>@ (a send of yours)")
+    eml.add_argument("--env-vars", "-n", default=str(ENV_JSON))
+    eml.set_defaults(func=_post_eml)
 
     post = sub.add_parser("post-sendgrid", help="post a SendGrid event batch, signed with the local key")
     post.add_argument("file", help="a JSON array of SendGrid events")

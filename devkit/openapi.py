@@ -33,6 +33,8 @@ class ErrorBody(BaseModel):
 
 class SubscriptionOut(Subscription):
     history: list[SubscriptionChange]
+    # After a re-subscription: each configured provider's release ("removed", "not_listed", "pending", "failed").
+    released: dict[str, str] | None = None
 
 
 class MailAccepted(BaseModel):
@@ -118,6 +120,25 @@ class EventOut(BaseModel):
     timestamp: str = Field(description="UTC, ISO 8601")
     recipient: str | None = None
     matched_by: str | None = Field(default=None, examples=["id", "provider_id", "address"])
+
+
+class ReplyOut(BaseModel):
+    """A reply received by the inbound mail path, tied to the message it answers or not."""
+
+    model_config = {"extra": "allow"}
+    reply_id: str
+    received_at: str = Field(description="UTC, ISO 8601")
+    matched: bool
+    matched_by: str | None = Field(default=None, examples=["reply_address", "in_reply_to"])
+    dispatch_id: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    text: str | None = Field(default=None, description="the reply without the history it quotes")
+    attachments: list[dict[str, Any]] | None = Field(default=None, description="name, content type and size")
+
+
+class ReplyPage(BaseModel):
+    results: list[ReplyOut]
 
 
 class EventPage(BaseModel):
@@ -376,6 +397,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "cursor": CURSOR,
         },
     },
+    ("GET", "/replies"): {
+        "summary": "Replies to one message (dispatch_id), or the replies tied to none (unmatched=true), newest first",
+        "security": API_KEY,
+        "ok": {200: ReplyPage},
+        "query": {
+            "dispatch_id": {
+                "schema": {"type": "string", "pattern": "^d_[0-9a-f]{12,32}$"},
+                "description": "one of dispatch_id / unmatched",
+            },
+            "unmatched": {"schema": {"type": "string", "enum": ["true"]}},
+            "limit": {"schema": {**LIMIT, "default": 50}},
+        },
+    },
     ("GET", "/deliveries/{delivery_id}"): {
         "summary": "A relay or sink delivery with every attempt",
         "security": API_KEY,
@@ -405,6 +439,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "ok": {200: SubscriptionOut},
         "query": {"email": {"schema": EMAIL, "required": True}},
         "errors": {409: "changed concurrently"},
+    },
+    ("GET", "/quota"): {
+        "summary": "Each provider's send quota: recipients counted per day and month, and the limits",
+        "security": API_KEY,
+        "ok": {200: "object"},
     },
     ("GET", "/health"): {
         "summary": "Liveness: no credentials, no secrets",

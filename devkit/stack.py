@@ -62,6 +62,35 @@ DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
             "provider": {"type": "SINGLE_LINE_TEXT"},
         },
     },
+    "11": {  # the kintone-sent-mail sink: one record per recipient, upserted by message id
+        "fields": {
+            "message_id": {"type": "SINGLE_LINE_TEXT", "unique": True},
+            "email": {"type": "SINGLE_LINE_TEXT"},
+            "subject": {"type": "SINGLE_LINE_TEXT"},
+            "body_text": {"type": "MULTI_LINE_TEXT"},
+            "body_html": {"type": "RICH_TEXT"},
+            "provider": {"type": "SINGLE_LINE_TEXT"},
+            "dispatch_id": {"type": "SINGLE_LINE_TEXT"},
+            "provider_message_id": {"type": "SINGLE_LINE_TEXT"},
+            "sent_at": {"type": "DATETIME"},
+            "send_status": {"type": "SINGLE_LINE_TEXT"},
+        },
+    },
+    "12": {  # the kintone-replies sink: one record per reply, upserted by reply id, linked by message_id
+        "fields": {
+            "reply_id": {"type": "SINGLE_LINE_TEXT", "unique": True},
+            "message_id": {"type": "SINGLE_LINE_TEXT"},
+            "dispatch_id": {"type": "SINGLE_LINE_TEXT"},
+            "matched_by": {"type": "SINGLE_LINE_TEXT"},
+            "from_email": {"type": "SINGLE_LINE_TEXT"},
+            "subject": {"type": "SINGLE_LINE_TEXT"},
+            "body_text": {"type": "MULTI_LINE_TEXT"},
+            "full_text": {"type": "MULTI_LINE_TEXT"},
+            "attachments": {"type": "MULTI_LINE_TEXT"},
+            "received_at": {"type": "DATETIME"},
+            "problems": {"type": "MULTI_LINE_TEXT"},
+        },
+    },
     "9": {  # karte-cart-abandon: add
         "fields": {
             "karte_user_id": {"type": "SINGLE_LINE_TEXT", "required": True},

@@ -229,6 +229,10 @@ class Resolver:
             return str(a) == str(b)
         if key == "Fn::Not":
             return not self.resolve(arg[0])
+        if key == "Fn::And":
+            return all(self.resolve(x) for x in arg)
+        if key == "Fn::Or":
+            return any(self.resolve(x) for x in arg)
         if key == "Fn::Join":
             sep, items = arg
             return sep.join(str(self.resolve(i)) for i in items)

@@ -13,6 +13,9 @@ post_send_transactional_message.md`, WIRE-FORMATS 3.2):
 * 429: `X-RateLimit-Limit/Remaining/Reset` (reset in epoch seconds), no `Retry-After` (*API Rate Limits*,
   `_docs/_api/api_limits.md`); see `pacing_headers`.
 * The 200 answer's `status` value is undocumented (UNCONFIRMED "sent"); `metadata` mirrors the postbacks.
+* `POST /email/status` {"email": one or up to 50, "subscription_state": "subscribed"|"unsubscribed"|"opted_in"}
+  (braze-docs `_docs/_api/endpoints/email/post_email_subscription_status.md`); the answer is undocumented
+  (UNCONFIRMED: the fake answers 201 `{"message": "success"}`, as Braze's /users/track does). States at GET /_sandbox/braze/email_status.
 """
 
 import json
@@ -48,18 +51,45 @@ class Braze(AcceptedLog):
         self.campaigns: dict[str, str] = {}
         self._by_external_id: dict[str, tuple[float, str]] = {}
         self._dedupe_lock = threading.Lock()
+        self.email_status: dict[str, str] = {}  # address -> subscription state set through /email/status
 
     def reset(self) -> None:
         super().reset()
         with self._dedupe_lock:
             self.campaigns.clear()
             self._by_external_id.clear()
+            self.email_status.clear()
+
+    def _email_status(self, request: Request) -> Reply:
+        try:
+            body = request.json()
+        except ValueError:
+            return braze_error(400, "Invalid JSON")  # constructed text
+        emails = body.get("email") if isinstance(body, dict) else None
+        state = body.get("subscription_state") if isinstance(body, dict) else None
+        if isinstance(emails, str):
+            emails = [emails]
+        if not isinstance(emails, list) or not 1 <= len(emails) <= 50 or not all(isinstance(e, str) for e in emails):
+            return braze_error(400, "email must be a string or an array of at most 50 strings")  # constructed
+        if state not in ("subscribed", "unsubscribed", "opted_in"):
+            return braze_error(400, "subscription_state must be subscribed, unsubscribed or opted_in")  # constructed
+        with self._dedupe_lock:
+            for email in emails:
+                self.email_status[email.lower()] = state
+        return Reply(201, {"message": "success"})
 
     @staticmethod
     def pacing_headers(wait: float | None) -> dict[str, str]:
         return rate_limit_headers(250_000, wait)  # the docs' example: 250,000 requests an hour, all endpoints
 
     def control(self, method: str, path: str, body: Any) -> Reply | None:
+        if path == "/email_status" and method == "GET":
+            with self._dedupe_lock:
+                return Reply(200, dict(self.email_status))
+        if path == "/email_status" and method == "POST" and isinstance(body, dict):
+            with self._dedupe_lock:
+                self.email_status[str(body.get("email", "")).lower()] = str(body.get("subscription_state"))
+            return Reply(204)
         found = re.match(r"^/campaigns/([^/]+)$", path)
         if found and method == "PUT":
             state = (body or {}).get("state", "active")
@@ -73,6 +103,8 @@ class Braze(AcceptedLog):
         token = bearer_token(request)
         if token is None or token not in self.api_keys:
             return braze_error(401, "Error authenticating credentials")
+        if request.path == "/email/status" and request.method == "POST":
+            return self._email_status(request)
         found = _SEND.match(request.path)
         if not found or request.method != "POST":
             return braze_error(404, "Not Found")

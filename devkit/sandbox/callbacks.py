@@ -13,6 +13,7 @@ from urllib.request import Request as UrlRequest
 from urllib.request import urlopen
 
 from devkit.sandbox.base import Reply, Request
+from devkit.sandbox.sendgrid import DROP_REASONS
 
 # SendGrid posts events in batches "every 30 seconds or when the batch size reaches 768 kilobytes, whichever
 # comes first" (Event Webhook reference, docs.sendgrid.com/for-developers/tracking-events/event). Locally the
@@ -37,8 +38,9 @@ class EventCallbacks:
         self.posted: list[dict[str, Any]] = []  # {"provider", "status", "events"} of each post, for tests
         self._lock = threading.Lock()
 
-    def after(self, provider: str, request: Request, reply: Reply) -> None:
-        """Called by the sandbox for each answered request; acts only on mail it accepted."""
+    def after(self, provider: str, request: Request, reply: Reply, source: Any = None) -> None:
+        """Called by the sandbox for each answered request; acts only on mail it accepted. `source`: the
+        sandboxed provider that answered (SendGrid's knows each recipient's fate: delivered, bounced, dropped)."""
         if request.method != "POST" or not 200 <= reply.status < 300:
             return
         try:
@@ -48,20 +50,25 @@ class EventCallbacks:
         if not isinstance(mail, dict):
             return
         if provider == "sendgrid" and request.path.endswith("/v3/mail/send") and "sendgrid" in self.targets:
-            self._sendgrid(mail, reply)
+            self._sendgrid(mail, reply, source)
         elif provider == "braze" and "/transactional/v1/campaigns/" in request.path and "braze" in self.targets:
             self._braze(mail, reply)
         elif provider == "infobip" and request.path.startswith("/email/"):
             self._infobip(mail, reply)
 
-    def _sendgrid(self, mail: dict[str, Any], reply: Reply) -> None:
+    def _sendgrid(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         message_id = reply.headers.get("X-Message-Id")
         # Sandbox mode mail is validated, never delivered: SendGrid sends no events for it.
         if not message_id or ((mail.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable"):
             return
+        fates: dict[str, str] = source.fates(message_id) if hasattr(source, "fates") else {}
+        for email, fate in fates.items():
+            if fate == "bounce":
+                source.bounced(email, BOUNCE_REASON)
         url = self.targets["sendgrid"]
-        self._later(DELIVERY_DELAY, "sendgrid", url, sendgrid_events(mail, message_id, ("processed", "delivered")))
-        self._later(OPEN_DELAY, "sendgrid", url, sendgrid_events(mail, message_id, ("open",)))
+        delivery = sendgrid_events(mail, message_id, ("processed", "delivered"), fates)
+        self._later(DELIVERY_DELAY, "sendgrid", url, delivery)
+        self._later(OPEN_DELAY, "sendgrid", url, sendgrid_events(mail, message_id, ("open",), fates))
 
     def _braze(self, mail: dict[str, Any], reply: Reply) -> None:
         # One postback per status of one dispatch (Braze's Transactional HTTP Event Postback; WIRE-FORMATS
@@ -162,9 +169,18 @@ class EventCallbacks:
             self.posted.append({"provider": provider, "status": status, "events": events})
 
 
-def sendgrid_events(mail: dict[str, Any], message_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+# A hard bounce as SendGrid reports it: `bounce` with type=bounce (KARTE's guide, seed 000: type=bounce is
+# hard, type=blocked soft), an enhanced status and the receiving server's reply (Event Webhook reference).
+BOUNCE_REASON = "550 5.1.1 The email account that you tried to reach does not exist."
+
+
+def sendgrid_events(
+    mail: dict[str, Any], message_id: str, kinds: tuple[str, ...], fates: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One event of each kind per recipient, shaped as SendGrid documents them: custom_args (top level and
     the personalization's) flattened into the event, sg_message_id = X-Message-Id + ".filter...".
+    A recipient whose mail bounced gets `processed` + `bounce` instead of `delivered`, one on a suppression
+    list only `dropped` (with its reason), and neither gets engagement events.
     Source: the Event Webhook reference's event examples (WIRE-FORMATS §2)."""
     events = []
     now = int(time.time())
@@ -179,7 +195,13 @@ def sendgrid_events(mail: dict[str, Any], message_id: str, kinds: tuple[str, ...
             email = to.get("email") if isinstance(to, dict) else None
             if not email:
                 continue
-            for kind in kinds:
+            fate = (fates or {}).get(str(email).lower(), "delivered")
+            own_kinds: tuple[str, ...] = kinds
+            if fate != "delivered":
+                if "delivered" not in kinds:
+                    continue  # no engagement with mail that never arrived
+                own_kinds = ("processed", "bounce") if fate == "bounce" else ("dropped",)
+            for kind in own_kinds:
                 event: dict[str, Any] = {
                     **shared,
                     **own,
@@ -192,6 +214,10 @@ def sendgrid_events(mail: dict[str, Any], message_id: str, kinds: tuple[str, ...
                 }
                 if kind == "delivered":
                     event["response"] = "250 2.0.0 OK"
+                if kind == "bounce":
+                    event.update(type="bounce", status="5.1.1", reason=BOUNCE_REASON)
+                if kind == "dropped":
+                    event["reason"] = DROP_REASONS.get(fate.partition(":")[2], "Bounced Address")
                 if kind == "open":
                     event["useragent"] = "Mozilla/5.0 (sandbox)"
                     event["sg_machine_open"] = False

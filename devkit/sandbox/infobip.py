@@ -16,6 +16,12 @@ documents them, PENDING per recipient, and Infobip's two error shapes. Sources, 
 * No deduplication of `messageId` is documented in either version: a repeated call sends again.
 * Errors: `requestError.serviceException` (SDK `api_exception.py`) for 400/401; a throttled call (429) gets
   the newer `{"errorCode": "E429", ...}` body (Infobip *Rate limits and throttling* page, WIRE-FORMATS 4.1).
+* Suppressions, per sending domain and type BOUNCE/COMPLAINT/OVER_QUOTA (infobip.com/docs/api/channels/email,
+  "Get suppressions": GET /email/1/suppressions?domainName&type (both required)&emailAddress ->
+  {"results": [{domainName, emailAddress, type, createdDate, reason}], "paging": {...}}; "Delete suppressions":
+  DELETE /email/1/suppressions {"suppressions": [1..10 of {domainName, emailAddress: [1..1000], type}]} -> 204,
+  deleted "asynchronously" - the fake deletes at once). Set up with POST /_sandbox/infobip/suppressions
+  {"domainName", "emailAddress", "type"}; listed at GET /_sandbox/infobip/suppressions.
 """
 
 import json
@@ -87,6 +93,9 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | byt
     return parts
 
 
+SUPPRESSION_TYPES = ("BOUNCE", "COMPLAINT", "OVER_QUOTA")
+
+
 class Infobip(AcceptedLog):
     """Accepted sends (v3 form fields or v4 request, with the ids issued) at /_sandbox/infobip/sent."""
 
@@ -95,6 +104,60 @@ class Infobip(AcceptedLog):
     def __init__(self, api_keys: list[str]) -> None:
         super().__init__()
         self.api_keys = list(api_keys)
+        self.suppressions: set[tuple[str, str, str]] = set()  # (domainName, emailAddress lower-cased, type)
+
+    def reset(self) -> None:
+        super().reset()
+        self.suppressions.clear()
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        if path == "/suppressions" and method == "GET":
+            return Reply(
+                200, [{"domainName": d, "emailAddress": e, "type": t} for d, e, t in sorted(self.suppressions)]
+            )
+        if path == "/suppressions" and method == "POST":
+            if not isinstance(body, dict) or body.get("type") not in SUPPRESSION_TYPES:
+                return Reply(400, {"error": "give {'domainName', 'emailAddress', 'type': BOUNCE|COMPLAINT|OVER_QUOTA}"})
+            self.suppressions.add((str(body.get("domainName")), str(body.get("emailAddress")).lower(), body["type"]))
+            return Reply(204)
+        return super().control(method, path, body)
+
+    def _suppressions(self, request: Request) -> Reply:
+        if request.method == "GET":
+            domain = (request.query.get("domainName") or [""])[0]
+            kind = (request.query.get("type") or [""])[0]
+            if not domain or kind not in SUPPRESSION_TYPES:
+                return infobip_error(400, "BAD_REQUEST", "domainName and type are required")  # constructed text
+            email = (request.query.get("emailAddress") or [""])[0].lower()
+            found = [
+                # Every field EmailSuppressionInfo (SDK 6.0.0) requires, `reason` included.
+                {
+                    "domainName": d,
+                    "emailAddress": e,
+                    "type": t,
+                    "createdDate": "2026-01-01T00:00:00.000Z",
+                    "reason": "550 5.1.1 user does not exist" if t == "BOUNCE" else t.lower(),
+                }
+                for d, e, t in sorted(self.suppressions)
+                if d == domain and t == kind and (not email or e == email)
+            ]
+            return Reply(
+                200, {"results": found, "paging": {"page": 0, "size": 100, "totalPages": 1, "totalResults": len(found)}}
+            )
+        try:
+            body = request.json()
+            groups = body["suppressions"]
+            if not isinstance(groups, list) or not 1 <= len(groups) <= 10:
+                raise ValueError("suppressions")
+            for group in groups:
+                if group["type"] not in SUPPRESSION_TYPES or not isinstance(group["emailAddress"], list):
+                    raise ValueError("type")
+        except (ValueError, KeyError, TypeError):
+            return infobip_error(400, "BAD_REQUEST", "Bad request")
+        for group in groups:
+            for email in group["emailAddress"]:
+                self.suppressions.discard((str(group["domainName"]), str(email).lower(), group["type"]))
+        return Reply(204)
 
     def handle(self, request: Request) -> Reply:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -104,6 +167,8 @@ class Infobip(AcceptedLog):
             return self._send_v3(request)
         if request.method == "POST" and request.path == "/email/4/messages":
             return self._send_v4(request)
+        if request.method in ("GET", "DELETE") and request.path == "/email/1/suppressions":
+            return self._suppressions(request)
         return infobip_error(404, "NOT_FOUND", "Requested URL not found: " + request.path)
 
     def _send_v3(self, request: Request) -> Reply:

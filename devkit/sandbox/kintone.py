@@ -292,6 +292,10 @@ class Kintone:
                 if "max" in spec and number > spec["max"]:
                     errors[f"record.{code}.value"] = {"messages": [f"The value must be {spec['max']} or less."]}
                     continue
+            too_long = _too_long(spec, value)
+            if too_long:
+                errors[f"record.{code}.value"] = {"messages": [too_long]}
+                continue
             if spec.get("unique") and value not in ("", None):
                 clash = any(
                     str(r.get(code, {}).get("value")) == str(value) and r["$id"]["value"] != exclude_id
@@ -308,6 +312,25 @@ class Kintone:
         if errors:
             raise _Invalid(kintone_error(400, "CB_VA01", "Missing or invalid input.", errors))
         return out
+
+
+# A SINGLE_LINE_TEXT field that prohibits duplicate values takes at most 64 characters: kintone help
+# "フィールドの入力制限" (https://get.kintone.help/k/ja/user/app_settings/form/form_parts/field_restriction.html).
+UNIQUE_TEXT_MAX_CHARS = 64
+# Other text values: kintone's help states no limit for text fields, only 65,535 characters for spaces and
+# threads (as a developer-community thread found: https://community.cybozu.dev/t/topic/10454). The
+# pessimistic reading: every text value is refused beyond it.
+TEXT_MAX_CHARS = 65_535
+_TEXT_TYPES = {"SINGLE_LINE_TEXT", "MULTI_LINE_TEXT", "RICH_TEXT", "LINK"}
+
+
+def _too_long(spec: dict[str, Any], value: Any) -> str | None:
+    if spec.get("type", "SINGLE_LINE_TEXT") not in _TEXT_TYPES or not isinstance(value, str):
+        return None
+    limit = UNIQUE_TEXT_MAX_CHARS if spec.get("unique") else TEXT_MAX_CHARS
+    if len(value) > limit:
+        return f"Enter {limit} or fewer characters."  # the message text is ours; the CB_VA01 shape is kintone's
+    return None
 
 
 def _not_found(record_id: Any) -> Reply:

@@ -11,11 +11,24 @@
   older pages say 10,000: the fake takes the stricter, pessimistic figure.
 * 429: `X-RateLimit-Limit/Remaining/Reset` (reset in epoch seconds) and no `Retry-After` (*Rate limits* page,
   WIRE-FORMATS 1.6); see `pacing_headers`.
+* suppression lists (bounces, blocks, spam_reports, invalid_emails, global unsubscribes): twilio/sendgrid-oai
+  `spec/yaml/tsg_suppressions_v3.yaml` - GET `/v3/suppression/<list>/{email}` answers an array of entries (empty
+  when not listed), GET `/v3/asm/suppressions/global/{email}` `{"recipient_email": ...}` or `{}`, DELETE 204.
+  The spec documents only 204 for a DELETE; for an address not listed the fake answers 204 too (the
+  pessimistic reading: a "removed" is no proof it was there).
+* a hard bounce puts the address on the bounce list, and mail to a listed address is accepted (202) and then
+  dropped, with a `dropped` event ("Bounced Address", "Spam Reporting Address", "Invalid", "Unsubscribed
+  Address") instead of a delivery (Twilio SendGrid docs: *Suppressions* overview, *Event Webhook reference*,
+  `dropped` reasons). Which mailboxes bounce is the sandbox's set-up: POST /_sandbox/sendgrid/mailboxes
+  {"email", "outcome": "bounce"}.
 """
 
 import re
 import secrets
+import threading
+import time
 from typing import Any
+from urllib.parse import unquote
 
 from devkit.sandbox.base import AcceptedLog, Reply, Request, bearer_token, rate_limit_headers
 
@@ -27,14 +40,98 @@ def sendgrid_error(status: int, message: str, field: str | None = None) -> Reply
     return Reply(status, {"errors": [{"message": message, "field": field, "help": f"{_HELP}{anchor}"}]})
 
 
+LISTS = ("bounces", "blocks", "spam_reports", "invalid_emails", "global_unsubscribes")
+# The `dropped` event's reason for an address on each list (Event Webhook reference, `dropped`).
+DROP_REASONS = {
+    "bounces": "Bounced Address",
+    "blocks": "Bounced Address",
+    "spam_reports": "Spam Reporting Address",
+    "invalid_emails": "Invalid",
+    "global_unsubscribes": "Unsubscribed Address",
+}
+_LIST_PATH = re.compile(
+    r"^/v3/(?:suppression/(bounces|blocks|spam_reports|invalid_emails)|asm/suppressions/(global))/([^/]+)$"
+)
+
+
 class SendGrid(AcceptedLog):
-    """Accepted mail: {"x_message_id", "request"} at /_sandbox/sendgrid/sent."""
+    """Accepted mail: {"x_message_id", "request", "fates"} at /_sandbox/sendgrid/sent; its suppression lists
+    at /_sandbox/sendgrid/suppressions."""
 
     name = "sendgrid"
 
     def __init__(self, api_keys: list[str]) -> None:
         super().__init__()
         self.api_keys = list(api_keys)
+        self.lists: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LISTS}
+        self.mailboxes: dict[str, str] = {}  # address -> "bounce": what the receiving server will do
+        self._fates: dict[str, dict[str, str]] = {}  # X-Message-Id -> address -> delivered/bounce/dropped:<list>
+        self._state_lock = threading.Lock()
+
+    def reset(self) -> None:
+        super().reset()
+        with self._state_lock:
+            self.lists = {name: {} for name in LISTS}
+            self.mailboxes.clear()
+            self._fates.clear()
+
+    def fates(self, message_id: str) -> dict[str, str]:
+        """What became of each recipient of an accepted mail (read by callbacks.py for its events)."""
+        with self._state_lock:
+            return dict(self._fates.get(message_id, {}))
+
+    def bounced(self, email: str, reason: str) -> None:
+        """A hard bounce: SendGrid adds the address to its bounce list."""
+        with self._state_lock:
+            self.lists["bounces"][email.lower()] = {
+                "created": int(time.time()),
+                "email": email,
+                "reason": reason,
+                "status": "5.1.1",
+            }
+
+    def control(self, method: str, path: str, body: Any) -> Reply | None:
+        if path == "/suppressions" and method == "GET":
+            with self._state_lock:
+                return Reply(200, {name: sorted(entries) for name, entries in self.lists.items()})
+        if path == "/suppressions" and method == "POST":
+            if not isinstance(body, dict) or body.get("list") not in LISTS or not isinstance(body.get("email"), str):
+                return Reply(400, {"error": f"give {{'list': one of {list(LISTS)}, 'email': ...}}"})
+            with self._state_lock:
+                self.lists[body["list"]][body["email"].lower()] = {"created": int(time.time()), "email": body["email"]}
+            return Reply(204)
+        if path == "/mailboxes" and method == "POST":
+            if not isinstance(body, dict) or body.get("outcome") not in ("bounce", "deliver"):
+                return Reply(400, {"error": "give {'email': ..., 'outcome': 'bounce' | 'deliver'}"})
+            with self._state_lock:
+                self.mailboxes[str(body.get("email", "")).lower()] = body["outcome"]
+            return Reply(204)
+        return super().control(method, path, body)
+
+    def _suppression(self, request: Request) -> Reply:
+        match = _LIST_PATH.match(request.path)
+        if match is None:
+            return sendgrid_error(404, "not found")
+        name = match.group(1) or "global_unsubscribes"
+        email = unquote(match.group(3)).lower()
+        with self._state_lock:
+            entry = self.lists[name].get(email)
+            if request.method == "DELETE":
+                self.lists[name].pop(email, None)
+                return Reply(204)
+        if request.method != "GET":
+            return sendgrid_error(405, "method not allowed")  # constructed text
+        if name == "global_unsubscribes":
+            return Reply(200, {"recipient_email": entry["email"]} if entry else {})
+        return Reply(200, [entry] if entry else [])
+
+    def _fate(self, email: str) -> str:
+        address = email.lower()
+        with self._state_lock:
+            for name in LISTS:
+                if address in self.lists[name]:
+                    return f"dropped:{name}"
+            return "bounce" if self.mailboxes.get(address) == "bounce" else "delivered"
 
     @staticmethod
     def pacing_headers(wait: float | None) -> dict[str, str]:
@@ -42,13 +139,16 @@ class SendGrid(AcceptedLog):
         return rate_limit_headers(600, wait)
 
     def handle(self, request: Request) -> Reply:
-        if request.path != "/v3/mail/send" or request.method != "POST":
+        suppression = request.path.startswith(("/v3/suppression/", "/v3/asm/suppressions/"))
+        if not suppression and (request.path != "/v3/mail/send" or request.method != "POST"):
             return sendgrid_error(404, "not found")
         token = bearer_token(request)
         if token is None:
             return sendgrid_error(401, "authorization required")
         if token not in self.api_keys:
             return sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked")
+        if suppression:
+            return self._suppression(request)
         try:
             mail = request.json()
         except ValueError:
@@ -59,7 +159,14 @@ class SendGrid(AcceptedLog):
         if (mail.get("mail_settings") or {}).get("sandbox_mode", {}).get("enable") is True:
             return Reply(200)
         message_id = secrets.token_urlsafe(16)[:22]
-        self.accept({"x_message_id": message_id, "request": mail})
+        fates = {
+            str(to["email"]).lower(): self._fate(str(to["email"]))
+            for p in mail["personalizations"]
+            for to in p.get("to") or []
+        }
+        with self._state_lock:
+            self._fates[message_id] = fates
+        self.accept({"x_message_id": message_id, "request": mail, "fates": fates})
         return Reply(202, None, {"X-Message-Id": message_id})
 
 

@@ -192,7 +192,7 @@ class Sandbox:
             answer = state.provider.handle(request)
             self._reply(req, answer)
             if self.callbacks is not None:
-                self.callbacks.after(first, request, answer)
+                self.callbacks.after(first, request, answer, state.provider)
             return
         reply: Reply | None = None
         if fault.apply or (fault.status is None and not fault.drop):

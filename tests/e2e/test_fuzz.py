@@ -229,6 +229,7 @@ def filter_failure(
       to a valid address is accepted although the document states only the canonical form;
     - GET /events takes exactly one of `to` and `provider_message_id`, which OpenAPI cannot state for query
       parameters (the description says it); a 400 naming `to` answers neither or both;
+    - GET /replies likewise takes exactly one of `dispatch_id` and `unmatched`: a 400 naming `dispatch_id`;
     - date rules (between 2000 and 2100, sentSince not after sentUntil, at most 31 days apart) are in the
       description only: `format: date-time` cannot bound a year."""
     kind = type(failure).__name__
@@ -237,6 +238,12 @@ def filter_failure(
         if path in ("/messages", "/events") and '"field":"cursor"' in text:
             return False
         if path == "/events" and '"field":"to"' in text and bool(query.get("to")) == bool(query.get("provider_message_id")):
+            return False
+        if (
+            path == "/replies"
+            and '"field":"dispatch_id"' in text
+            and bool(query.get("dispatch_id")) == bool(query.get("unmatched"))
+        ):
             return False
         if path == "/messages" and any(f'"field":"{name}"' in text for name in ("sentSince", "sentUntil")):
             return False

@@ -105,3 +105,10 @@ def test_log_lines_carry_the_request_id_and_nothing_from_earlier_requests(functi
 def test_sweeper_event_file_runs_a_sweep(functions: Functions) -> None:
     result = functions.invoke("SweeperFunction", load_event("sweeper-scheduled.json"))
     assert set(result) == {"requeued", "dead_lettered", "stuck"} and all(isinstance(v, int) for v in result.values())
+
+
+def test_inbound_mail_event_file_for_an_object_not_there_does_nothing(functions: Functions) -> None:
+    # S3's notification for an object the bucket no longer holds (its lifecycle expired it): nothing to read.
+    assert functions.invoke("InboundMailFunction", load_event("inbound-mail-received.json")) == {
+        "outcomes": ["object not found"]
+    }

@@ -92,6 +92,20 @@ def test_kintone_bulk_upsert_updates_and_inserts_all_or_nothing(box: Sandbox) ->
     assert len(state["records"]) == 2  # the failed bulk call changed nothing
 
 
+def test_kintone_refuses_text_longer_than_its_limits(box: Sandbox) -> None:
+    setup_app(box)
+    too_long_key = kintone(
+        box, "POST", "record", {"app": 7, "record": {"email": {"value": "a" * 65}, "name": {"value": "A"}}}
+    )
+    assert too_long_key.status_code == 400 and "record.email.value" in too_long_key.json()["errors"]
+    fits = kintone(
+        box, "POST", "record", {"app": 7, "record": {"email": {"value": "a" * 64}, "name": {"value": "あ" * 65_535}}}
+    )
+    assert fits.status_code == 200
+    too_long = kintone(box, "POST", "record", {"app": 7, "record": {"name": {"value": "あ" * 65_536}}})
+    assert too_long.status_code == 400 and too_long.json()["code"] == "CB_VA01"
+
+
 def test_kintone_errors_are_kintones_own(box: Sandbox) -> None:
     setup_app(box, readonly_tokens=["viewer-token"])
     missing = kintone(box, "PUT", "record", {"app": 7, "id": 4444, "record": {}})

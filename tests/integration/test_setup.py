@@ -102,6 +102,30 @@ def test_before_delete_empties_the_payload_bucket_so_the_stack_can_be_deleted(
     assert any("MessagesTable" in line for line in printed)
 
 
+def test_before_delete_empties_the_inbound_mail_bucket_when_the_stack_has_one(
+    moto_server, tmp_path: Path, monkeypatch
+) -> None:
+    samconfig = tmp_path / "samconfig.toml"
+    shutil.copy(REPO_ROOT / "samconfig.toml", samconfig)
+    for name, value in {**moto_server.env(), "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    stack = plan("dev", samconfig).stack_name
+    cfn, s3 = moto_server.client("cloudformation"), moto_server.client("s3")
+    body = '{"Resources": {"PayloadBucket": {"Type": "AWS::S3::Bucket"}, "InboundMailBucket": {"Type": "AWS::S3::Bucket"}}}'
+    cfn.create_stack(StackName=stack, TemplateBody=body)
+    inbound = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="InboundMailBucket")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    s3.put_object(Bucket=inbound, Key="inbound/abc", Body=b"From: a@example.com\r\n\r\nhi")
+    printed: list[str] = []
+    from bridgectl.setup import before_delete
+
+    assert before_delete("dev", samconfig, out=printed.append) == 0
+    assert any("inbound mail bucket" in line and "1 received" in line for line in printed)
+    assert s3.list_objects_v2(Bucket=inbound).get("KeyCount", 0) == 0
+    cfn.delete_stack(StackName=stack)
+
+
 def test_before_delete_says_when_the_stack_is_not_there(moto_server, tmp_path: Path, monkeypatch) -> None:
     samconfig = tmp_path / "samconfig.toml"
     shutil.copy(REPO_ROOT / "samconfig.toml", samconfig)

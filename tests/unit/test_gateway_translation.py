@@ -83,9 +83,23 @@ def test_every_http_event_file_has_the_reference_shape_and_parses(path: Path) ->
     APIGatewayProxyEventV2Model.model_validate(event)
 
 
-@pytest.mark.parametrize("path", [p for p in EVENTS if "Records" in p.read_text()], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in EVENTS if '"aws:sqs"' in p.read_text()], ids=lambda p: p.name)
 def test_every_sqs_event_file_parses(path: Path) -> None:
     SqsModel.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("path", [p for p in EVENTS if '"aws:s3"' in p.read_text()], ids=lambda p: p.name)
+def test_every_s3_notification_file_parses(path: Path) -> None:
+    # Powertools' model of S3's documented notification (what devkit post-eml sends, too)
+    from aws_lambda_powertools.utilities.parser.models import S3Model
+
+    S3Model.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_every_event_file_with_records_is_an_sqs_or_s3_one() -> None:
+    with_records = {p.name for p in EVENTS if "Records" in p.read_text()}
+    known = {p.name for p in EVENTS if '"aws:sqs"' in p.read_text() or '"aws:s3"' in p.read_text()}
+    assert with_records <= known
 
 
 @pytest.mark.parametrize("path", [p for p in EVENTS if '"detail-type"' in p.read_text()], ids=lambda p: p.name)

@@ -14,6 +14,7 @@ def test_functions_routes_and_queue_sources_come_from_the_template() -> None:
         "EventWorkerFunction",
         "QueryFunction",
         "SweeperFunction",
+        "InboundMailFunction",  # deployed only with EnableInboundMail; locally always there
     }
     assert functions["SweeperFunction"].schedules == ["rate(1 minute)"]
     worker = functions["EventWorkerFunction"].queue_sources[0]

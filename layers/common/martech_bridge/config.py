@@ -12,6 +12,7 @@ The routes file is validated with pydantic (models/routes.py) where that cost is
 import dataclasses
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
@@ -76,6 +77,8 @@ class Settings:
     send_deadline_seconds: float = _bounded(20, 1, 28, open_low=True)
     provider_timeout_seconds: float = _bounded(10, 0.5, 25, open_low=True)
     send_concurrency: int = _bounded(16, 1, 64)  # Braze calls in flight at once (one per recipient)
+    # A re-subscription's release check comes due after this (releases.py): long after its request has ended.
+    release_check_delay_seconds: int = _bounded(120, 0, 900)
     public_base_url: str = ""
     sendgrid_api_key: str = _secret()
     sendgrid_base_url: str = "https://api.sendgrid.com"
@@ -94,6 +97,12 @@ class Settings:
     # A soft bounce is a final `bounced` either way; true also sets the address to subscribed: false
     # (suppression `soft_bounce`: marketing is held back, transactional mail still goes).
     suppress_soft_bounces: bool = False
+
+    # Replies (issue 16): the inbound bucket SES writes to, the domain of the reply+<dispatch id>@ Reply-To a
+    # send sets (empty: none), and how much of one received message is read.
+    inbound_mail_bucket: str = ""
+    reply_domain: str = field(default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"})
+    max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
 
     def __post_init__(self) -> None:
         problems = []
@@ -173,6 +182,9 @@ def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
     choices = get_args(_LITERALS.get(f.name))
     if choices and value not in choices:
         raise ValueError(f"Input should be {' or '.join(repr(c) for c in choices)}")
+    pattern = f.metadata.get("pattern")
+    if pattern and not re.match(pattern, value):
+        raise ValueError(f"String should match pattern '{pattern}'")
     return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
 
 

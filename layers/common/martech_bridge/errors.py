@@ -63,3 +63,7 @@ class ConfigurationError(BridgeError):
     """The deployment is misconfigured (missing table name, unreadable config file)."""
 
     status, code = 500, "configuration_error"
+
+
+class QuotaExceeded(BridgeError):
+    status, code = 429, "quota_exceeded"

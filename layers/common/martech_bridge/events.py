@@ -181,7 +181,9 @@ def sink_payload(event: NormalizedEvent, recipient: dict[str, Any] | None) -> di
 def forward(event: NormalizedEvent, recipient: dict[str, Any] | None = None) -> None:
     """Queue a delivery to every sink whose filter takes this event. The delivery id comes from the sink and
     the event, so applying an event twice (a crash before its item) queues nothing new."""
-    sinks = [s for s in load_bridge_config().sinks if s.filter.accepts(event.provider, event.event_type.value)]
+    sinks = [
+        s for s in load_bridge_config().sinks_for("events") if s.filter.accepts(event.provider, event.event_type.value)
+    ]
     if not sinks:
         return
     engine = delivery_engine()

@@ -45,6 +45,9 @@ class CallResult:
     results: list[RecipientResult]
     failure: ProviderAnswer | None = None  # the provider's refusal, when it refused
     deferred: ProviderCall | None = None  # the call still to be made, when its recipients are `pending`
+    # Refused before anything was accepted, by no answer at all (connection refused) or 429/5xx to the end,
+    # with no attempt that may have gone out: provably never left, so another provider may send it.
+    never_left: bool = False
 
 
 def dispatch(
@@ -193,7 +196,9 @@ def _results(provider: Provider, call: ProviderCall, answer: ProviderAnswer | No
             "provider_message": _ADDRESS.sub("***@", answer.message or ""),  # providers quote addresses
         },
     )
-    return CallResult(each("failed", what), failure=answer)
+    return CallResult(
+        each("failed", what), failure=answer, never_left=answer.kind == "retry" and not call.may_have_sent
+    )
 
 
 _ADDRESS = re.compile(r"[^\s<>\"'@,;:]+@")

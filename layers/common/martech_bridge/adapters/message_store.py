@@ -114,7 +114,8 @@ class MessageStore(aws.TableStore):
             if result.email:
                 item.update(gsi2pk=f"TO#{result.email}", gsi2sk=f"{stamp}#{result.message_id}")
             if result.provider_message_id:
-                item.update(gsi1pk=f"PID#{provider}#{result.provider_message_id}", gsi1sk=result.message_id)
+                by = result.provider or provider  # a fallback's events find the recipient under its own ids
+                item.update(gsi1pk=f"PID#{by}#{result.provider_message_id}", gsi1sk=result.message_id)
             items.append({k: v for k, v in item.items() if v is not None})
         head_item = {
             "pk": pk,

@@ -1,6 +1,7 @@
 """The send queue: provider calls a request could not make within its deadline (Braze recipients), each
 as one message, made later by SendWorkerFunction. A message holds the call without its credentials; the
-call's own body is the only place the address appears (Braze needs it there)."""
+call's own body is the only place the address appears (Braze needs it there). It also carries the delayed
+release checks of re-subscriptions (releases.py): {"kind": "release", "email", "version"}."""
 
 import base64
 import json
@@ -12,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from martech_bridge.adapters import aws
 from martech_bridge.adapters.providers.base import Outbound, ProviderCall
 from martech_bridge.adapters.targets.base import TargetRequest
+from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import Recipient
 
 MAX_BATCH_BYTES = 200_000  # below SQS's 256 KiB for one SendMessageBatch
@@ -51,16 +53,42 @@ def decode(body: str) -> tuple[str, str, ProviderCall]:
             secret_headers=frozenset(data["secret_headers"]),
         )
         recipients = [Outbound(Recipient(), str(r["message_id"])) for r in data["recipients"]]
-        return str(data["dispatch_id"]), str(data["provider"]), ProviderCall(
-            request, recipients, data["retry_safe"], bool(data.get("may_have_sent", True))
+        return (
+            str(data["dispatch_id"]),
+            str(data["provider"]),
+            ProviderCall(request, recipients, data["retry_safe"], bool(data.get("may_have_sent", True))),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a send message: {type(exc).__name__}") from None
 
 
+def decode_release(body: str) -> tuple[str, int] | None:
+    """(address, subscription version) of a release check; None when the message is not one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("kind") != "release":
+        return None
+    email, version = data.get("email"), data.get("version")
+    if not isinstance(email, str) or not isinstance(version, int) or isinstance(version, bool):
+        return None
+    return email, version
+
+
 class SendQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
+
+    def check_release(self, email: str, version: int, delay_seconds: int) -> None:
+        """Queue the check that finishes a re-subscription's releases; DependencyUnavailable if SQS refuses."""
+        body = json.dumps({"kind": "release", "email": email, "version": version}, ensure_ascii=False)
+        try:
+            aws.client("sqs").send_message(
+                QueueUrl=self.queue_url, MessageBody=body, DelaySeconds=max(0, min(900, delay_seconds))
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("The send queue is unavailable") from exc
 
     def defer(self, dispatch_id: str, provider: str, calls: Sequence[ProviderCall]) -> list[ProviderCall]:
         """Each call into the queue; the calls that could not be queued (SQS unavailable) are returned.

@@ -26,6 +26,10 @@ class SubscriptionStore(Protocol):
 
     def save(self, new: Subscription, change: SubscriptionChange, *, expected_version: int | None) -> None: ...
 
+    def record_release(
+        self, email: str, version: int, provider: str, outcome: str, change: SubscriptionChange
+    ) -> bool: ...
+
 
 class DynamoSubscriptionStore:
     def __init__(self, table_name: str, history_retention_days: int) -> None:
@@ -109,6 +113,44 @@ class DynamoSubscriptionStore:
             raise DependencyUnavailable("Subscription store is unavailable") from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable("Subscription store is unavailable") from exc
+
+    def record_release(self, email: str, version: int, provider: str, outcome: str, change: SubscriptionChange) -> bool:
+        """A provider's release outcome into the state (only while it is still that re-subscription's pending
+        release) and its history entry, in one transaction; False when the state has moved on."""
+        history_item = {
+            "pk": email,
+            "sk": f"{HISTORY_PREFIX}{change.changed_at.isoformat()}#{version:010d}#release#{provider}",
+            **change.model_dump(mode="json"),
+            "expires_at": int((change.changed_at + self._retention).timestamp()),
+        }
+        update = {
+            "TableName": self._table_name,
+            "Key": {"pk": {"S": email}, "sk": {"S": STATE_SK}},
+            "UpdateExpression": "SET #r.#p = :o",
+            "ConditionExpression": "#v = :v AND #r.#p = :pending",
+            "ExpressionAttributeNames": {"#r": "release", "#p": provider, "#v": "version"},
+            "ExpressionAttributeValues": {
+                ":o": {"S": outcome},
+                ":v": {"N": str(version)},
+                ":pending": {"S": "pending"},
+            },
+        }
+        try:
+            aws.client("dynamodb").transact_write_items(
+                TransactItems=[
+                    {"Update": update},
+                    {"Put": {"TableName": self._table_name, "Item": _serialize(history_item)}},
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = exc.response.get("CancellationReasons") or []
+                if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                    return False
+            raise DependencyUnavailable("Subscription store is unavailable") from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable("Subscription store is unavailable") from exc
+        return True
 
 
 def _serialize(item: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import binascii
 import hashlib
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -12,13 +13,12 @@ from urllib.parse import unquote
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP, message_store
-from martech_bridge.adapters.subscription_store import subscription_store
+from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP
 from martech_bridge.api import Response, build_resolver, json_response, parse_body, require_api_key
-from martech_bridge.deliveries import delivery_engine, replay_delivery
+from martech_bridge.deliveries import replay_delivery
+from martech_bridge.dependencies import delivery_engine, message_store, reply_store, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound
 from martech_bridge.logic.event_parsing import Unreadable, iso, recipient
-from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import DELIVERY_ID_PATTERN
 from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.mail import DISPATCH_ID_PATTERN
@@ -29,6 +29,8 @@ app = build_resolver()
 AUTH = [require_api_key]
 _DISPATCH_ID = re.compile(DISPATCH_ID_PATTERN)
 _DELIVERY_ID = re.compile(DELIVERY_ID_PATTERN)
+RELEASE_RESERVE_SECONDS = 3.0  # kept back after the releases for writing their outcomes and answering
+HISTORY_SHOWN = 51
 MAX_IDS = 100  # message ids a look-up takes at once
 MAX_IDS_CHARS = 2000  # and their length, so a URL stays far under API Gateway's limits
 
@@ -89,14 +91,49 @@ def put_subscription(email: str) -> Response:
 def _put_subscription(address: str) -> Response:
     logger.append_keys(recipient=mask_email(address))
     update = parse_body(app, SubscriptionUpdate)
-    store = subscription_store()
-    current, history = store.get(address)
-    new, change = apply_update(address, current, update, source="api", now=datetime.now(UTC))
-    store.save(new, change, expected_version=current.version if current else None)
+    # Imported here: the providers' modules stay out of the look-ups' cold start.
+    from martech_bridge.adapters.send_queue import SendQueue
+    from martech_bridge.config import get_settings
+    from martech_bridge.releases import resubscribe
+
+    settings = get_settings()
+    remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 - RELEASE_RESERVE_SECONDS
+    new, history, released = resubscribe(
+        address,
+        update,
+        settings=settings,
+        store=subscription_store(),
+        queue=SendQueue(settings.send_queue_url) if settings.send_queue_url else None,
+        deadline=time.monotonic() + max(0.0, min(settings.send_deadline_seconds, remaining)),
+    )
     metrics.add_metric(name="SubscriptionChanges", unit=MetricUnit.Count, value=1)
     logger.info("Subscription changed", extra={"subscribed": new.subscribed, "suppression": new.suppression})
-    view = SubscriptionView(subscription=new, history=[change, *history][: len(history) + 1])
-    return json_response(200, view.to_json())
+    body = SubscriptionView(subscription=new, history=history[:HISTORY_SHOWN]).to_json()
+    if released is not None:
+        body["released"] = released
+    return json_response(200, body)
+
+
+@app.get("/quota", middlewares=AUTH)
+def get_quota() -> Response:
+    """Each provider's send quota: per period, the recipients counted and the limit (config `sending`)."""
+    from martech_bridge import quotas
+    from martech_bridge.config import load_bridge_config
+    from martech_bridge.dependencies import quota_store
+
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for name, spec in load_bridge_config().sending.providers.items():
+        if not quotas.limited(spec):
+            continue
+        entry: dict[str, Any] = {"on_limit": spec.on_limit, "warn_at": spec.warn_at}
+        for kind, period in quotas.periods(now).items():
+            limit = getattr(spec, f"{kind}_limit")
+            if limit is not None:
+                used = quota_store().used(name, period)
+                entry[kind] = {"period": period.partition("#")[2], "used": used, "limit": limit}
+        out[name] = entry
+    return json_response(200, {"providers": out})
 
 
 @app.get("/messages/<dispatch_id>", middlewares=AUTH)
@@ -183,6 +220,23 @@ def list_events() -> Response:
         _check_key_cursor(cursor, {"pk", "sk", hash_key, sort_key}, {hash_key: partition})
     events, after = message_store().events_for(to=to, provider_message_id=pmid, limit=_limit(params, 50), cursor=cursor)
     return json_response(200, {"results": events, "cursor": _encode_cursor(after, filters)})
+
+
+@app.get("/replies", middlewares=AUTH)
+def list_replies() -> Response:
+    """Replies received by the inbound mail path: those tied to one message (`dispatch_id`), or those tied to
+    none (`unmatched=true`), newest first."""
+    params = app.current_event.query_string_parameters or {}
+    dispatch_id = params.get("dispatch_id") or None
+    unmatched = params.get("unmatched")
+    if unmatched not in (None, "true"):
+        raise InvalidRequest("unmatched takes only the value true", field="unmatched")
+    if bool(dispatch_id) == bool(unmatched):
+        raise InvalidRequest("give either dispatch_id or unmatched=true", field="dispatch_id")
+    if dispatch_id is not None and not re.fullmatch(r"d_[0-9a-f]{12,32}", dispatch_id):
+        raise InvalidRequest("dispatch_id is not an id this bridge issues", field="dispatch_id")
+    replies = reply_store().list(dispatch_id=dispatch_id, limit=_limit(params, 50))
+    return json_response(200, {"results": replies})
 
 
 def _many(params: dict[str, str], name: str) -> list[str]:

@@ -1,7 +1,8 @@
 """SendWorkerFunction: the send queue. Each message is one provider call that a `POST /mail/send` could not
 make within its deadline (a Braze recipient, whose external_send_id Braze deduplicates); the call is made
 now and the recipient's `pending` record settled. A message whose records are not written yet, or that
-finds no time left, goes back to the queue; the redrive moves one that keeps failing to the DLQ."""
+finds no time left, goes back to the queue; the redrive moves one that keeps failing to the DLQ. A release
+check (releases.py) makes a re-subscription's still-pending suppression releases, and goes back likewise."""
 
 import dataclasses
 import time
@@ -9,11 +10,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from martech_bridge.adapters.message_store import message_store
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.adapters.send_queue import decode
+from martech_bridge.adapters.send_queue import decode, decode_release
 from martech_bridge.config import get_settings
+from martech_bridge.dependencies import message_store, subscription_store
 from martech_bridge.observability import logger
+from martech_bridge.releases import resume
 from martech_bridge.sending import api_key, count_outcomes, run_calls
 from martech_bridge.sqs_batch import Message, process
 
@@ -26,6 +28,13 @@ class HandBack(Exception):
 
 def record_handler(record: Message, context: LambdaContext) -> None:
     settings = get_settings()
+    check = decode_release(record.body)
+    if check is not None:
+        remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
+        deadline = time.monotonic() + min(settings.send_deadline_seconds, remaining)
+        if not resume(*check, settings=settings, store=subscription_store(), deadline=deadline):
+            raise HandBack("a provider's suppression release is still pending")
+        return
     try:
         dispatch_id, name, call = decode(record.body)
         provider = PROVIDERS[name]

@@ -229,6 +229,7 @@ class RecipientResult(BaseModel):
     status: RecipientStatus
     reason: str | None = None
     provider_message_id: str | None = None
+    provider: str | None = None  # set when not the message's own: the fallback that sent this recipient
 
     def answer(self) -> dict[str, Any]:
         """As the API answers it: optional fields left out when empty, `email` always there."""

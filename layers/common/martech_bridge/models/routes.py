@@ -237,6 +237,16 @@ class Mapping(_Strict):
     headers: dict[HeaderName, Value] = Field(default_factory=dict)
     body: dict[str, Value] | None = None
     body_value: Value | None = None
+    # kintone only: one record per element of this list (JMESPath), each mapped over the payload merged with
+    # the element, in one call to the bulk endpoint (records.json, at most 100 records, all or nothing).
+    each: str | None = None
+
+    @field_validator("each")
+    @classmethod
+    def _each_compiles(cls, path: str | None) -> str | None:
+        if path is not None:
+            _compile(path)
+        return path
 
     @field_validator("headers")
     @classmethod
@@ -322,6 +332,8 @@ class Route(_Strict):
 
 
 def _check_mapping(m: "Mapping", t: Any) -> None:
+    if m.each is not None and not isinstance(t, KintoneTarget):
+        raise ValueError("`each` (one record per list element) is for kintone targets only")
     if isinstance(t, KarteTarget):
         if m.record or m.update_key is not None or m.url_params or m.query or m.headers or m.body_value is not None:
             raise ValueError("a karte target takes `id` (the user key's value) and `body` (event values) only")
@@ -366,13 +378,26 @@ class SinkFilter(_Strict):
         return (not self.events or event_type in self.events) and (not self.providers or provider in self.providers)
 
 
+# What feeds a sink: normalised ESP events (the default), mail the bridge sent (`sent_mail`, one payload per
+# dispatch with its `recipients` list), or replies received by the inbound mail path (`replies`).
+SinkSource = Literal["events", "sent_mail", "replies"]
+# kintone refuses a text value longer than this (pessimistic reading: docs/kintone.md).
+KINTONE_MAX_TEXT_CHARS = 65_535
+
+
 class Sink(_Strict):
     """Where normalised events go: KARTE's event API, a kintone record, or any HTTP endpoint - delivered
     like relay calls (records, retries, DLQ, replay). The mapping reads the normalised event (with
-    `event_name` and `app_name` added, and the provider's `raw` event)."""
+    `event_name` and `app_name` added, and the provider's `raw` event); a `sent_mail` or `replies` sink reads
+    the sent message or the reply (docs/replies.md)."""
 
     name: RouteName
     description: str = ""
+    source: SinkSource = "events"
+    # sent_mail and replies: keep the HTML body as well as the text (off: kintone apps often hold text only).
+    include_html: bool = False
+    # sent_mail and replies: a body is cut to this many characters (kintone's text limit at most).
+    max_body_chars: int = Field(default=KINTONE_MAX_TEXT_CHARS, ge=1, le=KINTONE_MAX_TEXT_CHARS)
     filter: SinkFilter = Field(default_factory=SinkFilter)
     target: Target
     mapping: Mapping = Field(default_factory=Mapping)
@@ -383,6 +408,8 @@ class Sink(_Strict):
     @model_validator(mode="after")
     def _mapping_fits_target(self) -> "Sink":
         _check_mapping(self.mapping, self.target)
+        if self.source != "events" and (self.filter.events or self.filter.providers or self.event_names):
+            raise ValueError(f"`filter` and `event_names` apply to event sinks only, not to a {self.source} sink")
         return self
 
     def event_name(self, provider: str, event_type: str) -> str:
@@ -392,12 +419,39 @@ class Sink(_Strict):
         return template.format(provider=provider)
 
 
+class ProviderSending(_Strict):
+    """How the bridge sends through one provider: its send quota and warnings, and whether it stands in for the
+    others (docs/sending.md, "Quotas" and "Failover")."""
+
+    daily_limit: int | None = Field(default=None, ge=1)  # recipients a day (UTC days)
+    monthly_limit: int | None = Field(default=None, ge=1)  # recipients a calendar month (UTC)
+    # Fractions of a limit at which the notification address is warned, once per period each.
+    warn_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(default=[0.8, 1.0], max_length=10)
+    notify: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)] | None = None
+    on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
+    fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
+
+
+class SendingConfig(_Strict):
+    providers: dict[Literal["sendgrid", "braze", "infobip"], ProviderSending] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_fallback(self) -> "SendingConfig":
+        if sum(1 for p in self.providers.values() if p.fallback) > 1:
+            raise ValueError("at most one provider can be the fallback")
+        return self
+
+    def fallback(self) -> str | None:
+        return next((name for name, p in self.providers.items() if p.fallback), None)
+
+
 class BridgeConfig(_Strict):
     # Editors find the published JSON Schema through it; the bridge ignores it.
     schema_ref: str | None = Field(default=None, alias="$schema")
     version: Literal[1]
     routes: dict[RouteName, Route] = Field(default_factory=dict)
     sinks: list[Sink] = Field(default_factory=list)
+    sending: SendingConfig = Field(default_factory=SendingConfig)
 
     @model_validator(mode="after")
     def _unique_sinks(self) -> "BridgeConfig":
@@ -405,6 +459,9 @@ class BridgeConfig(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("sink names must be unique")
         return self
+
+    def sinks_for(self, source: str) -> "list[Sink]":
+        return [s for s in self.sinks if s.source == source]
 
     def spec(self, name: str) -> "Route | Sink | None":
         """What a delivery was made for: a route by name, or a sink as "sink:<name>"."""

@@ -56,6 +56,9 @@ class Subscription(BaseModel):
     source: Source = "api"
     changed_at: datetime
     version: int = Field(default=1, ge=1)
+    # After a re-subscription: each configured provider's release from its own suppression lists
+    # ("pending" until done; then "removed", "not_listed" or "failed").
+    release: dict[str, str] | None = None
 
 
 class SubscriptionChange(BaseModel):
@@ -67,6 +70,7 @@ class SubscriptionChange(BaseModel):
     source: Source
     changed_at: datetime
     previous_subscribed: bool | None = None
+    released: dict[str, str] | None = None  # a provider's release, as its own history entry
 
 
 class SubscriptionView(BaseModel):

@@ -2,7 +2,7 @@
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -56,6 +56,28 @@ class ProviderAnswer:
     deduplicated: bool = False  # the provider says it already holds this call (Braze's "has been queued")
 
 
+@dataclass(frozen=True)
+class ReleaseContext:
+    """What a release of an address from a provider's suppression lists needs."""
+
+    api_key: str
+    base_url: str
+    sender_domain: str = ""  # Infobip keeps its suppressions per sending domain
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ReleaseStep:
+    """One of a provider's suppression lists: how to ask whether an address is on it (`check`, read by
+    `listed`), and how to take it off (`remove`). Every call is idempotent, so any of them may be repeated."""
+
+    name: str
+    remove: TargetRequest
+    check: TargetRequest | None = None  # None: the provider cannot be asked; `remove` is made regardless
+    listed: Callable[[TargetResponse], bool] | None = None
+    done: str = "removed"  # what a 2xx to `remove` means (Braze: the state was set to "subscribed")
+
+
 class Provider(Protocol):
     name: str
     label: str  # as people write it: "SendGrid"
@@ -71,6 +93,10 @@ class Provider(Protocol):
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]: ...
 
     def read(self, call: ProviderCall, response: TargetResponse) -> ProviderAnswer: ...
+
+    def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
+        """The calls that take `email` off each of the provider's own suppression lists."""
+        ...
 
     def events(self, payload: Any, received_at: datetime | None = None) -> list[Any]:
         """The provider's event post as NormalizedEvent / RejectedEvent items (`received_at`: when the bridge

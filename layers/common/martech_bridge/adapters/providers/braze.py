@@ -17,6 +17,8 @@ from martech_bridge.adapters.providers.base import (
     Outbound,
     ProviderAnswer,
     ProviderCall,
+    ReleaseContext,
+    ReleaseStep,
     SendContext,
     classify,
     rate_limit_wait,
@@ -67,6 +69,23 @@ class Braze:
                     code="validation_error",
                     field=f"to.{i}.data",
                 )
+
+    def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
+        """Braze cannot be asked whether an address is unsubscribed by e-mail alone; the state is set
+        (braze.com/docs/api/endpoints/email/post_email_subscription_status: POST /email/status with
+        {"email", "subscription_state": "subscribed"|"unsubscribed"|"opted_in"}). "subscribed" is the state of
+        a user who has neither opted in nor out: re-subscribing through the bridge is not an explicit opt-in."""
+        body = {"email": email, "subscription_state": "subscribed"}
+        remove = TargetRequest(
+            "POST",
+            f"{ctx.base_url}/email/status",
+            {**self.auth(ctx.api_key), "Content-Type": "application/json"},
+            json.dumps(body).encode(),
+            ctx.timeout,
+            True,
+            frozenset({"Authorization"}),
+        )
+        return [ReleaseStep("email_subscription", remove=remove, done="subscribed")]
 
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
         request = ctx.request

@@ -10,11 +10,14 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from martech_bridge.adapters.providers.base import (
     Outbound,
     ProviderAnswer,
     ProviderCall,
+    ReleaseContext,
+    ReleaseStep,
     SendContext,
     classify,
     rate_limit_wait,
@@ -28,6 +31,14 @@ MAX_MESSAGE_ID = 200  # EmailToDestination.messageId (SDK 6.0.0)
 MAX_CALLBACK_DATA = 4000  # EmailWebhooks.callbackData (SDK 6.0.0)
 
 
+SUPPRESSION_TYPES = ("BOUNCE", "COMPLAINT", "OVER_QUOTA")
+
+
+def _suppressed(response: TargetResponse) -> bool:
+    body = response.json()
+    return isinstance(body, dict) and isinstance(body.get("results"), list) and bool(body["results"])
+
+
 class Infobip:
     name = "infobip"
     label = "Infobip"
@@ -35,6 +46,37 @@ class Infobip:
 
     def auth(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"App {api_key}"}
+
+    def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
+        """Infobip keeps suppressions per sending domain and type (infobip.com/docs/api/channels/email:
+        "Get suppressions" GET /email/1/suppressions?domainName&type&emailAddress -> {"results": [...]};
+        "Delete suppressions" DELETE /email/1/suppressions with {"suppressions": [{domainName, emailAddress,
+        type}]} -> 204, deleted asynchronously)."""
+        headers = {**self.auth(ctx.api_key), "Accept": "application/json"}
+        steps = []
+        for kind in SUPPRESSION_TYPES:
+            query = urlencode({"domainName": ctx.sender_domain, "type": kind, "emailAddress": email})
+            body = {"suppressions": [{"domainName": ctx.sender_domain, "emailAddress": [email], "type": kind}]}
+            check = TargetRequest(
+                "GET",
+                f"{ctx.base_url}/email/1/suppressions?{query}",
+                headers,
+                None,
+                ctx.timeout,
+                True,
+                frozenset({"Authorization"}),
+            )
+            remove = TargetRequest(
+                "DELETE",
+                f"{ctx.base_url}/email/1/suppressions",
+                {**headers, "Content-Type": "application/json"},
+                json.dumps(body).encode(),
+                ctx.timeout,
+                True,
+                frozenset({"Authorization"}),
+            )
+            steps.append(ReleaseStep(kind.lower(), remove=remove, check=check, listed=_suppressed))
+        return steps
 
     def validate(self, request: MailRequest) -> None:
         total = sum(a.size for a in request.attachments)

@@ -6,11 +6,14 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from martech_bridge.adapters.providers.base import (
     Outbound,
     ProviderAnswer,
     ProviderCall,
+    ReleaseContext,
+    ReleaseStep,
     SendContext,
     classify,
     rate_limit_wait,
@@ -27,10 +30,41 @@ def _address(address: Any) -> dict[str, str]:
     return {"email": address.email, **({"name": address.name} if address.name else {})}
 
 
+# SendGrid's own suppression lists and where each is read and cleared for one address (twilio/sendgrid-oai
+# spec/yaml/tsg_suppressions_v3.yaml): GET answers an array of entries (empty when not listed), the global
+# unsubscribes an object with `recipient_email` ({} when not listed); DELETE answers 204.
+SUPPRESSION_LISTS = {
+    "bounces": "/v3/suppression/bounces/",
+    "blocks": "/v3/suppression/blocks/",
+    "spam_reports": "/v3/suppression/spam_reports/",
+    "invalid_emails": "/v3/suppression/invalid_emails/",
+    "global_unsubscribes": "/v3/asm/suppressions/global/",
+}
+
+
+def _listed(response: TargetResponse) -> bool:
+    body = response.json()
+    if isinstance(body, list):
+        return bool(body)
+    return isinstance(body, dict) and bool(body.get("recipient_email"))
+
+
 class SendGrid:
     name = "sendgrid"
     label = "SendGrid"
     dedupes = False
+
+    def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
+        headers = {**self.auth(ctx.api_key), "Accept": "application/json"}
+
+        def request(method: str, path: str) -> TargetRequest:
+            url = f"{ctx.base_url}{path}{quote(email, safe='@')}"
+            return TargetRequest(method, url, headers, None, ctx.timeout, True, frozenset({"Authorization"}))
+
+        return [
+            ReleaseStep(name, remove=request("DELETE", path), check=request("GET", path), listed=_listed)
+            for name, path in SUPPRESSION_LISTS.items()
+        ]
 
     def auth(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}"}

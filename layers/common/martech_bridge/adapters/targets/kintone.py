@@ -1,6 +1,7 @@
 """kintone REST API target: update one record by `id` or `updateKey` (PUT record.json), upsert through the
 bulk endpoint (PUT records.json with upsert: true - the single-record endpoint has no upsert), or add one
-(POST record.json); guest spaces; API tokens comma-joined (at most 9) and optional Basic auth."""
+(POST record.json); with `each`, up to 100 records in one bulk call; guest spaces; API tokens comma-joined
+(at most 9) and optional Basic auth."""
 
 import base64
 import json
@@ -15,7 +16,9 @@ from martech_bridge.adapters.targets.base import (
 )
 from martech_bridge.errors import ConfigurationError, InvalidRequest
 from martech_bridge.logic.delivery import Outcome
-from martech_bridge.models.routes import Deliverable, KintoneTarget
+from martech_bridge.models.routes import Deliverable, KintoneTarget, search
+
+MAX_BULK_RECORDS = 100  # records per add/update call (WIRE-FORMATS 5.4)
 
 
 def record_fields(route: Deliverable, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -57,6 +60,17 @@ class KintoneTargetAdapter:
             secret_headers.add("Authorization")
 
         prefix = f"/k/guest/{target.guest_space}/v1" if target.guest_space else "/k/v1"
+        if route.mapping.each is not None:
+            method, resource, rows = self._bulk(route, payload)
+            return TargetRequest(
+                method=method,
+                url=f"{target.base_url}{prefix}/{resource}",
+                headers=headers,
+                body=json.dumps(rows, ensure_ascii=False).encode("utf-8"),
+                timeout=target.timeout_seconds,
+                idempotent=target.operation != "add",
+                secret_headers=frozenset(secret_headers),
+            )
         record = record_fields(route, payload)
         body: dict[str, Any] = {"app": target.app}
         locator = self._locator(route, payload)
@@ -83,6 +97,32 @@ class KintoneTargetAdapter:
             idempotent=target.operation != "add",
             secret_headers=frozenset(secret_headers),
         )
+
+    def _bulk(self, route: Deliverable, payload: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """One record per element of `mapping.each`, in one bulk call: kintone's records.json takes at most
+        100 records and applies all of them or none (WIRE-FORMATS 5.2, 5.4)."""
+        target = route.target
+        assert isinstance(target, KintoneTarget) and route.mapping.each is not None
+        items = search(route.mapping.each, payload)
+        if not isinstance(items, list) or not items:
+            raise InvalidRequest(
+                f"No records to write (mapping each: {route.mapping.each})", code="missing_field", field="each"
+            )
+        if len(items) > MAX_BULK_RECORDS:
+            raise InvalidRequest(
+                f"kintone takes at most {MAX_BULK_RECORDS} records in one call; got {len(items)}", field="each"
+            )
+        rows = []
+        for item in items:
+            merged = {**payload, **item} if isinstance(item, dict) else payload
+            record = record_fields(route, merged)
+            rows.append(record if target.operation == "add" else {**self._locator(route, merged), "record": record})
+        body: dict[str, Any] = {"app": target.app, "records": rows}
+        if target.operation == "add":
+            return "POST", "records.json", body
+        if target.operation == "upsert":
+            body["upsert"] = True
+        return "PUT", "records.json", body
 
     @staticmethod
     def _locator(route: Deliverable, payload: dict[str, Any]) -> dict[str, Any]:
