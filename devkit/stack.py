@@ -272,6 +272,8 @@ class LocalStack:
             f"  Sandbox        {self.sandbox.url}  (kintone, sendgrid, braze, infobip, karte; /_sandbox/health)",
             f"  Embedded AWS   {self.moto.endpoint}  (AWS_ENDPOINT_URL={self.moto.endpoint} aws dynamodb list-tables)",
             f"  Functions      {', '.join(self.functions)}",
+            f"  Console        {self.gateway.url}/console  (a browser page; API key "
+            f"{self._first_api_key() or 'from env.json'})",
         ]
 
     def story(self) -> list[str]:
@@ -303,11 +305,12 @@ class LocalStack:
             f"sleep 2; curl -sS {auth}{api}/deliveries/$DELIVERY",
             "# 5. Send mail through the sandboxed SendGrid; it posts signed `delivered` and `open` events back",
             f"DISPATCH=$(curl -sS -X POST {auth}{json_ct} "
-            f'-d \'{{"to": [{{"email": "hanako@example.com"}}], "subject": "hello", "text": "hi"}}\' '
+            f'-d \'{{"to": [{{"email": "hanako@example.com", "user_id": "user_8842"}}], '
+            f'"subject": "hello", "text": "hi"}}\' '
             f"{api}/mail/send | tee /dev/stderr | {pick} dispatch_id)",
-            "# ...a few seconds later the message shows `delivered`, then `opened`",
+            "# ...a few seconds later the recipient shows `delivered`, with both events in its history",
             f"sleep 5; curl -sS {auth}{api}/messages/$DISPATCH",
-            "# 6. Final delivery reports, and the event sinks: KARTE (the sandbox) and kintone app 10",
+            "# 6. Final delivery reports, and the event sinks: KARTE (the sandbox, by user_id) and kintone app 10",
             f"curl -sS {auth}{api}/reports",
             f"curl -sS {box}/_sandbox/karte/events",
             f"curl -sS {box}/_sandbox/kintone/apps/10",
