@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.request import urlopen
 
 from devkit.aws import FAKE_CREDENTIALS, MotoServer, create_resources
 from devkit.runtime import (
@@ -24,17 +23,12 @@ from devkit.runtime import (
     runtime_environment,
 )
 from devkit.sandbox.server import Sandbox
-from devkit.stack import STATE_FILE
+from devkit.stack import STATE_FILE, advertised_stack
 from devkit.template import Resolver, Template
 
 
 def _running_stack() -> dict[str, Any] | None:
-    try:
-        state = json.loads(STATE_FILE.read_text())
-        with urlopen(f"{state['sandbox']}/_sandbox/health", timeout=1):  # noqa: S310 - loopback only
-            return state
-    except (OSError, ValueError, KeyError):
-        return None
+    return advertised_stack(STATE_FILE)
 
 
 def invoke(logical_id: str, event_path: Path, env_json_path: Path = ENV_JSON) -> int:
@@ -56,6 +50,7 @@ def invoke(logical_id: str, event_path: Path, env_json_path: Path = ENV_JSON) ->
         addresses = {DEFAULT_API_ADDRESS: stack["api"], DEFAULT_SANDBOX_ADDRESS: stack["sandbox"]}
         print(f"Using the running local stack ({stack['api']})", file=sys.stderr)
     else:
+        print("No running `make run` found: a stack of its own for this one call", file=sys.stderr)
         moto = MotoServer().start()
         create_resources(template, resolver, moto)
         sandbox = Sandbox(port=0).start()

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 from devkit.aws import MotoServer, create_resources
 from devkit.gateway import Gateway
@@ -108,6 +109,16 @@ def seed_demo_apps(sandbox: Sandbox) -> None:
         kintone.control("PUT", f"/apps/{app_id}", json.loads(json.dumps(spec)))
 
 
+def advertised_stack(state_file: Path) -> dict[str, Any] | None:
+    """The stack the state file names, if its sandbox still answers; None for no file or a stale one."""
+    try:
+        state = json.loads(state_file.read_text())
+        with urlopen(f"{state['sandbox']}/_sandbox/health", timeout=1):  # noqa: S310 - loopback only
+            return state if isinstance(state, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class LocalStack:
     def __init__(
         self,
@@ -190,19 +201,30 @@ class LocalStack:
                 )
         self.gateway.api_keys = tuple(k.strip() for k in self._api_keys().split(",") if k.strip())
         self.gateway.start()
-        if self.state_file:
-            self._wrote_state = True
-            self.state_file.write_text(
-                json.dumps(
-                    {
-                        "pid": os.getpid(),
-                        "api": self.gateway.url,
-                        "sandbox": self.sandbox.url,
-                        "aws_endpoint": self.moto.endpoint,
-                    }
-                )
-            )
+        self._advertise()
         return self
+
+    def _advertise(self) -> None:
+        """Name this stack in the state file, for `make invoke` and `make post-eml`, unless the file names
+        another stack that still answers: a second `make run` on other ports must not take those commands
+        away from the first, nor delete the first one's file when it stops."""
+        if not self.state_file:
+            return
+        other = advertised_stack(self.state_file)
+        if other is not None:
+            self.log(f"make invoke and make post-eml keep using the stack at {other['api']} (pid {other['pid']})")
+            return
+        self._wrote_state = True
+        self.state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "api": self.gateway.url,
+                    "sandbox": self.sandbox.url,
+                    "aws_endpoint": self.moto.endpoint,
+                }
+            )
+        )
 
     def _warm_all(self) -> None:
         errors: list[str] = []
