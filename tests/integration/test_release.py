@@ -233,3 +233,32 @@ def test_a_provider_refusing_the_credentials_is_failed_not_retried(
     (entry,) = [h for h in view["history"] if h["source"] == "release:sendgrid"]
     assert "HTTP 401" in entry["reason"]
     drain_release_checks(moto_server)
+
+
+def test_a_list_answer_that_cannot_be_read_is_cleared_anyway_not_taken_for_not_listed(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address on SendGrid's bounce list, and a proxy that garbles SendGrid's answer to the look-up
+    email = addr()
+    control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
+    control(sandbox, "sendgrid", "faults", {"count": 1, "status": 200, "body": "<html>gateway page</html>"})
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    # Then the list is cleared all the same (the DELETE is idempotent): an unreadable answer is no "not listed"
+    assert status == 200, body
+    assert not control(sandbox, "sendgrid", "suppressions")["bounces"]
+    assert body["released"]["sendgrid"] == "removed"
+    drain_release_checks(moto_server)
+
+
+def test_an_infobip_list_answer_that_cannot_be_read_is_cleared_anyway(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    email = addr()
+    control(sandbox, "infobip", "suppressions", {"domainName": DOMAIN, "emailAddress": email, "type": "BOUNCE"})
+    control(sandbox, "infobip", "faults", {"count": 1, "status": 200, "body": {"unexpected": True}})
+    status, body = put(functions, email, {"subscribed": True})
+    assert status == 200, body
+    assert control(sandbox, "infobip", "suppressions") == []
+    assert body["released"]["infobip"] == "removed"
+    drain_release_checks(moto_server)
