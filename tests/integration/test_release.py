@@ -262,3 +262,21 @@ def test_an_infobip_list_answer_that_cannot_be_read_is_cleared_anyway(
     assert control(sandbox, "infobip", "suppressions") == []
     assert body["released"]["infobip"] == "removed"
     drain_release_checks(moto_server)
+
+
+def test_a_provider_whose_key_refers_to_no_secret_is_failed_and_the_others_are_released(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address on SendGrid's bounce list, and Braze's key set to a secret that does not exist
+    email = addr()
+    control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
+    missing = {"BRAZE_API_KEY": f"ssm:/martech-bridge/test/missing-{uuid.uuid4().hex[:6]}"}
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True}, **missing)
+    # Then the re-subscription is answered as done (it is: the state was written), SendGrid released it and
+    # Braze is a recorded failure, never a 500 that leaves every provider pending
+    assert status == 200, body
+    assert body["released"]["sendgrid"] == "removed" and body["released"]["braze"] == "failed", body
+    assert not control(sandbox, "sendgrid", "suppressions")["bounces"]
+    assert "missing-" not in json.dumps(body)
+    drain_release_checks(moto_server)
