@@ -139,6 +139,7 @@ class ReplyOut(BaseModel):
 
 class ReplyPage(BaseModel):
     results: list[ReplyOut]
+    cursor: str | None = None
 
 
 class EventPage(BaseModel):
@@ -408,6 +409,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             },
             "unmatched": {"schema": {"type": "string", "enum": ["true"]}},
             "limit": {"schema": {**LIMIT, "default": 50}},
+            "cursor": CURSOR,
         },
     },
     ("GET", "/deliveries/{delivery_id}"): {
