@@ -70,6 +70,23 @@ def main() -> None:
                         f"{ingest['normalise_ratio_to_json'] / ingest['anymail_ratio_to_json']:.2f}",
                     )
                 )
+    console = results.get("console")
+    if console:
+        base = console["get_one_ms"]
+        for label, key in (
+            ("first page", "list_first_page"),
+            ("failed only", "list_failed_page"),
+            ("one route", "list_one_route"),
+        ):
+            rows.append(
+                (
+                    f"console, {console['deliveries']} deliveries: {label}",
+                    f"{console[key + '_ms']:.0f} ms, {console[key + '_requests']} requests, "
+                    f"{console[key + '_items_read']} items",
+                    f"one GET {base:.0f} ms",
+                    f"{console[key + '_ms'] / base:.1f}",
+                )
+            )
     scale = results.get("scale")
     if scale and scale.get("hottest_key_share") is not None:
         rows.append(

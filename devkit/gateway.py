@@ -2,10 +2,14 @@
 an API Gateway HTTP API payload-2.0 event and the function's answer back into HTTP, as AWS does."""
 
 import base64
+import hmac
 import json
+import re
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,6 +23,7 @@ from devkit.template import ACCOUNT_ID, HttpRoute
 API_ID = "localapi"
 # API Gateway's HTTP API payload quota; above it AWS answers 413 before any function runs.
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+LOCAL_SANDBOX = "/_local/sandbox/"
 _DRAIN_LIMIT = 64 * 1024 * 1024
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/graphql")
 
@@ -153,10 +158,16 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 3000,
         log: Any = None,
+        sandbox_url: str | None = None,
+        api_keys: tuple[str, ...] = (),
     ) -> None:
         self.routes = routes
         self.functions = functions
         self.log = log or (lambda line: None)
+        # Local only: the console's sandbox tab reads /_local/sandbox/... (the sandbox's control API, behind
+        # the operator API keys); a deployed API has no such path.
+        self.sandbox_url = sandbox_url
+        self.api_keys = api_keys
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -228,6 +239,9 @@ class Gateway:
             self._reply(req, 400, [("Content-Type", "application/json")], b'{"message":"Bad Request"}')
             req.close_connection = True
             return
+        if self.sandbox_url and req.path.startswith(LOCAL_SANDBOX):
+            self._reply(req, *self._sandbox_control(method, req.path, req.headers.get("X-Api-Key", ""), body))
+            return
         found = match_route(self.routes, method, decoded_path(req.path))
         if found is None:
             self._reply(req, 404, [("Content-Type", "application/json")], b'{"message":"Not Found"}')
@@ -262,6 +276,24 @@ class Gateway:
             f"{(time.monotonic() - started) * 1000:.0f} ms [{request_id}]"
         )
         self._reply(req, status, headers, data, head=method == "HEAD", request_id=request_id)
+
+    def _sandbox_control(
+        self, method: str, path: str, key: str, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The sandbox's health, and each provider's received requests and fault switches, for the console."""
+        json_type = [("Content-Type", "application/json")]
+        if not key or not any(hmac.compare_digest(key.encode(), k.encode()) for k in self.api_keys):
+            return 401, json_type, b'{"error":{"code":"unauthorized","message":"Missing or invalid API key"}}'
+        rest = path[len(LOCAL_SANDBOX) :]
+        if not re.fullmatch(r"health|[a-z]+/(requests|faults)", rest) or method not in ("GET", "POST", "DELETE"):
+            return 404, json_type, b'{"error":{"code":"not_found","message":"No such sandbox control path"}}'
+        url = f"{self.sandbox_url}/_sandbox/{rest}"
+        request = urllib.request.Request(url, data=body or None, method=method, headers=dict(json_type))  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback sandbox URL
+                return answer.status, json_type, answer.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, json_type, exc.read()
 
     @staticmethod
     def _reply(

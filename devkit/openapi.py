@@ -66,6 +66,76 @@ class DeliveryOut(BaseModel):
     attempt_history: list[Attempt]
 
 
+class DeliveryLine(BaseModel):
+    """One delivery in a listing (its attempts: GET /deliveries/{delivery_id})."""
+
+    delivery_id: str
+    route: str
+    target: str
+    status: DeliveryStatus
+    failure: FailureReason | None = None
+    attempts: int = 0
+    max_attempts: int
+    created_at: str
+    updated_at: str
+    last_error: str | None = None
+    replays: int = 0
+
+
+class DeliveryPage(BaseModel):
+    results: list[DeliveryLine]
+    cursor: str | None = None
+
+
+class StatsRates(BaseModel):
+    """Delivery and bounce rates over sent, engagement over delivered; null where the denominator is 0."""
+
+    delivery_rate: float | None
+    bounce_rate: float | None
+    open_rate: float | None
+    click_rate: float | None
+    complaint_rate: float | None
+    unsubscribe_rate: float | None
+
+
+class StatsCounts(BaseModel):
+    sent: int
+    delivered: int
+    bounced_hard: int
+    bounced_soft: int
+    opened: int
+    clicked: int
+    complained: int
+    unsubscribed: int
+
+
+class StatsTotals(StatsCounts):
+    rates: StatsRates
+
+
+class StatsDay(StatsTotals):
+    day: str = Field(examples=["2026-11-30"])
+    providers: dict[str, StatsCounts] = Field(description="the day's counts of each provider that had any")
+
+
+class RelayDay(BaseModel):
+    """Deliveries created on a day for one route (or sink, `sink:<name>`), by their state now."""
+
+    model_config = {"extra": "allow"}
+    day: str
+    route: str
+    total: int
+
+
+class Stats(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    provider: str | None
+    days: list[StatsDay]
+    totals: StatsTotals
+    relay: list[RelayDay]
+
+
 class LogStatus(BaseModel):
     groupName: str = Field(examples=["DELIVERED"])
     name: str
@@ -251,13 +321,15 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "delivery_id": {"type": "string", "pattern": DELIVERY_ID_PATTERN, "maxLength": 30},
 }
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
-ABSENT = {"const": ""}  # GET /messages reads an empty filter as no filter
+ABSENT = {"const": ""}  # GET /messages, /deliveries and /stats read an empty filter as no filter
 MESSAGE_IDS = {
     "schema": {"type": "string", "maxLength": 2000, "pattern": r"^[^,]{0,200}(,[^,]{0,200}){0,99}$"},
     "description": "one or several message ids, repeated or comma-separated (at most 100, each <= 200 characters)",
 }
 BULK_ID = {"schema": {"type": "string", "maxLength": 200}}
 CURSOR = {"schema": {"type": "string"}, "description": "opaque: the `cursor` of the previous page, same filters only"}
+STATES = "|".join([*(s.value for s in DeliveryStatus), "outcome_unknown"])
+DAY = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 SENT_AT = "ISO 8601 between 2000 and 2100; sentSince and sentUntil at most 31 days apart"
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "messageId": MESSAGE_IDS,
@@ -397,6 +469,52 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "limit": {"schema": {**LIMIT, "default": 50}},
             "cursor": CURSOR,
         },
+    },
+    ("GET", "/deliveries"): {
+        "summary": "Relay and sink deliveries, newest first, by route, state and creation time",
+        "security": API_KEY,
+        "ok": {200: DeliveryPage},
+        "query": {
+            "route": {
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "a route, or a sink as `sink:<name>`; default: every route and sink",
+            },
+            "status": {
+                "schema": {
+                    "type": "string",
+                    "pattern": f"^(({STATES})(,({STATES}))*)?$",
+                },
+                "description": "one or several states, comma-separated; `outcome_unknown`: failed deliveries whose "
+                "call may have reached the target",
+            },
+            "since": {
+                "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
+                "description": "created at or after (ISO 8601, 2000-2100); default: 7 days before until",
+            },
+            "until": {
+                "schema": {"anyOf": [{"type": "string", "format": "date-time"}, ABSENT]},
+                "description": "created before; default: now. At most 92 days after since.",
+            },
+            "limit": {"schema": {**LIMIT, "default": 50}},
+            "cursor": CURSOR,
+        },
+    },
+    ("GET", "/stats"): {
+        "summary": "Effect measurement per UTC day (mail events counted at ingest, relay deliveries by route)",
+        "security": API_KEY,
+        "ok": {200: Stats},
+        "query": {
+            "from": {"schema": {"anyOf": [DAY, ABSENT]}, "description": "first UTC day; default: 6 days before `to`"},
+            "to": {
+                "schema": {"anyOf": [DAY, ABSENT]},
+                "description": "last UTC day; default: today. At most 92 days from `from`.",
+            },
+            "provider": {"schema": {"type": "string", "enum": ["sendgrid", "braze", "infobip", ""]}},
+        },
+    },
+    ("GET", "/console"): {
+        "summary": "The operator console: one HTML page; it asks for an API key and calls this API with it",
+        "ok": {200: "html"},
     },
     ("GET", "/replies"): {
         "summary": "Replies to one message (dispatch_id), or the replies tied to none (unmatched=true), newest first",
@@ -551,6 +669,9 @@ def _operation(method: str, path: str, op: dict[str, Any], components: dict[str,
         }
     responses: dict[str, Any] = {}
     for code, model in op["ok"].items():
+        if model == "html":
+            responses[str(code)] = {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}
+            continue
         responses[str(code)] = {
             "description": "OK" if code == 200 else "Accepted",
             "content": {"application/json": {"schema": _ref(model, components)}},

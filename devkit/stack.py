@@ -153,7 +153,13 @@ class LocalStack:
         self.sandbox = Sandbox(port=self.sandbox_port, credentials=self._sandbox_credentials(specs, env_json))
         self.sandbox.start()
         seed_demo_apps(self.sandbox)
-        self.gateway = Gateway(self.template.http_routes(), self.functions, port=self.port, log=self.log)
+        self.gateway = Gateway(
+            self.template.http_routes(),
+            self.functions,
+            port=self.port,
+            log=self.log,
+            sandbox_url=self.sandbox.url,
+        )
         # The sandboxed ESPs post accepted mail's events back: SendGrid's signed with the key env.json trusts,
         # Braze's with the postback secret the Events function is given, Infobip's to the send's notifyUrl.
         events_env = function_environment(specs["EventsFunction"], self.resolver, env_json=env_json, shell=self.shell)
@@ -182,6 +188,7 @@ class LocalStack:
                 self.pollers.append(
                     Scheduler(self.functions[spec.logical_id], expression, interval, log=self.log).start()
                 )
+        self.gateway.api_keys = tuple(k.strip() for k in self._api_keys().split(",") if k.strip())
         self.gateway.start()
         if self.state_file:
             self._wrote_state = True
@@ -312,7 +319,9 @@ class LocalStack:
         ]
 
     def _first_api_key(self) -> str:
+        return self._api_keys().split(",")[0].strip()
+
+    def _api_keys(self) -> str:
+        """The operator API keys as the Query function is given them (none when they are secret references)."""
         value = self.environments.get("QueryFunction", {}).get("API_KEYS", "")
-        if value.startswith(("ssm:", "secretsmanager:")):
-            return ""
-        return value.split(",")[0].strip()
+        return "" if value.startswith(("ssm:", "secretsmanager:")) else value

@@ -1,6 +1,7 @@
 """The events flow under faults: fail each DynamoDB call of a post in turn (the post is redelivered, as SQS
 does) and check that the final state, the reports and the event metrics come out exactly as without a
-fault - each report written atomically with its final status, each event counted once."""
+fault - each report written atomically with its final status, each event counted once (in the metrics and
+in GET /stats's daily counters)."""
 
 import json
 import uuid
@@ -85,6 +86,14 @@ def take_reports(dispatch: str) -> list[str]:
     return sorted(r["messageId"] for r in MessageStore("MessagesTable", 30).take_reports(1000, bulk_id=dispatch))
 
 
+def day_stats() -> Counter[str]:
+    """The effect counters of the day every post here reports on (GET /stats reads the same)."""
+    from martech_bridge.adapters.message_store import MessageStore
+
+    day = f"{datetime.fromtimestamp(T0, UTC):%Y-%m-%d}"
+    return Counter(MessageStore("MessagesTable", 30).stats(["sendgrid"], [day]).get(("sendgrid", day), {}))
+
+
 def dynamodb_writes_of_one_post(flow: Any) -> int:
     """How many DynamoDB calls one clean run of the post makes (each is failed in turn below)."""
     events, _ = flow
@@ -113,8 +122,11 @@ def test_a_failure_at_any_dynamodb_call_loses_no_report_and_counts_each_event_on
     assert steps >= 4
     clean_dispatch, clean_emails = seed(3)
     counted.clear()
+    before = day_stats()
     events.process_post(post(clean_dispatch, clean_emails))
     expected_counts = dict(counted)
+    expected_stats = day_stats() - before
+    assert expected_stats == {"sent": 1, "delivered": 1, "opened": 1, "bounced_hard": 1, "bounced_soft": 1}
     expected_state = [(s, t, ids) for s, t, ids in state(clean_dispatch)]
     expected_reports = take_reports(clean_dispatch)
     assert expected_reports == sorted(f"{clean_dispatch}.{i}" for i in range(3))
@@ -122,6 +134,7 @@ def test_a_failure_at_any_dynamodb_call_loses_no_report_and_counts_each_event_on
     for failing in range(1, steps + 1):
         dispatch, emails = seed(3)
         counted.clear()
+        before = day_stats()
         seen = [0]
 
         def faulty(
@@ -147,6 +160,7 @@ def test_a_failure_at_any_dynamodb_call_loses_no_report_and_counts_each_event_on
         assert mapped == expected_state, f"failing call {failing}"
         assert take_reports(dispatch) == sorted(f"{dispatch}.{i}" for i in range(3)), f"failing call {failing}"
         assert dict(counted) == expected_counts, f"failing call {failing}"
+        assert day_stats() - before == expected_stats, f"failing call {failing}"
 
 
 def test_rejected_events_are_spread_over_shards_and_read_back_across_them(flow: Any) -> None:

@@ -6,8 +6,9 @@ SendGrid events that carry neither - the latest message sent to the address); dr
 stored already (the event item is its own dedupe marker); move each recipient's status to the furthest
 this post reports, skipping what the status read already covers, in transactions that also write the
 final report; apply KARTE's subscription rule to the matched recipient; queue sink deliveries; and last,
-write the event items. Every effect before the last step is idempotent, so a crash only repeats harmless
-work, and metrics count only the events whose item this run wrote."""
+write the event items, with the day's effect counters in the same transactions. Every effect before the
+last step is idempotent, so a crash only repeats harmless work, and metrics and effect counters count only
+the events whose item this run wrote."""
 
 import json
 from collections import Counter
@@ -24,6 +25,7 @@ from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine, event_payloads, message_store, subscription_store
 from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest, Unprocessable
 from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status_change, suppression_for
+from martech_bridge.logic.stats import counter_of
 from martech_bridge.logic.strict_json import may_hold_lone_surrogate
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.delivery import Delivery, DeliveryStatus
@@ -146,7 +148,9 @@ def apply_events(events: list[NormalizedEvent], result: PostResult, *, scope: st
         _suppress(email, kind, event)
     for event, recipient, _item in fresh:
         forward(event, recipient)
-    written = store.record_events([item for _, _, item in fresh])
+    # Effect measurement: each newly written event adds to its day's counter in the same transaction.
+    tallies = [(e.provider, f"{e.timestamp:%Y-%m-%d}", name) if (name := counter_of(e)) else None for e, _, _ in fresh]
+    written = store.record_events([item for _, _, item in fresh], tallies)
     # Counted only for the items this run wrote: a redelivered post, or a concurrent worker, counts nothing.
     keys = {(i["pk"], i["sk"]) for i in written}
     by_type: Counter[tuple[str, str]] = Counter(

@@ -6,7 +6,10 @@ call that is done or running, and recording it is one conditional update.
 Only deliveries that still need something - `pending`, `in_progress`, or `failed` with its DLQ message not
 yet sent - carry the sweep index keys (StatusIndex: gsi1pk `OPEN#<shard>`, gsi1sk the time by which it must
 have moved, zero-padded ms). The index is sparse, so settled deliveries cost it nothing, and sharded, so no
-partition key takes more than a few percent of its writes. Daily request counters per kintone app live
+partition key takes more than a few percent of its writes. Every delivery also carries the list index keys
+(ListIndex: gsi2pk `DLV#<shard>`, gsi2sk its creation time and id), written once at creation, so the
+console pages through deliveries newest first without a scan; 32 shards, so that one route's busy hour
+puts no more on one key than the sweep index does. Daily request counters per kintone app live
 beside them (pk "BUDGET#...")."""
 
 import json
@@ -15,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
@@ -26,6 +29,24 @@ RECORD_SK = "D"
 SWEEP_INDEX = "StatusIndex"
 SWEEP_SHARDS = 64
 INDEX_KEYS = ("gsi1pk", "gsi1sk")
+LIST_INDEX = "ListIndex"
+LIST_SHARDS = 32
+LIST_KEYS = ("gsi2pk", "gsi2sk")
+# What a listed delivery shows (ListIndex projects these; the attempts are one GET away).
+LISTED = (
+    "delivery_id",
+    "route",
+    "target",
+    "status",
+    "failure",
+    "attempts",
+    "max_attempts",
+    "created_at",
+    "updated_at",
+    "last_error",
+    "replays",
+)
+MAX_LIST_PAGES = 20  # pages a filtered listing reads per partition before it answers with a cursor
 # DynamoDB's item limit is 400 KB; the payload may take this much, leaving room for up to 50 attempts,
 # the caller's answer and the other attributes.
 MAX_STORED_PAYLOAD_BYTES = 256 * 1024
@@ -44,6 +65,17 @@ def _ms(moment: datetime) -> int:
 
 def sweep_shard(delivery_id: str) -> str:
     return f"OPEN#{zlib.crc32(delivery_id.encode()) % SWEEP_SHARDS:02d}"
+
+
+def list_keys(delivery: Delivery) -> dict[str, str]:
+    shard = zlib.crc32(delivery.delivery_id.encode()) % LIST_SHARDS
+    position = f"{list_time(delivery.created_at)}#{delivery.delivery_id}"
+    return {"gsi2pk": f"DLV#{shard:02d}", "gsi2sk": position}
+
+
+def list_time(moment: datetime) -> str:
+    """A time as ListIndex sorts it: fixed-width UTC, so string order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _sort_ms(ms: int) -> str:
@@ -82,6 +114,91 @@ class DeliveryStore(aws.TableStore):
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable(_UNAVAILABLE) from exc
         return [str(item["pk"]) for item in items]
+
+    def listing(
+        self,
+        *,
+        route: str | None,
+        statuses: list[str] | None,
+        since: str,
+        before: str,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Deliveries created in [since, before) (ListIndex positions), newest first, of one route or all, in
+        the given states; and the position to continue before, if there may be more. Each shard is read
+        newest first and the shards merged; a sparse filter reads at most MAX_LIST_PAGES pages of a shard,
+        and then the page ends where that shard stopped, so no delivery is ever skipped."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        wanted = Attr("route").eq(route) if route else None
+        if statuses:
+            wanted = Attr("status").is_in(statuses) if wanted is None else wanted & Attr("status").is_in(statuses)
+
+        def read(shard: int) -> tuple[list[dict[str, Any]], str | None]:
+            query: dict[str, Any] = {
+                "IndexName": LIST_INDEX,
+                "KeyConditionExpression": Key("gsi2pk").eq(f"DLV#{shard:02d}") & Key("gsi2sk").between(since, before),
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if wanted is not None:
+                query["FilterExpression"] = wanted
+                # DynamoDB applies Limit before the filter: read more per request, fewer requests per match.
+                query["Limit"] = min(1000, limit * 8)
+            found: list[dict[str, Any]] = []
+            for _ in range(MAX_LIST_PAGES):
+                page = self._table.query(**query)
+                found += [i for i in page["Items"] if i["gsi2sk"] < before]
+                last = page.get("LastEvaluatedKey")
+                if len(found) >= limit or not last:
+                    return found[:limit], None
+                query["ExclusiveStartKey"] = last
+            return found, str(last["gsi2sk"])  # stopped early: nothing below this position is known
+
+        try:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="list") as pool:
+                answers = list(pool.map(read, range(LIST_SHARDS)))
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        stops = [stop for _, stop in answers if stop is not None]
+        floor = max(stops) if stops else ""
+        items = sorted((i for found, _ in answers for i in found if i["gsi2sk"] > floor), key=lambda i: i["gsi2sk"])
+        items.reverse()
+        page = items[:limit]
+        after = str(page[-1]["gsi2sk"]) if len(page) == limit else (floor or None)
+        return [{k: _plain_value(i.get(k)) for k in LISTED if i.get(k) is not None} for i in page], after
+
+    def daily_counts(self, since: str, before: str) -> dict[tuple[str, str], dict[str, int]]:
+        """Deliveries created per (route, day), by state, read from ListIndex (route, state and key only)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(shard: int) -> list[tuple[str, str, str]]:
+            query: dict[str, Any] = {
+                "IndexName": LIST_INDEX,
+                "KeyConditionExpression": Key("gsi2pk").eq(f"DLV#{shard:02d}") & Key("gsi2sk").between(since, before),
+                "ProjectionExpression": "gsi2sk, #s, #r",
+                "ExpressionAttributeNames": {"#s": "status", "#r": "route"},
+            }
+            seen: list[tuple[str, str, str]] = []
+            while True:
+                page = self._table.query(**query)
+                seen += [
+                    (str(i.get("route", "")), str(i["gsi2sk"])[:10], str(i.get("status", ""))) for i in page["Items"]
+                ]
+                if "LastEvaluatedKey" not in page:
+                    return seen
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        try:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="count") as pool:
+                for seen in pool.map(read, range(LIST_SHARDS)):
+                    for route, day, status in seen:
+                        counts = out.setdefault((route, day), {})
+                        counts[status] = counts.get(status, 0) + 1
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable(_UNAVAILABLE) from exc
+        return out
 
     # ------------------------------------------------------------------ writes
     def create(self, delivery: Delivery) -> Delivery | None:
@@ -358,6 +475,7 @@ class DeliveryStore(aws.TableStore):
                 "payload_json": payload_json(delivery.payload),
                 "expires_at": int((delivery.created_at + self._retention).timestamp()),
                 **(self._index_keys(delivery) or {}),
+                **list_keys(delivery),
             }
         )
         if delivery.response_body is not None:
@@ -410,11 +528,15 @@ class StateChanged(DependencyUnavailable):
         super().__init__("The delivery moved on while this step ran", delivery_id=delivery_id)
 
 
+def _plain_value(value: Any) -> Any:
+    return int(value) if isinstance(value, Decimal) else value
+
+
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
     """A DynamoDB item as plain JSON values (Decimal numbers become int)."""
     out = {}
     for key, value in item.items():
-        if key in ("pk", "sk", "expires_at", *INDEX_KEYS):
+        if key in ("pk", "sk", "expires_at", *INDEX_KEYS, *LIST_KEYS):
             continue
         out[key] = int(value) if isinstance(value, Decimal) else value
     return out

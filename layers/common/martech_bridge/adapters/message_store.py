@@ -5,6 +5,7 @@ and by address (LogIndex: "TO#<email>", ordered by send time), so events and log
 import hashlib
 import json
 import random
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ DAY_SHARDS = 32
 REJECTED_SHARDS = 32
 TRANSACTION_ITEMS = 100  # TransactWriteItems' limit
 TRANSACTION_BYTES = 3_000_000  # under its 4 MB
+STATS_SHARDS = 8  # each provider's day of counters is spread over this many keys
 MAX_LOG_DAYS = 31  # a log query walks at most this many days of dispatch heads
 # Our statuses in Infobip's general status groups (its logs and reports speak these, WIRE-FORMATS 4.8).
 GENERAL_STATUS = {
@@ -53,6 +55,10 @@ def shard_of(text: str, shards: int) -> int:
 
 def day_key(day: str, dispatch_id: str) -> str:
     return f"DAY#{day}#{shard_of(dispatch_id, DAY_SHARDS):02d}"
+
+
+def stats_key(provider: str, day: str, shard: int) -> str:
+    return f"STATS#{provider}#{day}#{shard:02d}"
 
 
 def provider_lookup_id(provider: str, provider_message_id: str) -> str:
@@ -345,11 +351,17 @@ class MessageStore(aws.TableStore):
             body.update(gsi1pk=f"PEV#{lookup}", gsi1sk=position)
         return {**key, **body}
 
-    def record_events(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def record_events(
+        self, items: list[dict[str, Any]], counters: list[tuple[str, str, str] | None] | None = None
+    ) -> list[dict[str, Any]]:
         """Write event items that do not exist yet, in transactions of up to 100 conditional puts; the ones
-        this call wrote (a concurrent worker's are left out, so each event is counted once)."""
+        this call wrote (a concurrent worker's are left out, so each event is counted once). `counters`:
+        per item, the (provider, day, counter) its event adds one to. The additions ride in the same
+        transaction as the items, one update per provider and day: a counter moves exactly when its events
+        are first written, never for a redelivered post, and a cancelled transaction adds nothing."""
+        tallies = counters or [None] * len(items)
         written: list[dict[str, Any]] = []
-        for chunk in _chunks(items):
+        for chunk in _chunks_with_counters(list(zip(items, tallies, strict=True))):
             pending = chunk
             for attempt in range(6):
                 ops = [
@@ -360,19 +372,60 @@ class MessageStore(aws.TableStore):
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     }
-                    for item in pending
+                    for item, _ in pending
                 ]
-                failed = self._transact(ops, [attempt] + [(i["pk"], i["sk"]) for i in pending])
+                ops += self._counter_updates(pending)
+                failed = self._transact(ops, [attempt] + [(i["pk"], i["sk"]) for i, _ in pending])
                 if failed is None:
-                    written += pending
+                    written += [i for i, _ in pending]
                     break
                 # Exists already (a concurrent or earlier writer): not ours to count. The rest is retried.
-                pending = [i for n, i in enumerate(pending) if failed[n] != "ConditionalCheckFailed"]
+                pending = [p for n, p in enumerate(pending) if failed[n] != "ConditionalCheckFailed"]
                 if not pending:
                     break
             else:
                 raise DependencyUnavailable("Message store kept cancelling the event writes")
         return written
+
+    def _counter_updates(self, pending: list[tuple[dict[str, Any], tuple[str, str, str] | None]]) -> list[Any]:
+        """One ADD per (provider, day) for the items of one transaction, on a shard of that day's counter
+        picked by the transaction's first item, so that no counter key takes every post of a busy day."""
+        sums: dict[tuple[str, str], Counter[str]] = {}
+        for _, tally in pending:
+            if tally is not None:
+                sums.setdefault((tally[0], tally[1]), Counter())[tally[2]] += 1
+        if not sums:
+            return []
+        shard = shard_of(pending[0][0]["pk"] + pending[0][0]["sk"], STATS_SHARDS)
+        ops = []
+        for (provider, day), counts in sorted(sums.items()):
+            names = {f"#c{n}": name for n, name in enumerate(sorted(counts))}
+            values: dict[str, Any] = {f":v{n}": counts[name] for n, name in enumerate(sorted(counts))}
+            values[":p"], values[":d"] = provider, day
+            adds = ", ".join(f"#c{n} :v{n}" for n in range(len(names)))
+            ops.append(
+                {
+                    "Update": {
+                        "TableName": self._table_name,
+                        "Key": {"pk": stats_key(provider, day, shard), "sk": "S"},
+                        "UpdateExpression": f"ADD {adds} SET provider = :p, #day = :d",
+                        "ExpressionAttributeNames": {**names, "#day": "day"},
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        return ops
+
+    def stats(self, providers: list[str], days: list[str]) -> dict[tuple[str, str], dict[str, int]]:
+        """Each (provider, day)'s counters, summed over the day's shards (absent: nothing counted)."""
+        keys = [(stats_key(p, d, s), "S") for p in providers for d in days for s in range(STATS_SHARDS)]
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for item in self._batch_get(keys).values():
+            totals = out.setdefault((str(item["provider"]), str(item["day"])), {})
+            for name, value in item.items():
+                if name not in ("pk", "sk", "provider", "day"):
+                    totals[name] = totals.get(name, 0) + int(value)
+        return out
 
     def advance_many(self, changes: list[tuple[dict[str, Any], str, int, Any]]) -> int:
         """Move recipients' statuses forward, each from the rank read to a higher one, with the final report
@@ -817,16 +870,21 @@ def _log_line(item: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _chunks(items: list[dict[str, Any]]) -> Any:
-    """Items in groups a transaction takes: at most 100 and about 3 MB."""
-    group: list[dict[str, Any]] = []
+def _chunks_with_counters(pairs: list[Any]) -> Any:
+    """(item, counter) pairs in groups whose items and counter updates (one per provider and day) a single
+    transaction takes: at most 100 operations and about 3 MB."""
+    group: list[Any] = []
+    days: set[tuple[str, str]] = set()
     size = 0
-    for item in items:
+    for item, tally in pairs:
         weight = len(json.dumps(item, default=str))
-        if group and (len(group) >= TRANSACTION_ITEMS or size + weight > TRANSACTION_BYTES):
+        more = {(tally[0], tally[1])} - days if tally else set()
+        if group and (len(group) + len(days) + len(more) + 1 > TRANSACTION_ITEMS or size + weight > TRANSACTION_BYTES):
             yield group
-            group, size = [], 0
-        group.append(item)
+            group, days, size = [], set(), 0
+            more = {(tally[0], tally[1])} if tally else set()
+        group.append((item, tally))
+        days |= more
         size += weight
     if group:
         yield group

@@ -1,4 +1,5 @@
-"""QueryFunction: the operator API - subscriptions, messages and their logs, reports, events, deliveries."""
+"""QueryFunction: the operator API - subscriptions, messages and their logs, reports, events, deliveries,
+daily stats - and the operator console page that drives it."""
 
 import base64
 import binascii
@@ -6,7 +7,7 @@ import hashlib
 import json
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -14,13 +15,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from martech_bridge.adapters.delivery_store import list_time
 from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP
 from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
+from martech_bridge.console import console_page
 from martech_bridge.deliveries import replay_delivery
 from martech_bridge.dependencies import delivery_engine, message_store, reply_store, subscription_store
 from martech_bridge.errors import InvalidRequest, NotFound
+from martech_bridge.logic import stats
 from martech_bridge.logic.event_parsing import Unreadable, iso, recipient
-from martech_bridge.models.delivery import DELIVERY_ID_PATTERN
+from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, DeliveryStatus
 from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.mail import DISPATCH_ID_PATTERN
 from martech_bridge.models.subscription import SubscriptionUpdate, SubscriptionView
@@ -361,6 +365,94 @@ def _encode_cursor(cursor: Any, filters: dict[str, Any]) -> str | None:
         return None
     body = {"f": _filter_hash(filters), "k": {k: str(v) for k, v in cursor.items()}}
     return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+
+
+MAX_LIST_DAYS = 92  # a listing or stats window: at most a quarter
+
+
+@app.get("/deliveries", middlewares=AUTH)
+def list_deliveries() -> Response:
+    """Relay and sink deliveries, newest first: by route (a sink's as `sink:<name>`; default all), state
+    (several, comma-separated; `outcome_unknown` names failed ones whose call may have reached the target),
+    creation time (since/until, default the last 7 days), limit and cursor."""
+    params = app.current_event.query_string_parameters or {}
+    route = _bounded(params, "route", 200)
+    states = _many(params, "status")
+    allowed = [s.value for s in DeliveryStatus] + ["outcome_unknown"]
+    if any(s not in allowed for s in states):
+        raise InvalidRequest(f"status must be among {', '.join(allowed)}", field="status")
+    now = datetime.now(UTC)
+    until = _when(params, "until") or now
+    since = _when(params, "since") or until - timedelta(days=7)
+    if since > until or until - since > timedelta(days=MAX_LIST_DAYS):
+        raise InvalidRequest(f"since must come before until, at most {MAX_LIST_DAYS} days apart", field="since")
+    filters = {"route": route, "status": states, "since": params.get("since"), "until": params.get("until")}
+    before = list_time(until)
+    cursor = _cursor(params, filters)
+    if cursor is not None:
+        if set(cursor) != {"p"} or not list_time(since) < cursor["p"]:
+            raise InvalidRequest("cursor is not one this API returned for these filters", field="cursor")
+        before = min(before, cursor["p"])
+    stored = sorted({s if s != "outcome_unknown" else "failed" for s in states})
+    items, after = delivery_engine().store.listing(
+        route=route,
+        statuses=stored or None,
+        since=list_time(since),
+        before=before,
+        limit=_limit(params, 50),
+    )
+    if "outcome_unknown" in states and "failed" not in states:
+        items = [i for i in items if i.get("status") != "failed" or i.get("failure") == "outcome_unknown"]
+    return json_response(200, {"results": items, "cursor": _encode_cursor({"p": after} if after else None, filters)})
+
+
+@app.get("/stats", middlewares=AUTH)
+def get_stats() -> Response:
+    """Effect measurement per UTC day from `from` to `to` (YYYY-MM-DD, default the last 7 days): sent,
+    delivered, bounced hard and soft, opened, clicked, complained, unsubscribed, their rates, optionally of
+    one provider; and the relay's deliveries per route and day, by state."""
+    from martech_bridge.adapters.providers import PROVIDERS
+
+    params = app.current_event.query_string_parameters or {}
+    provider = params.get("provider") or None
+    if provider is not None and provider not in PROVIDERS:
+        raise InvalidRequest(f"provider must be one of {', '.join(sorted(PROVIDERS))}", field="provider")
+    last = _day(params, "to") or datetime.now(UTC).date()
+    first = _day(params, "from") or last - timedelta(days=6)
+    if first > last or (last - first).days >= MAX_LIST_DAYS:
+        raise InvalidRequest(f"from must not come after to, at most {MAX_LIST_DAYS} days", field="from")
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    providers = [provider] if provider else sorted(PROVIDERS)
+    body: dict[str, Any] = {"from": days[0], "to": days[-1], "provider": provider}
+    body.update(stats.daily(days, providers, message_store().stats(providers, days)))
+    counted = delivery_engine().store.daily_counts(f"{days[0]}T", f"{(last + timedelta(days=1)).isoformat()}T")
+    body["relay"] = [
+        {"day": day, "route": route, "total": sum(counts.values()), **counts}
+        for (route, day), counts in sorted(counted.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]
+    return json_response(200, body)
+
+
+def _day(params: dict[str, str], name: str) -> date | None:
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError
+        value = date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a day, YYYY-MM-DD", field=name) from None
+    if not 2000 <= value.year < 2100:
+        raise InvalidRequest(f"{name} must be a day between 2000 and 2100", field=name)
+    return value
+
+
+@app.get("/console")
+def console() -> Response:
+    """The operator console: a self-contained page (no credentials in it, no network but this API)."""
+    page = console_page()
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page.html, headers=page.headers)
 
 
 @app.get("/deliveries/<delivery_id>", middlewares=AUTH)
