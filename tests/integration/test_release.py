@@ -280,3 +280,18 @@ def test_a_provider_whose_key_refers_to_no_secret_is_failed_and_the_others_are_r
     assert not control(sandbox, "sendgrid", "suppressions")["bounces"]
     assert "missing-" not in json.dumps(body)
     drain_release_checks(moto_server)
+
+
+def test_a_braze_user_who_opted_in_is_not_turned_into_a_merely_subscribed_one(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address our flag stopped (a SendGrid bounce) whose Braze user had explicitly opted in
+    email = addr()
+    control(sandbox, "braze", "email_status", {"email": email, "subscription_state": "opted_in"})
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    # Then Braze, asked first, holds no unsubscribe: its state is left alone, reported not_listed
+    assert status == 200, body
+    assert control(sandbox, "braze", "email_status")[email] == "opted_in"
+    assert body["released"]["braze"] == "not_listed", body
+    drain_release_checks(moto_server)
