@@ -189,7 +189,7 @@ def _attachment(part: EmailMessage, reply: ParsedReply) -> Attachment:
     return Attachment(filename=(name or None) and str(name)[:255], content_type=part.get_content_type(), size=size)
 
 
-_TAGS = re.compile(r"<[^>]{0,2000}>")
+_TAGS = re.compile(r"<[^<>]{0,2000}>")  # stops at the next "<": linear on "<<<<..."
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/li|/tr)\b[^>]{0,200}>", re.IGNORECASE)
 _RAW_TEXT = re.compile(r"<(script|style)\b", re.IGNORECASE)
 
