@@ -209,6 +209,7 @@ class ReplyOut(BaseModel):
 
 class ReplyPage(BaseModel):
     results: list[ReplyOut]
+    cursor: str | None = None
 
 
 class EventPage(BaseModel):
@@ -526,6 +527,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             },
             "unmatched": {"schema": {"type": "string", "enum": ["true"]}},
             "limit": {"schema": {**LIMIT, "default": 50}},
+            "cursor": CURSOR,
         },
     },
     ("GET", "/deliveries/{delivery_id}"): {

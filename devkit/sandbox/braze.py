@@ -16,6 +16,10 @@ post_send_transactional_message.md`, WIRE-FORMATS 3.2):
 * `POST /email/status` {"email": one or up to 50, "subscription_state": "subscribed"|"unsubscribed"|"opted_in"}
   (braze-docs `_docs/_api/endpoints/email/post_email_subscription_status.md`); the answer is undocumented
   (UNCONFIRMED: the fake answers 201 `{"message": "success"}`, as Braze's /users/track does). States at GET /_sandbox/braze/email_status.
+* `GET /email/unsubscribes?email=` (braze-docs `_docs/_api/endpoints/email/get_query_unsubscribed_email_addresses.md`:
+  either `email` or `start_date` and `end_date`) -> `{"emails": [{"email", "unsubscribed_at"}], "message": "success"}`,
+  the addresses whose state is `unsubscribed`. The fake answers only the `email` form; without it, a 400
+  (constructed text: the date-range form is not used by the bridge).
 """
 
 import json
@@ -105,6 +109,14 @@ class Braze(AcceptedLog):
             return braze_error(401, "Error authenticating credentials")
         if request.path == "/email/status" and request.method == "POST":
             return self._email_status(request)
+        if request.path == "/email/unsubscribes" and request.method == "GET":
+            email = (request.query.get("email") or [""])[0].lower()
+            if not email:
+                return braze_error(400, "email, or start_date and end_date, required")  # constructed text
+            with self._dedupe_lock:
+                listed = self.email_status.get(email) == "unsubscribed"
+            emails = [{"email": email, "unsubscribed_at": "2026-01-01 00:00:00 +0000"}] if listed else []
+            return Reply(200, {"emails": emails, "message": "success"})
         found = _SEND.match(request.path)
         if not found or request.method != "POST":
             return braze_error(404, "Not Found")

@@ -136,6 +136,22 @@ def test_an_ambiguous_timeout_never_fails_over(functions: Functions, sandbox: Sa
     assert accepted(sandbox, "infobip") == []
 
 
+def test_a_gateway_timeout_is_ambiguous_never_resent_nor_failed_over(
+    functions: Functions, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # A 504 is a gateway that gave up waiting on the provider behind it, which may have taken the mail: as
+    # ambiguous as our own timeout. SendGrid cannot deduplicate, so neither a resend nor the fallback.
+    config = routes_file(tmp_path, {"infobip": {"fallback": True}})
+    requests.post(f"{sandbox.url}/_sandbox/sendgrid/faults", json={"count": 50, "status": 504}, timeout=5)
+    status, body = send(
+        functions, f"gw-{uuid.uuid4().hex[:6]}@example.com", BRIDGE_CONFIG_FILE=config, SEND_DEADLINE_SECONDS="3"
+    )
+    assert body["recipients"][0]["status"] == "unknown" and "provider" not in body["recipients"][0], body
+    assert accepted(sandbox, "infobip") == []
+    calls = requests.get(f"{sandbox.url}/_sandbox/sendgrid/requests", timeout=5).json()
+    assert len([c for c in calls if c["method"] == "POST"]) == 1, calls
+
+
 def test_without_a_fallback_a_refused_connection_fails(functions: Functions, sandbox: Sandbox) -> None:
     status, body = send(
         functions,

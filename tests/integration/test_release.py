@@ -233,3 +233,65 @@ def test_a_provider_refusing_the_credentials_is_failed_not_retried(
     (entry,) = [h for h in view["history"] if h["source"] == "release:sendgrid"]
     assert "HTTP 401" in entry["reason"]
     drain_release_checks(moto_server)
+
+
+def test_a_list_answer_that_cannot_be_read_is_cleared_anyway_not_taken_for_not_listed(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address on SendGrid's bounce list, and a proxy that garbles SendGrid's answer to the look-up
+    email = addr()
+    control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
+    control(sandbox, "sendgrid", "faults", {"count": 1, "status": 200, "body": "<html>gateway page</html>"})
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    # Then the list is cleared all the same (the DELETE is idempotent): an unreadable answer is no "not listed"
+    assert status == 200, body
+    assert not control(sandbox, "sendgrid", "suppressions")["bounces"]
+    assert body["released"]["sendgrid"] == "removed"
+    drain_release_checks(moto_server)
+
+
+def test_an_infobip_list_answer_that_cannot_be_read_is_cleared_anyway(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    email = addr()
+    control(sandbox, "infobip", "suppressions", {"domainName": DOMAIN, "emailAddress": email, "type": "BOUNCE"})
+    control(sandbox, "infobip", "faults", {"count": 1, "status": 200, "body": {"unexpected": True}})
+    status, body = put(functions, email, {"subscribed": True})
+    assert status == 200, body
+    assert control(sandbox, "infobip", "suppressions") == []
+    assert body["released"]["infobip"] == "removed"
+    drain_release_checks(moto_server)
+
+
+def test_a_provider_whose_key_refers_to_no_secret_is_failed_and_the_others_are_released(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address on SendGrid's bounce list, and Braze's key set to a secret that does not exist
+    email = addr()
+    control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
+    missing = {"BRAZE_API_KEY": f"ssm:/martech-bridge/test/missing-{uuid.uuid4().hex[:6]}"}
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True}, **missing)
+    # Then the re-subscription is answered as done (it is: the state was written), SendGrid released it and
+    # Braze is a recorded failure, never a 500 that leaves every provider pending
+    assert status == 200, body
+    assert body["released"]["sendgrid"] == "removed" and body["released"]["braze"] == "failed", body
+    assert not control(sandbox, "sendgrid", "suppressions")["bounces"]
+    assert "missing-" not in json.dumps(body)
+    drain_release_checks(moto_server)
+
+
+def test_a_braze_user_who_opted_in_is_not_turned_into_a_merely_subscribed_one(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address our flag stopped (a SendGrid bounce) whose Braze user had explicitly opted in
+    email = addr()
+    control(sandbox, "braze", "email_status", {"email": email, "subscription_state": "opted_in"})
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    # Then Braze, asked first, holds no unsubscribe: its state is left alone, reported not_listed
+    assert status == 200, body
+    assert control(sandbox, "braze", "email_status")[email] == "opted_in"
+    assert body["released"]["braze"] == "not_listed", body
+    drain_release_checks(moto_server)

@@ -171,3 +171,34 @@ def test_a_message_too_large_to_read_is_kept_by_its_headers(functions: Functions
     (record,) = reply_records(apps)
     assert record["subject"]["value"] == "Re: ご注文ありがとうございます"
     assert "larger than the bridge reads" in record["problems"]["value"]
+
+
+def test_every_unmatched_reply_can_be_paged_to_not_only_the_newest(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    # Without a cursor only the first page (`limit`, or DynamoDB's 1 MB) of unmatched replies was visible.
+    for _ in range(3):
+        data = japanese_reply(f"p-{uuid.uuid4().hex[:6]}@example.jp", f"shop-{uuid.uuid4().hex[:6]}@{DOMAIN}")
+        assert post(functions, moto_server, data) == {"outcomes": ["unmatched"]}
+    ids: set[str] = set()
+    query, pages = "unmatched=true&limit=1", 0
+    while True:
+        status, body = call(functions, "QueryFunction", "GET", "/replies", "/replies", b"", HEADERS, query=query)
+        assert status == 200, body
+        ids |= {r["reply_id"] for r in body["results"]}
+        pages += 1
+        if not body.get("cursor") or pages > 500:
+            break
+        query = f"unmatched=true&limit=1&cursor={body['cursor']}"
+    assert len(ids) >= 3 and pages >= 3
+    status, body = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        "/replies",
+        "/replies",
+        b"",
+        HEADERS,
+        query=f"dispatch_id=d_{'0' * 24}&cursor={body.get('cursor') or 'eyJ9'}",
+    )
+    assert status == 400 and body["error"]["code"] == "invalid_request", body

@@ -4,7 +4,7 @@ EmailDeleteSuppressionRequest body, the EmailSuppressionInfoPageResponse answer)
 sendgrid-python client (the suppression endpoints' URLs); Braze publishes no Python model."""
 
 import json
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from martech_bridge.adapters.providers.base import ReleaseContext
@@ -94,4 +94,8 @@ def test_braze_release_sets_the_documented_subscription_state() -> None:
     (step,) = Braze().release_steps(EMAIL, CTX)
     assert (step.remove.method, step.remove.url) == ("POST", f"{CTX.base_url}/email/status")
     assert json.loads(step.remove.body or b"") == {"email": EMAIL, "subscription_state": "subscribed"}
-    assert step.check is None
+    # Asked first, by the documented query (GET /email/unsubscribes?email=), the address in one parameter
+    assert step.check is not None and step.check.method == "GET"
+    parts = urlsplit(step.check.url)
+    assert parts.path == urlsplit(f"{CTX.base_url}/email/unsubscribes").path
+    assert parse_qs(parts.query) == {"email": [EMAIL]}

@@ -120,3 +120,42 @@ MIME_BITS = [
 def test_no_message_makes_the_reader_raise(pieces: list[bytes]) -> None:
     reply = parse(b"".join(pieces))
     assert isinstance(reply.text, str) and isinstance(reply.new_text, str)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>" * 200_000,  # each unclosed <script> made the tag pattern scan to the end: quadratic
+        "<" * 10 * 1024 * 1024,  # each "<" made the tag pattern try 2,000 characters: 18 s here, past 60 s in Lambda
+    ],
+    ids=["unclosed-scripts", "ten-mb-of-angle-brackets"],
+)
+def test_an_html_only_reply_full_of_hostile_tags_is_read_in_linear_time(hostile: str) -> None:
+    # Too slow a reading passes the function's 60 s timeout, its retries, then the DLQ: the reply never stored.
+    # The alarm only turns that hang into a failure; the linear reading takes about a second at most.
+    import signal
+
+    html = "<p>Thanks, I will come.</p>" + hostile
+    raw = (
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n" + html.encode()
+    )
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("the HTML reading is not linear")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        reply = parse(raw)
+        text = reply.new_text
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert text.startswith("Thanks, I will come.")
+
+
+def test_script_and_style_contents_never_reach_the_text() -> None:
+    html = "<style>p{color:red}</style><p>Yes</p><SCRIPT type=x>alert(1)</script ><p>No</p><script>tail"
+    raw = b"From: a@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html.encode()
+    assert parse(raw).text.split() == ["Yes", "No"]

@@ -104,3 +104,12 @@ def test_each_is_refused_on_a_non_kintone_target_and_more_than_100_records_are_r
 def test_an_event_filter_on_a_sent_mail_sink_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="event sinks only"):
         sink(filter={"events": ["delivered"]})
+
+
+def test_a_recipient_sent_through_the_fallback_is_recorded_under_the_fallbacks_name() -> None:
+    request, results = mail(2)
+    results[1] = results[1].model_copy(update={"provider": "infobip"})  # failed over
+    spec = sink(mapping={**MAPPING, "record": {**MAPPING["record"], "provider": "provider"}})
+    ((_, payload),) = payloads(spec, "d_1", "sendgrid", request, results, datetime(2026, 11, 30, tzinfo=UTC))
+    _, _, body = KintoneTargetAdapter()._bulk(spec, payload)
+    assert [r["record"]["provider"]["value"] for r in body["records"]] == ["sendgrid", "infobip"]

@@ -23,7 +23,7 @@ from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.adapters.subscription_store import SubscriptionStore
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
 from martech_bridge.config import Settings
-from martech_bridge.errors import DependencyUnavailable
+from martech_bridge.errors import ConfigurationError, DependencyUnavailable
 from martech_bridge.logic.delivery import backoff_seconds
 from martech_bridge.logic.subscriptions import apply_update
 from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionUpdate
@@ -101,6 +101,10 @@ def release(
             key = api_key(settings, provider)
         except DependencyUnavailable:
             return PENDING, {"credentials": "the provider's API key could not be read"}
+        except ConfigurationError:
+            # A key that refers to no secret: this provider's release fails (recorded, like refused credentials);
+            # raising would lose the other providers' outcomes and answer 500 for a re-subscription made.
+            return FAILED, {"credentials": "the provider's API key is not configured"}
         ctx = ReleaseContext(
             api_key=key,
             base_url=getattr(settings, f"{provider.name}_base_url"),

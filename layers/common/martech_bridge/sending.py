@@ -88,6 +88,9 @@ def run_calls(
     return [r for r in results if r is not None]
 
 
+GATEWAY_TIMEOUT = 504
+
+
 def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallResult:
     answer: ProviderAnswer | None = None
     ambiguous = False
@@ -116,13 +119,16 @@ def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallRe
                         for o in call.recipients
                     ]
                 )
-            ambiguous = False
+            # A 504 is a gateway that stopped waiting on the provider behind it, which may have taken the mail:
+            # as ambiguous as a timeout of our own (pessimistic reading: no provider documents otherwise).
+            ambiguous = raw.status == GATEWAY_TIMEOUT
+            sent_before = sent_before or ambiguous
         else:
             answer = _no_answer(raw)
             ambiguous = raw.ambiguous
             sent_before = sent_before or ambiguous
-            if ambiguous and not call.retry_safe:
-                break  # it may have been sent: never resend through a provider that cannot deduplicate
+        if ambiguous and not call.retry_safe:
+            break  # it may have been sent: never resend through a provider that cannot deduplicate
         if answer.kind != "retry":
             break
         wait = backoff_seconds(attempt, base=0.5, cap=4, retry_after=answer.retry_after)

@@ -62,6 +62,7 @@ def payloads(
                 "provider_message_id": result.provider_message_id,
                 "status": result.status,
                 "user_id": user_ids.get(result.email),
+                "provider": result.provider or provider,  # a recipient the fallback sent names the fallback
             }
         )
     budget = MAX_STORED_PAYLOAD_BYTES - _PAYLOAD_MARGIN

@@ -24,6 +24,9 @@ class QuotaStore(aws.TableStore):
     def add(self, provider: str, period: str, n: int, limit: int | None, now: datetime) -> int:
         """Add `n` to the period's counter; with a `limit`, only if the sum stays within it (QuotaRefused
         otherwise). The count after the addition."""
+        if limit is not None and n > limit:
+            # attribute_not_exists(used) would let the first send of a period past the limit at once
+            raise QuotaRefused(period, self.used(provider, period))
         values: dict[str, Any] = {":n": n, ":exp": int((now + KEEP).timestamp())}
         condition: dict[str, Any] = {}
         if limit is not None:

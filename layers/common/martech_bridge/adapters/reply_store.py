@@ -48,21 +48,30 @@ class ReplyStore(aws.TableStore):
             raise DependencyUnavailable("Reply store is unavailable") from exc
         return _shown(found["Item"]) if "Item" in found else None
 
-    def list(self, *, dispatch_id: str | None, limit: int) -> list[dict[str, Any]]:
-        """Replies to one message (its dispatch id), or the unmatched ones; newest first."""
+    def list(
+        self, *, dispatch_id: str | None, limit: int, cursor: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """Replies to one message (its dispatch id), or the unmatched ones; newest first. With the key to
+        start the next page from (None on the last): a page ends at `limit` or at DynamoDB's 1 MB."""
         from boto3.dynamodb.conditions import Key
 
-        key = f"REPLYTO#{dispatch_id}" if dispatch_id else UNMATCHED
+        key = partition(dispatch_id)
         try:
-            items = self._table.query(
+            answer = self._table.query(
                 IndexName="LogIndex",
                 KeyConditionExpression=Key("gsi2pk").eq(key),
                 ScanIndexForward=False,
                 Limit=limit,
-            )["Items"]
+                **({"ExclusiveStartKey": cursor} if cursor else {}),
+            )
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Reply store is unavailable") from exc
-        return [_shown(i) for i in items]
+        return [_shown(i) for i in answer["Items"]], answer.get("LastEvaluatedKey")
+
+
+def partition(dispatch_id: str | None) -> str:
+    """LogIndex's partition of the replies to a message, or of the unmatched ones."""
+    return f"REPLYTO#{dispatch_id}" if dispatch_id else UNMATCHED
 
 
 def _shown(item: dict[str, Any]) -> dict[str, Any]:

@@ -239,8 +239,14 @@ def list_replies() -> Response:
         raise InvalidRequest("give either dispatch_id or unmatched=true", field="dispatch_id")
     if dispatch_id is not None and not re.fullmatch(r"d_[0-9a-f]{12,32}", dispatch_id):
         raise InvalidRequest("dispatch_id is not an id this bridge issues", field="dispatch_id")
-    replies = reply_store().list(dispatch_id=dispatch_id, limit=_limit(params, 50))
-    return json_response(200, {"results": replies})
+    from martech_bridge.adapters.reply_store import partition
+
+    filters = {"replies": partition(dispatch_id)}
+    cursor = _cursor(params, filters)
+    if cursor is not None:
+        _check_key_cursor(cursor, {"pk", "sk", "gsi2pk", "gsi2sk"}, {"gsi2pk": partition(dispatch_id)})
+    replies, after = reply_store().list(dispatch_id=dispatch_id, limit=_limit(params, 50), cursor=cursor)
+    return json_response(200, {"results": replies, "cursor": _encode_cursor(after, filters)})
 
 
 def _many(params: dict[str, str], name: str) -> list[str]:

@@ -84,6 +84,7 @@ def send_mail() -> Response:
     logger.append_keys(dispatch_id=dispatch_id, provider=provider.name)
     called = False
     deferred: list[ProviderCall] = []
+    reservation: quotas.Reservation | None = None
     try:
         states = subscription_store().states([r.email for r in request.to if r.email])
         results: dict[int, RecipientResult] = {}
@@ -188,8 +189,10 @@ def send_mail() -> Response:
                 sum(1 for i, _ in outbound if results[i].provider and results[i].status == "failed"),
             )
     except BridgeError:
-        if key is not None and not called:
-            idempotency_store().release(f"send#{key}")  # nothing went out: let the caller try again
+        if not called:  # nothing went out: hand the count back and let the caller try again
+            quotas.refund(quota_store(), reservation, reservation.n if reservation else 0)
+            if key is not None:
+                idempotency_store().release(f"send#{key}")
         raise
     code, body = _answer(dispatch_id, provider.name, status, ordered, failure, outbound)
     head = MessageStore.head(request)

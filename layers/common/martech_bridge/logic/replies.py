@@ -189,14 +189,32 @@ def _attachment(part: EmailMessage, reply: ParsedReply) -> Attachment:
     return Attachment(filename=(name or None) and str(name)[:255], content_type=part.get_content_type(), size=size)
 
 
-_TAGS = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]{0,2000}>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^<>]{0,2000}>")  # stops at the next "<": linear on "<<<<..."
 _BREAKS = re.compile(r"<\s*(br|/p|/div|/li|/tr)\b[^>]{0,200}>", re.IGNORECASE)
+_RAW_TEXT = re.compile(r"<(script|style)\b", re.IGNORECASE)
 
 
 def _html_to_text(html: str) -> str:
     import html as entities
 
-    return entities.unescape(_TAGS.sub("", _BREAKS.sub("\n", html)))
+    return entities.unescape(_TAGS.sub("", _BREAKS.sub("\n", _without_scripts(html))))
+
+
+def _without_scripts(html: str) -> str:
+    """The HTML without <script> and <style> elements, in one pass (a lazy `.*?</script>` pattern rescans to
+    the end for every unclosed one: quadratic). Unclosed, one runs to the end, as browsers read it."""
+    lower = html.lower()
+    kept: list[str] = []
+    at = 0
+    while (opening := _RAW_TEXT.search(html, at)) is not None:
+        kept.append(html[at : opening.start()])
+        end = lower.find(f"</{opening.group(1).lower()}", opening.end())
+        if end < 0:
+            return "".join(kept)
+        close = html.find(">", end)
+        at = len(html) if close < 0 else close + 1
+    kept.append(html[at:])
+    return "".join(kept)
 
 
 def strip_quoted(text: str) -> str:

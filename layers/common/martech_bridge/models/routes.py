@@ -423,8 +423,10 @@ class ProviderSending(_Strict):
     """How the bridge sends through one provider: its send quota and warnings, and whether it stands in for the
     others (docs/sending.md, "Quotas" and "Failover")."""
 
-    daily_limit: int | None = Field(default=None, ge=1)  # recipients a day (UTC days)
-    monthly_limit: int | None = Field(default=None, ge=1)  # recipients a calendar month (UTC)
+    # At most 10^15: the counter's arithmetic must fit a DynamoDB number (38 digits), whose serializer
+    # raises on a larger one, and no account sends more.
+    daily_limit: int | None = Field(default=None, ge=1, le=10**15)  # recipients a day (UTC days)
+    monthly_limit: int | None = Field(default=None, ge=1, le=10**15)  # recipients a calendar month (UTC)
     # Fractions of a limit at which the notification address is warned, once per period each.
     warn_at: list[Annotated[float, Field(gt=0, le=1)]] = Field(default=[0.8, 1.0], max_length=10)
     notify: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)] | None = None

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from martech_bridge.adapters.providers.base import (
     Outbound,
@@ -31,6 +31,15 @@ from martech_bridge.models.mail import MailRequest
 MAX_TRIGGER_PROPERTIES = 50 * 1024
 # Braze's troubleshooting table has two spaces after the first full stop; match the stable part only.
 QUEUED = "has been queued"
+
+
+def _unsubscribed(response: TargetResponse) -> bool:
+    """False only for a readable answer listing no unsubscribe; anything else is taken as listed, pessimistically
+    (setting the state then is what releasing means)."""
+    body = response.json()
+    if isinstance(body, dict) and isinstance(body.get("emails"), list):
+        return bool(body["emails"])
+    return True
 
 
 class Braze:
@@ -71,10 +80,22 @@ class Braze:
                 )
 
     def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
-        """Braze cannot be asked whether an address is unsubscribed by e-mail alone; the state is set
-        (braze.com/docs/api/endpoints/email/post_email_subscription_status: POST /email/status with
-        {"email", "subscription_state": "subscribed"|"unsubscribed"|"opted_in"}). "subscribed" is the state of
-        a user who has neither opted in nor out: re-subscribing through the bridge is not an explicit opt-in."""
+        """Braze is asked first whether the address is unsubscribed (braze.com/docs/api/endpoints/email/
+        get_query_unsubscribed_email_addresses: GET /email/unsubscribes?email= -> {"emails": [{"email",
+        "unsubscribed_at"}], "message": "success"}), and only then is its state set (braze.com/docs/api/
+        endpoints/email/post_email_subscription_status: POST /email/status with {"email", "subscription_state":
+        "subscribed"|"unsubscribed"|"opted_in"}). Setting it blindly would turn an `opted_in` user (our flag may
+        have come from a SendGrid bounce) into a merely `subscribed` one. "subscribed" is the state of a user who
+        has neither opted in nor out: re-subscribing through the bridge is not an explicit opt-in."""
+        check = TargetRequest(
+            "GET",
+            f"{ctx.base_url}/email/unsubscribes?{urlencode({'email': email})}",
+            {**self.auth(ctx.api_key), "Accept": "application/json"},
+            None,
+            ctx.timeout,
+            True,
+            frozenset({"Authorization"}),
+        )
         body = {"email": email, "subscription_state": "subscribed"}
         remove = TargetRequest(
             "POST",
@@ -85,7 +106,7 @@ class Braze:
             True,
             frozenset({"Authorization"}),
         )
-        return [ReleaseStep("email_subscription", remove=remove, done="subscribed")]
+        return [ReleaseStep("email_subscription", remove=remove, check=check, listed=_unsubscribed, done="subscribed")]
 
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
         request = ctx.request

@@ -35,8 +35,12 @@ SUPPRESSION_TYPES = ("BOUNCE", "COMPLAINT", "OVER_QUOTA")
 
 
 def _suppressed(response: TargetResponse) -> bool:
+    """False only for a readable answer listing nothing; an unreadable one is taken as listed, pessimistically
+    (the DELETE that follows is idempotent)."""
     body = response.json()
-    return isinstance(body, dict) and isinstance(body.get("results"), list) and bool(body["results"])
+    if isinstance(body, dict) and isinstance(body.get("results"), list):
+        return bool(body["results"])
+    return True
 
 
 class Infobip:

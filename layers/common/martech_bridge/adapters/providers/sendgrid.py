@@ -43,10 +43,14 @@ SUPPRESSION_LISTS = {
 
 
 def _listed(response: TargetResponse) -> bool:
+    """False only for the documented "not listed" answers; anything else (an unreadable body, an unknown
+    shape) is taken as listed, pessimistically: the DELETE that follows is idempotent, a 404 is 'not_listed'."""
     body = response.json()
     if isinstance(body, list):
         return bool(body)
-    return isinstance(body, dict) and bool(body.get("recipient_email"))
+    if isinstance(body, dict):
+        return bool(body.get("recipient_email"))
+    return True
 
 
 class SendGrid:
