@@ -203,13 +203,20 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start the local stack (make run)")
-    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
-    run.add_argument("--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "3100")))
+    run.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "3000")), help="HTTP API port (PORT; default 3000)"
+    )
+    run.add_argument(
+        "--sandbox-port",
+        type=int,
+        default=int(os.environ.get("SANDBOX_PORT", "3100")),
+        help="provider sandbox port (SANDBOX_PORT; default 3100)",
+    )
     run.add_argument(
         "--aws-port",
         type=int,
         default=int(os.environ.get("AWS_PORT", str(DEFAULT_AWS_PORT))),
-        help="moto server port (default %(default)s: env.json's AWS_ENDPOINT_URL names it for sam local invoke)",
+        help="moto server port (AWS_PORT; default %(default)s, which env.json's AWS_ENDPOINT_URL names)",
     )
     run.add_argument(
         "--visibility-timeout",
@@ -218,7 +225,7 @@ def main() -> int:
         help="override the queues' visibility timeout, in seconds, so retries come sooner",
     )
     run.add_argument("--concurrency", type=int, default=2, help="warm instances per function")
-    run.add_argument("--env-vars", "-n", default=str(ENV_JSON))
+    run.add_argument("--env-vars", "-n", default=str(ENV_JSON), help="settings per function (default env.json)")
     run.add_argument(
         "--no-state-file", dest="state_file", action="store_false", help="do not advertise this stack to `make invoke`"
     )
