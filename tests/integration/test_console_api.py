@@ -329,3 +329,21 @@ def test_a_filtered_listing_that_stops_early_never_skips_the_last_delivery_it_re
             break
         before = after
     assert seen == [ids[10]]
+
+
+def test_paging_the_default_window_keeps_the_first_pages_window_while_time_passes(
+    functions: Functions, aws_env
+) -> None:
+    """Without since/until the window is "the last 7 days" of the first page: a later page (the console's
+    "More", or a redrive sweeping thousands) must continue it, not slide it and lose or refuse its tail."""
+    import time
+
+    route = f"console-{uuid.uuid4().hex[:8]}"
+    edge = datetime.now(UTC) - timedelta(days=7) + timedelta(seconds=3)
+    older, newer = seed_deliveries(aws_env, route, ["failed", "failed"], edge)
+    status, first = query(functions, "/deliveries", {"route": route, "limit": "1"})
+    assert status == 200 and [d["delivery_id"] for d in first["results"]] == [newer], first
+    time.sleep(5)  # the first page's window now reaches past the older delivery's creation
+    status, second = query(functions, "/deliveries", {"route": route, "limit": "1", "cursor": first["cursor"]})
+    assert status == 200, second
+    assert [d["delivery_id"] for d in second["results"]] == [older]
