@@ -354,3 +354,25 @@ def test_hostile_text_from_targets_and_callers_is_shown_as_text_never_run(browse
     assert HOSTILE in page.inner_text("#d-detail") or HOSTILE in page.inner_text("#d-table")
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#app img, #app script").count() == 0
+
+
+def test_a_redrive_that_the_api_refuses_midway_says_it_stopped(browser: Any, stack: RunningStack) -> None:
+    page = browser.new_page()
+    page.goto(f"{stack.api}/console")
+    page.fill("#api-key", stack.api_key)
+    page.click("text=Open console")
+    page.wait_for_selector("#d-table tbody tr")
+    # The API answers the redrive's listing with a 503 (a throttled table): the operator must be told.
+    page.route(
+        "**/deliveries?*limit=100*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "dependency_unavailable", "message": "Delivery store unavailable"}}',
+        ),
+    )
+    page.click("#d-redrive")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#d-progress:has-text('Redrive stopped')", timeout=10_000)
+    assert "Delivery store unavailable" in page.inner_text("#d-progress")
+    assert page.locator("#d-progress.error").count() == 1
