@@ -113,7 +113,7 @@ delete: venv tools
 
 bench: venv tools
 	@rm -f bench/results.json
-	@for script in coldstart relay_overhead ingest console layer_size; do PATH="$(TOOLPATH)" $(PY) bench/$$script.py || exit 1; done
+	@for script in coldstart first_call replaced_utilities relay_overhead ingest console layer_size; do PATH="$(TOOLPATH)" $(PY) bench/$$script.py || exit 1; done
 	@$(PY) bench/summary.py
 
 clean:

@@ -10,11 +10,49 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     cold = results.get("coldstart", {})
     base = cold.get("import boto3 (baseline)", {}).get("ms")
+    cpu_base = cold.get("import boto3 (baseline)", {}).get("cpu_ms")
     for name, row in cold.items():
         if not name.startswith("import"):
             rows.append(
                 (f"cold start {name}", f"{row['ms']:.0f} ms", f"import boto3 {base:.0f} ms", f"{row['ratio']:.2f}")
             )
+    for name, row in cold.items():
+        if not name.startswith("import") and "cpu_ms" in row:
+            rows.append(
+                (
+                    f"cold start {name}, CPU time",
+                    f"{row['cpu_ms']:.0f} ms",
+                    f"import boto3 {cpu_base:.0f} ms",
+                    f"{row['cpu_ratio']:.2f}",
+                )
+            )
+    for name, row in results.get("first_call", {}).items():
+        rows.append(
+            (
+                f"first call {name}",
+                f"{row['ms']:.0f} ms",
+                f"hand-written floor {row['floor_ms']:.0f} ms",
+                f"{row['ratio']:.2f}",
+            )
+        )
+    for name, row in results.get("first_call", {}).items():
+        rows.append(
+            (
+                f"peak RSS after first call {name}",
+                f"{row['peak_rss_mb']:.0f} MB",
+                f"floor {row['floor_peak_rss_mb']:.0f} MB",
+                f"{row['peak_rss_mb'] / row['floor_peak_rss_mb']:.2f}",
+            )
+        )
+    for name, row in results.get("replaced_utilities", {}).items():
+        rows.append(
+            (
+                f"INIT with Powertools {name}",
+                f"{row['powertools_ms']:.0f} ms",
+                f"ours {row['ours_ms']:.0f} ms",
+                f"{row['powertools_ms'] / row['ours_ms']:.2f}",
+            )
+        )
     for service, row in results.get("relay_overhead", {}).items():
         rows.append(
             (

@@ -4,7 +4,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from martech_bridge.entrypoints import delivery_worker
-from martech_bridge.observability import logger, metrics, tracer
+from martech_bridge.observability import logger, metrics, traced
+
+tracer = traced("botocore", "httplib")  # its path calls AWS and the targets' or ESPs' HTTP
 
 
 @logger.inject_lambda_context(clear_state=True)

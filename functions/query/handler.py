@@ -5,7 +5,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from martech_bridge.entrypoints import query
-from martech_bridge.observability import logger, metrics, tracer
+from martech_bridge.observability import logger, metrics, traced
+
+tracer = traced("botocore")  # its path calls AWS only
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -146,7 +146,7 @@ def test_every_secret_setting_has_a_local_value(t: Template) -> None:
 
 def test_every_setting_is_declared_and_every_declared_variable_is_a_setting(t: Template) -> None:
     variables = set.union(*declared(t).values())
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in Settings.field_names()}
     # AWS_ENDPOINT_URL is boto3's own (sam local invoke), not a setting of the bridge.
     assert {v for v in variables if not v.startswith("POWERTOOLS_")} - {"AWS_ENDPOINT_URL"} == fields
 

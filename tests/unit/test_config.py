@@ -61,3 +61,41 @@ def test_empty_secret_means_not_configured() -> None:
 
 def test_secret_lists_split_on_commas_and_newlines() -> None:
     assert secrets.resolve_list("api_keys", " k1, k2\nk3,, ", allow_plaintext=True) == ("k1", "k2", "k3")
+
+
+def test_settings_read_numbers_booleans_and_choices_as_their_types() -> None:
+    settings = Settings.from_environ(
+        {"RETENTION_DAYS": "90", "SEND_DEADLINE_SECONDS": "2.5", "ALLOW_PLAINTEXT_SECRETS": "TRUE", "STAGE": "dev"}
+    )
+    assert (settings.retention_days, settings.send_deadline_seconds) == (90, 2.5)
+    assert settings.allow_plaintext_secrets is True
+    assert Settings.from_environ({"SENDGRID_SANDBOX_MODE": "off"}).sendgrid_sandbox_mode is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RETENTION_DAYS", "0"),  # below its range
+        ("RETENTION_DAYS", "1.5"),  # not a whole number
+        ("MAX_REQUEST_BYTES", "99999999"),  # above its range
+        ("SEND_DEADLINE_SECONDS", "1"),  # the lower bound itself is excluded
+        ("SWEEP_GRACE_SECONDS", "nan"),
+        ("ALLOW_PLAINTEXT_SECRETS", "maybe"),
+        ("UNKNOWN_RECIPIENTS", "everyone"),
+    ],
+)
+def test_out_of_range_or_unreadable_settings_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings.from_environ({variable: value})
+
+
+def test_an_invalid_secret_setting_is_refused_without_its_value() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(api_keys=123)  # type: ignore[arg-type]
+    assert "API_KEYS" in str(caught.value) and "123" not in str(caught.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(AttributeError):
+        settings.stage = "prod"  # type: ignore[misc]

@@ -1,18 +1,23 @@
-"""Settings: every environment variable template.yaml declares, parsed once into a validated model.
+"""Settings: every environment variable template.yaml declares, parsed once into a checked, frozen record.
 
 Secret settings hold a *reference* (`ssm:/path` or `secretsmanager:name`) that secrets.py resolves;
 locally, with ALLOW_PLAINTEXT_SECRETS=true, they may hold the value itself. Logic never reads
 os.environ: it receives a Settings (or plain values taken from one).
+
+Settings is a dataclass checked by hand, not a pydantic model: every function reads it at INIT, and pydantic
+with a model class costs a cold start ~60 ms the acknowledge paths (events, relay) need nothing else for.
+The routes file is validated with pydantic (models/routes.py) where that cost is paid once.
 """
 
+import dataclasses
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from martech_bridge.errors import ConfigurationError
 
@@ -20,21 +25,28 @@ if TYPE_CHECKING:
     from martech_bridge.models.routes import BridgeConfig
 
 Provider = Literal["sendgrid", "braze", "infobip"]
-# A secret setting: a reference, a literal (local only) or empty for "not configured".
-SecretSetting = Annotated[str, Field(default="", repr=False)]
+UnknownRecipients = Literal["subscribed", "unsubscribed"]
 
 # The directory the layer's files sit in: /opt/python in Lambda, layers/common in a checkout.
 LAYER_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseModel):
+def _secret() -> Any:
+    """A secret setting: a reference, a literal (local only) or empty for "not configured"; never in repr."""
+    return field(default="", repr=False)
+
+
+def _bounded(default: float, low: float, high: float, *, open_low: bool = False) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "open_low": open_low})
+
+
+@dataclass(frozen=True)
+class Settings:
     """One field per environment variable; the variable's name is the field's name in upper case."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
     stage: str = "local"
-    retention_days: int = Field(default=30, ge=1, le=3650)
-    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=10 * 1024 * 1024)
+    retention_days: int = _bounded(30, 1, 3650)
+    max_request_bytes: int = _bounded(1_048_576, 1024, 10 * 1024 * 1024)
     bridge_config_file: str = "config/bridge.json"
     # Local only: a file that swaps the routes' secret references and target URLs for local values.
     bridge_config_overlay: str = ""
@@ -50,38 +62,38 @@ class Settings(BaseModel):
     delivery_dlq_url: str = ""
     event_queue_url: str = ""
     send_queue_url: str = ""  # Braze recipients not sent within a request's deadline
-    sweep_grace_seconds: float = Field(default=60, ge=1, le=3600)
+    sweep_grace_seconds: float = _bounded(60, 1, 3600)
 
     # Operator API
-    api_keys: SecretSetting
+    api_keys: str = _secret()
 
     # Sending
     default_provider: Provider = "sendgrid"
     default_from_email: str = ""
     default_from_name: str = ""
     default_reply_to: str = ""
-    unknown_recipients: Literal["subscribed", "unsubscribed"] = "subscribed"
+    unknown_recipients: UnknownRecipients = "subscribed"
     sendgrid_sandbox_mode: bool = False
-    send_deadline_seconds: float = Field(default=20, gt=1, le=28)
-    provider_timeout_seconds: float = Field(default=10, gt=0.5, le=25)
-    send_concurrency: int = Field(default=16, ge=1, le=64)  # Braze calls in flight at once (one per recipient)
+    send_deadline_seconds: float = _bounded(20, 1, 28, open_low=True)
+    provider_timeout_seconds: float = _bounded(10, 0.5, 25, open_low=True)
+    send_concurrency: int = _bounded(16, 1, 64)  # Braze calls in flight at once (one per recipient)
     # A re-subscription's release check comes due after this (releases.py): long after its request has ended.
-    release_check_delay_seconds: int = Field(default=120, ge=0, le=900)
+    release_check_delay_seconds: int = _bounded(120, 0, 900)
     public_base_url: str = ""
-    sendgrid_api_key: SecretSetting
+    sendgrid_api_key: str = _secret()
     sendgrid_base_url: str = "https://api.sendgrid.com"
-    braze_api_key: SecretSetting
+    braze_api_key: str = _secret()
     braze_base_url: str = "https://rest.iad-01.braze.com"
-    infobip_api_key: SecretSetting
+    infobip_api_key: str = _secret()
     infobip_base_url: str = "https://api.infobip.com"
 
     # Event webhooks
-    sendgrid_webhook_public_keys: SecretSetting
-    braze_postback_secret: SecretSetting
-    infobip_webhook_secret: SecretSetting
+    sendgrid_webhook_public_keys: str = _secret()
+    braze_postback_secret: str = _secret()
+    infobip_webhook_secret: str = _secret()
     insecure_accept_unsigned_events: bool = False
     # SendGrid retries for up to 24 h and does not say whether retries are signed afresh: a day by default.
-    sendgrid_webhook_max_age_seconds: float = Field(default=86_400, ge=60, le=7 * 86_400)
+    sendgrid_webhook_max_age_seconds: float = _bounded(86_400, 60, 7 * 86_400)
     # A soft bounce is a final `bounced` either way; true also sets the address to subscribed: false
     # (suppression `soft_bounce`: marketing is held back, transactional mail still goes).
     suppress_soft_bounces: bool = False
@@ -89,22 +101,27 @@ class Settings(BaseModel):
     # Replies (issue 16): the inbound bucket SES writes to, the domain of the reply+<dispatch id>@ Reply-To a
     # send sets (empty: none), and how much of one received message is read.
     inbound_mail_bucket: str = ""
-    reply_domain: Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")] = ""
-    max_inbound_mail_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=40 * 1024 * 1024)
+    reply_domain: str = field(default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"})
+    max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
 
-    @field_validator("sendgrid_base_url", "braze_base_url", "infobip_base_url", "public_base_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def __post_init__(self) -> None:
+        problems = []
+        for f in dataclasses.fields(self):
+            try:
+                object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+            except ValueError as exc:
+                problems.append(f"{f.name.upper()}: {exc}")
+        if problems:
+            raise ConfigurationError(f"Invalid settings: {'; '.join(problems)}")
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | os._Environ[str]) -> "Settings":
-        values = {name: environ[name.upper()] for name in cls.model_fields if name.upper() in environ}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
-            raise ConfigurationError(f"Invalid settings: {problems}") from None
+        values: dict[str, Any] = {n: environ[n.upper()] for n in cls.field_names() if n.upper() in environ}
+        return cls(**values)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
 
     def require(self, name: str) -> str:
         """The value of a setting a code path cannot work without (a table name, a queue URL)."""
@@ -121,6 +138,57 @@ class Settings(BaseModel):
         """Relative to the checkout (the overlay never ships in the layer)."""
         path = Path(self.bridge_config_overlay)
         return path if path.is_absolute() else LAYER_ROOT.parent.parent / path
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+_NO_TRAILING_SLASH = {"sendgrid_base_url", "braze_base_url", "infobip_base_url", "public_base_url"}
+
+
+def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
+    """One field's value from its environment string (or a value given in code), as the field's type reads
+    it; ValueError says what is wrong, never echoing the value (it may be a secret)."""
+    kind = f.type
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError("Input should be a valid boolean")
+    if kind in (int, "int", float, "float"):
+        number: float
+        try:
+            if kind in (int, "int"):
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                number = int(value)
+            else:
+                if isinstance(value, bool):
+                    raise ValueError
+                number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"Input should be a valid {'integer' if kind in (int, 'int') else 'number'}") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("Input should be a finite number")
+        low, high, open_low = f.metadata.get("low"), f.metadata.get("high"), f.metadata.get("open_low")
+        if low is not None and (number <= low if open_low else number < low):
+            raise ValueError(f"Input should be greater than {'' if open_low else 'or equal to '}{low}")
+        if high is not None and number > high:
+            raise ValueError(f"Input should be less than or equal to {high}")
+        return number
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
+    choices = get_args(_LITERALS.get(f.name))
+    if choices and value not in choices:
+        raise ValueError(f"Input should be {' or '.join(repr(c) for c in choices)}")
+    pattern = f.metadata.get("pattern")
+    if pattern and not re.match(pattern, value):
+        raise ValueError(f"String should match pattern '{pattern}'")
+    return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
+
+
+_LITERALS: dict[str, Any] = {"default_provider": Provider, "unknown_recipients": UnknownRecipients}
 
 
 @cache
@@ -230,6 +298,8 @@ def config_secret_references(config: "BridgeConfig") -> dict[str, list[str]]:
 
 
 def parse_bridge_config(data: Any, source: str = "bridge config") -> "BridgeConfig":
+    from pydantic import ValidationError
+
     from martech_bridge.models.routes import BridgeConfig
 
     try:
@@ -255,10 +325,11 @@ def reset() -> None:
     """Forget cached settings and config (tests, and the local stack between invocations)."""
     get_settings.cache_clear()
     _load_bridge_config.cache_clear()
-    from martech_bridge import dependencies, secrets
+    from martech_bridge import secrets
+    from martech_bridge.adapters import aws
 
     secrets.reset()
-    dependencies.reset()
+    aws.reset()
 
 
 def check_files(names: list[str], shown_as: str = "layers/common/") -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge import secrets
-from martech_bridge.adapters import delivery_store, targets
+from martech_bridge.adapters import aws, delivery_store, targets
 from martech_bridge.adapters.delivery_queue import MAX_DELAY, DeliveryQueue
 from martech_bridge.adapters.delivery_store import (
     MAX_STORED_ANSWER_BYTES,
@@ -36,7 +36,7 @@ from martech_bridge.adapters.delivery_store import (
     payload_json,
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
-from martech_bridge.config import Settings
+from martech_bridge.config import Settings, get_settings
 from martech_bridge.errors import BridgeError, Conflict, DependencyUnavailable, NotFound, PayloadTooLarge
 from martech_bridge.logic.delivery import Outcome, backoff_seconds, should_give_up
 from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus, FailureReason
@@ -587,3 +587,13 @@ def replay_delivery(engine: Engine, delivery_id: str, default_attempts: int = 8)
     engine.requeue(delivery_id, 0)  # reopened is pending and swept: a failed enqueue loses nothing
     logger.info("Delivery reopened for replay", extra={"delivery_id": delivery_id, "replays": reopened.replays})
     return reopened
+
+
+@aws.factory
+def delivery_engine() -> Engine:
+    settings = get_settings()
+    store = DeliveryStore(
+        settings.require("deliveries_table"), settings.retention_days, grace_seconds=settings.sweep_grace_seconds
+    )
+    queue = DeliveryQueue(settings.require("delivery_queue_url"), settings.delivery_dlq_url)
+    return Engine(store, queue, settings)

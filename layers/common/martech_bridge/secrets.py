@@ -1,8 +1,17 @@
-"""Resolve secret settings: `ssm:/name` and `secretsmanager:name` references through Powertools Parameters
-(cached for a few minutes, so rotation takes effect without a deploy), literals only where allowed."""
+"""Resolve secret settings: `ssm:/name` and `secretsmanager:name` references (cached for a few minutes, so
+rotation takes effect without a deploy), literals only where allowed.
 
+Read with the process's shared clients (adapters/aws.py), not Powertools Parameters: Parameters builds a
+boto3 session of its own (botocore's data loaded a second time) and its import; together they cost a
+cold start more than 20 ms on every function that holds a secret (docs/design.md, "Cold starts")."""
+
+import threading
+import time
 from functools import cache
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from martech_bridge.adapters import aws
 from martech_bridge.errors import ConfigurationError, DependencyUnavailable
 
 SECRET_MAX_AGE_SECONDS = 300
@@ -43,36 +52,36 @@ def resolve_list(setting_name: str, reference: str, *, allow_plaintext: bool) ->
     return tuple(v.strip() for v in raw.replace("\n", ",").split(",") if v.strip())
 
 
-def _fetch(setting_name: str, store: str, name: str) -> str:
-    # Imported here: Parameters pulls in boto3, which functions without secrets should not pay for.
-    from aws_lambda_powertools.utilities import parameters
-    from botocore.exceptions import BotoCoreError, ClientError
+_cache: dict[tuple[str, str], tuple[float, str]] = {}
+_cache_lock = threading.Lock()
 
+
+def _fetch(setting_name: str, store: str, name: str) -> str:
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get((store, name))
+    if hit is not None and hit[0] > now:
+        return hit[1]
     try:
         if store == "ssm":
-            value = parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_SECONDS)
+            value = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
         else:
-            value = parameters.get_secret(name, max_age=SECRET_MAX_AGE_SECONDS)
-    except parameters.exceptions.GetParameterError as exc:
-        # Powertools re-raises without `from`, so the ClientError is the implicit context.
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ClientError) and cause.response["Error"]["Code"] in (
-            "ParameterNotFound",
-            "ResourceNotFoundException",
-        ):
+            answer = aws.client("secretsmanager").get_secret_value(SecretId=name)
+            value = answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"].decode("utf-8")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("ParameterNotFound", "ResourceNotFoundException"):
             raise ConfigurationError(
                 f"{_label(setting_name)} refers to a secret that does not exist in {store}"
             ) from None
         raise DependencyUnavailable(f"Could not read the secret of {_label(setting_name)}") from None
-    except (BotoCoreError, ClientError):
+    except (BotoCoreError, UnicodeDecodeError):
         raise DependencyUnavailable(f"Could not read the secret of {_label(setting_name)}") from None
+    with _cache_lock:
+        _cache[(store, name)] = (now + SECRET_MAX_AGE_SECONDS, str(value))
     return str(value)
 
 
 def reset() -> None:
     _literal_warning_issued.cache_clear()
-    try:
-        from aws_lambda_powertools.utilities import parameters
-    except ImportError:  # pragma: no cover - powertools is a hard dependency
-        return
-    parameters.clear_caches()
+    with _cache_lock:
+        _cache.clear()

@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
+from martech_bridge.config import get_settings
 from martech_bridge.errors import DependencyUnavailable
 
 MAX_INLINE_BYTES = 240 * 1024  # under SQS's 256 KiB with room for the envelope
@@ -57,3 +58,16 @@ class EventQueue:
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Payload bucket is unavailable") from exc
         return obj["Body"].read().decode("utf-8", errors="replace")
+
+
+@aws.factory
+def event_queue() -> EventQueue:
+    settings = get_settings()
+    return EventQueue(settings.require("event_queue_url"), settings.require("payload_bucket"))
+
+
+@aws.factory
+def event_payloads() -> EventQueue:
+    """The event queue as the worker reads it: a queued post's body, from the bucket when by pointer."""
+    settings = get_settings()
+    return EventQueue(settings.event_queue_url, settings.require("payload_bucket"))

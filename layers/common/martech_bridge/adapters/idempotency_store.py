@@ -12,6 +12,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
+from martech_bridge.config import get_settings
 from martech_bridge.errors import DependencyUnavailable
 
 WINDOW = timedelta(hours=24)
@@ -153,3 +154,8 @@ class IdempotencyStore:
             self._table.update_item(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise DependencyUnavailable("Idempotency store is unavailable") from exc
+
+
+@aws.factory
+def idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(get_settings().require("idempotency_table"))

@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
+from martech_bridge.config import get_settings
 from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
 
@@ -900,3 +901,9 @@ def _groups(changes: list[Any]) -> Any:
         group.append(change)
     if group:
         yield group
+
+
+@aws.factory
+def message_store() -> MessageStore:
+    settings = get_settings()
+    return MessageStore(settings.require("messages_table"), settings.retention_days)

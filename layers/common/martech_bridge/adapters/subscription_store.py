@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
+from martech_bridge.config import get_settings
 from martech_bridge.errors import Conflict, DependencyUnavailable
 from martech_bridge.models.subscription import Subscription, SubscriptionChange
 
@@ -170,3 +171,9 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     if "version" in out:
         out["version"] = int(out["version"])
     return out
+
+
+@aws.factory
+def subscription_store() -> SubscriptionStore:
+    settings = get_settings()
+    return DynamoSubscriptionStore(settings.require("subscriptions_table"), settings.retention_days)

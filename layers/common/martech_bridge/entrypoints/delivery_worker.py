@@ -7,18 +7,15 @@ sweeper still recovers the delivery itself)."""
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.delivery_queue import parse_message
-from martech_bridge.dependencies import delivery_engine
+from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
+from martech_bridge.sqs_batch import Message, process
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: Message, context: LambdaContext) -> None:
     engine = delivery_engine()
     try:
         delivery_id = parse_message(record.body)
@@ -27,14 +24,12 @@ def record_handler(record: SQSRecord) -> None:
         engine.queue.dead_letter("?", f"unreadable message {record.message_id}")
         return
     logger.append_keys(delivery_id=delivery_id)
-    outcome = engine.process(delivery_id, lambda: processor.lambda_context.get_remaining_time_in_millis() / 1000)
+    outcome = engine.process(delivery_id, lambda: context.get_remaining_time_in_millis() / 1000)
     logger.debug("Delivery message handled", extra={"outcome": outcome})
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    response = process(event, lambda message: record_handler(message, context))
     logger.debug("Batch done", extra={"seconds": round(time.monotonic() - started, 2)})
     return dict(response)

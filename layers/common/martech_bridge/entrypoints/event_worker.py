@@ -4,17 +4,14 @@ failure of AWS fails the post's record, which SQS delivers again (partial batch 
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.events import process_post
 from martech_bridge.observability import logger
+from martech_bridge.sqs_batch import Message, process
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: Message) -> None:
     result = process_post(json.loads(record.body))
     logger.info(
         "Event post processed",
@@ -28,6 +25,4 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    return process(event, record_handler)

@@ -7,14 +7,17 @@ it refuses everything (401), unless INSECURE_ACCEPT_UNSIGNED_EVENTS is on."""
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
+# What verify_sendgrid needs, loaded at INIT rather than in the first SendGrid post (logic/event_auth.py
+# imports it only when called: only this function's artifact carries cryptography).
+import cryptography.hazmat.primitives.asymmetric.ec  # noqa: F401
+import cryptography.hazmat.primitives.serialization  # noqa: F401
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import secrets
-from martech_bridge.api import build_resolver, json_response, raw_body
+from martech_bridge.adapters.event_queue import event_queue
+from martech_bridge.api import Response, build_resolver, json_response, raw_body
 from martech_bridge.config import Settings, get_settings
-from martech_bridge.dependencies import event_queue
 from martech_bridge.errors import InvalidRequest, NotFound, Unauthorized
 from martech_bridge.logic import strict_json
 from martech_bridge.logic.event_auth import (

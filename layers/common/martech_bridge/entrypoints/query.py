@@ -11,13 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.delivery_store import list_time
 from martech_bridge.adapters.message_store import MAX_LOG_DAYS, STATUSES_OF_GROUP
-from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
+from martech_bridge.api import Response, build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.console import console_page
 from martech_bridge.deliveries import replay_delivery
 from martech_bridge.dependencies import delivery_engine, message_store, reply_store, subscription_store

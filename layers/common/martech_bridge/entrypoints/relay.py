@@ -4,11 +4,10 @@ its reply into the HTTP answer."""
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from martech_bridge.api import build_resolver, json_response, raw_body
-from martech_bridge.dependencies import delivery_engine
+from martech_bridge.api import Response, build_resolver, json_response, raw_body
+from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
 from martech_bridge.relay import Webhook, relay
 
@@ -23,7 +22,7 @@ def relay_route(route: str) -> Response:
     event = app.current_event
     hook = Webhook(
         route=name,
-        method=event.request_context.http.method,
+        method=event.http_method,
         headers={k.lower(): v for k, v in (event.headers or {}).items()},
         query=event.query_string_parameters or {},
         raw_query=event.raw_query_string or "",

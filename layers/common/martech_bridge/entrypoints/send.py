@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import quotas, secrets
@@ -20,7 +19,7 @@ from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.adapters.providers.base import Outbound, Provider, ProviderAnswer, ProviderCall, SendContext
 from martech_bridge.adapters.send_queue import SendQueue
-from martech_bridge.api import build_resolver, json_response, parse_body, require_api_key
+from martech_bridge.api import Response, build_resolver, json_response, parse_body, require_api_key
 from martech_bridge.config import Settings, get_settings, load_bridge_config
 from martech_bridge.dependencies import idempotency_store, message_store, quota_store, subscription_store
 from martech_bridge.errors import (

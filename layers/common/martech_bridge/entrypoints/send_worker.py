@@ -8,8 +8,6 @@ import dataclasses
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.providers import PROVIDERS
@@ -19,8 +17,8 @@ from martech_bridge.dependencies import message_store, subscription_store
 from martech_bridge.observability import logger
 from martech_bridge.releases import resume
 from martech_bridge.sending import api_key, count_outcomes, run_calls
+from martech_bridge.sqs_batch import Message, process
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 RESERVE_SECONDS = 5.0  # kept back for settling the records
 
 
@@ -28,11 +26,11 @@ class HandBack(Exception):
     """The message goes back to the queue, to be tried again after its visibility timeout."""
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: Message, context: LambdaContext) -> None:
     settings = get_settings()
     check = decode_release(record.body)
     if check is not None:
-        remaining = processor.lambda_context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
+        remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
         deadline = time.monotonic() + min(settings.send_deadline_seconds, remaining)
         if not resume(*check, settings=settings, store=subscription_store(), deadline=deadline):
             raise HandBack("a provider's suppression release is still pending")
@@ -53,7 +51,7 @@ def record_handler(record: SQSRecord) -> None:
     request = dataclasses.replace(
         call.request, headers={**call.request.headers, **provider.auth(api_key(settings, provider))}
     )
-    remaining = processor.lambda_context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
+    remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
     deadline = time.monotonic() + min(settings.send_deadline_seconds, remaining)
     (result,) = run_calls(provider, [dataclasses.replace(call, request=request)], deadline)
     if result.deferred is not None:
@@ -67,6 +65,4 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(
-        process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-    )
+    return process(event, lambda message: record_handler(message, context))

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from martech_bridge.dependencies import delivery_engine
+from martech_bridge.deliveries import delivery_engine
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
