@@ -294,6 +294,9 @@ class Gateway:
                 return answer.status, json_type, answer.read()
         except urllib.error.HTTPError as exc:
             return exc.code, json_type, exc.read()
+        except OSError:  # URLError, refused, reset, timed out: the sandbox is down, not the caller's fault
+            down = {"error": {"code": "sandbox_unavailable", "message": "The local sandbox did not answer"}}
+            return 502, json_type, json.dumps(down).encode()
 
     @staticmethod
     def _reply(

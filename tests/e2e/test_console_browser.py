@@ -304,3 +304,75 @@ def test_an_operator_fixes_a_delivery_reads_a_timeline_resubscribes_and_sees_the
     assert all(status != 401 for _, status, _ in calls)
     assert all(stack.api_key not in url for url, _, _ in calls)
     page.close()
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">"\'><script>window.__pwned=2</script>'
+
+
+def test_hostile_text_from_targets_and_callers_is_shown_as_text_never_run(browser: Any, stack: RunningStack) -> None:
+    """A target's error message and an operator-entered reason carry markup: the page shows it literally, and
+    nothing in it runs (the page builds text nodes; the CSP allows only the page's own hashed script)."""
+    if stack.sandbox is None:
+        pytest.skip("needs the local stack's sandbox")
+    key = {"X-Api-Key": stack.api_key}
+    requests.post(
+        f"{stack.sandbox}/_sandbox/kintone/faults",
+        json={"count": 1, "status": 400, "body": {"code": "GAIA_XX", "id": "1", "message": HOSTILE}},
+        timeout=10,
+    ).raise_for_status()
+    answer = requests.post(
+        f"{stack.api}/relay/marketo-email-opened",
+        json={"email": f"mal-{uuid.uuid4().hex[:6]}@example.com"},
+        headers={"X-Webhook-Token": "local-marketo-token"},
+        timeout=20,
+    )
+    delivery_id = answer.json()["error"]["delivery_id"]
+    address = f"mal-{uuid.uuid4().hex[:6]}@example.com"
+    requests.put(
+        f"{stack.api}/subscriptions?email={address}",
+        json={"subscribed": False, "suppression": "unsubscribe", "reason": HOSTILE},
+        headers=key,
+        timeout=20,
+    ).raise_for_status()
+
+    page = browser.new_page()
+    page.goto(f"{stack.api}/console")
+    page.fill("#api-key", stack.api_key)
+    page.click("text=Open console")
+    page.fill("#d-route", "marketo-email-opened")
+    page.click("#deliveries-form button[type=submit]")
+    row = page.locator(f'tr[data-id="{delivery_id}"]')
+    row.wait_for()
+    row.locator("text=Attempts").click()
+    page.wait_for_selector("#d-detail:not([hidden]) table")
+    page.click("#tab-subscriptions")
+    page.fill("#s-email", address)
+    page.press("#s-email", "Enter")
+    page.wait_for_selector("#s-resubscribe")
+
+    assert HOSTILE in page.inner_text("#s-result")
+    assert HOSTILE in page.inner_text("#d-detail") or HOSTILE in page.inner_text("#d-table")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#app img, #app script").count() == 0
+
+
+def test_a_redrive_that_the_api_refuses_midway_says_it_stopped(browser: Any, stack: RunningStack) -> None:
+    page = browser.new_page()
+    page.goto(f"{stack.api}/console")
+    page.fill("#api-key", stack.api_key)
+    page.click("text=Open console")
+    page.wait_for_selector("#d-table tbody tr")
+    # The API answers the redrive's listing with a 503 (a throttled table): the operator must be told.
+    page.route(
+        "**/deliveries?*limit=100*",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": {"code": "dependency_unavailable", "message": "Delivery store unavailable"}}',
+        ),
+    )
+    page.click("#d-redrive")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#d-progress:has-text('Redrive stopped')", timeout=10_000)
+    assert "Delivery store unavailable" in page.inner_text("#d-progress")
+    assert page.locator("#d-progress.error").count() == 1

@@ -275,3 +275,75 @@ def test_listed_deliveries_say_what_the_console_shows(functions: Functions, aws_
     assert line["delivery_id"] == one and line["status"] == "failed" and line["failure"] == "outcome_unknown"
     assert set(line) >= {"route", "target", "attempts", "max_attempts", "created_at", "updated_at"}
     assert "payload" not in line and json.dumps(line).find("x@example.com") < 0  # no payload, no address
+
+
+def test_a_filtered_listing_that_stops_early_never_skips_the_last_delivery_it_read(aws_env, monkeypatch) -> None:
+    """A shard that stops reading after MAX_LIST_PAGES pages sets the page's floor at the last position it
+    read. When that last item matches the filter, it must be on this page or the next, never on neither."""
+    import zlib
+
+    from martech_bridge import config
+    from martech_bridge.adapters import delivery_store
+    from martech_bridge.adapters.delivery_store import LIST_SHARDS, DeliveryStore, list_time
+    from martech_bridge.models.delivery import Delivery, DeliveryStatus
+
+    monkeypatch.setattr(delivery_store, "MAX_LIST_PAGES", 1)
+    config.reset()
+    store = DeliveryStore(_table(aws_env), 7)
+    tag = uuid.uuid4().hex[:8]
+    wanted, noise = f"wanted-{tag}", f"noise-{tag}"
+    start = datetime(2029, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(3000))
+
+    def in_shard_zero() -> str:
+        while True:
+            candidate = f"dl_{uuid.uuid4().hex[:26]}"
+            if zlib.crc32(candidate.encode()) % LIST_SHARDS == 0:
+                return candidate
+
+    # Newest first in shard 0: 15 noise, then the wanted one (the 16th, the last of a 16-item read), 10 noise.
+    routes = [noise] * 10 + [wanted] + [noise] * 15  # oldest first
+    ids = []
+    for n, route in enumerate(routes):
+        moment = start + timedelta(seconds=n)
+        delivery = Delivery(
+            delivery_id=in_shard_zero(),
+            route=route,
+            target="PUT http://127.0.0.1/k/v1/record.json",
+            status=DeliveryStatus.DELIVERED,
+            attempts=1,
+            max_attempts=5,
+            created_at=moment,
+            updated_at=moment,
+            request_hash="h",
+            payload={},
+        )
+        assert store.create(delivery) is None
+        ids.append(delivery.delivery_id)
+
+    seen: list[str] = []
+    before = list_time(start + timedelta(hours=1))
+    for _ in range(10):
+        items, after = store.listing(route=wanted, statuses=None, since=list_time(start), before=before, limit=2)
+        seen += [i["delivery_id"] for i in items]
+        if after is None:
+            break
+        before = after
+    assert seen == [ids[10]]
+
+
+def test_paging_the_default_window_keeps_the_first_pages_window_while_time_passes(
+    functions: Functions, aws_env
+) -> None:
+    """Without since/until the window is "the last 7 days" of the first page: a later page (the console's
+    "More", or a redrive sweeping thousands) must continue it, not slide it and lose or refuse its tail."""
+    import time
+
+    route = f"console-{uuid.uuid4().hex[:8]}"
+    edge = datetime.now(UTC) - timedelta(days=7) + timedelta(seconds=3)
+    older, newer = seed_deliveries(aws_env, route, ["failed", "failed"], edge)
+    status, first = query(functions, "/deliveries", {"route": route, "limit": "1"})
+    assert status == 200 and [d["delivery_id"] for d in first["results"]] == [newer], first
+    time.sleep(5)  # the first page's window now reaches past the older delivery's creation
+    status, second = query(functions, "/deliveries", {"route": route, "limit": "1", "cursor": first["cursor"]})
+    assert status == 200, second
+    assert [d["delivery_id"] for d in second["results"]] == [older]

@@ -36,5 +36,7 @@ def console_page() -> ConsolePage:
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
+            # frame-ancestors is ignored by older browsers and some embedded views: no framing there either.
+            "X-Frame-Options": "DENY",
         },
     )

@@ -162,7 +162,9 @@ class DeliveryStore(aws.TableStore):
             raise DependencyUnavailable(_UNAVAILABLE) from exc
         stops = [stop for _, stop in answers if stop is not None]
         floor = max(stops) if stops else ""
-        items = sorted((i for found, _ in answers for i in found if i["gsi2sk"] > floor), key=lambda i: i["gsi2sk"])
+        # The floor is the last position a stopped shard read: that item was read, so it belongs on this page
+        # (>=); the next page reads strictly below the cursor and would never see it again.
+        items = sorted((i for found, _ in answers for i in found if i["gsi2sk"] >= floor), key=lambda i: i["gsi2sk"])
         items.reverse()
         page = items[:limit]
         after = str(page[-1]["gsi2sk"]) if len(page) == limit else (floor or None)

@@ -366,6 +366,7 @@ def _encode_cursor(cursor: Any, filters: dict[str, Any]) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
 
 
+_LIST_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 MAX_LIST_DAYS = 92  # a listing or stats window: at most a quarter
 
 
@@ -386,23 +387,34 @@ def list_deliveries() -> Response:
     if since > until or until - since > timedelta(days=MAX_LIST_DAYS):
         raise InvalidRequest(f"since must come before until, at most {MAX_LIST_DAYS} days apart", field="since")
     filters = {"route": route, "status": states, "since": params.get("since"), "until": params.get("until")}
-    before = list_time(until)
+    before, start = list_time(until), list_time(since)
     cursor = _cursor(params, filters)
     if cursor is not None:
-        if set(cursor) != {"p"} or not list_time(since) < cursor["p"]:
+        # The cursor keeps the first page's window start: a default window ("the last 7 days") would
+        # otherwise slide on between pages and drop, then refuse, its oldest deliveries.
+        start = cursor.get("s", "")
+        if (
+            set(cursor) != {"p", "s"}
+            or not _LIST_TIME.fullmatch(start)
+            or not start < cursor["p"]
+            or (params.get("since") and start != list_time(since))
+            or start < list_time(until - timedelta(days=MAX_LIST_DAYS))
+        ):
             raise InvalidRequest("cursor is not one this API returned for these filters", field="cursor")
         before = min(before, cursor["p"])
     stored = sorted({s if s != "outcome_unknown" else "failed" for s in states})
     items, after = delivery_engine().store.listing(
         route=route,
         statuses=stored or None,
-        since=list_time(since),
+        since=start,
         before=before,
         limit=_limit(params, 50),
     )
     if "outcome_unknown" in states and "failed" not in states:
         items = [i for i in items if i.get("status") != "failed" or i.get("failure") == "outcome_unknown"]
-    return json_response(200, {"results": items, "cursor": _encode_cursor({"p": after} if after else None, filters)})
+    return json_response(
+        200, {"results": items, "cursor": _encode_cursor({"p": after, "s": start} if after else None, filters)}
+    )
 
 
 @app.get("/stats", middlewares=AUTH)
