@@ -78,7 +78,7 @@ reset: $(VENV)/.runtime
 	@$(PY) -m devkit reset
 
 test: venv tools
-	PATH="$(TOOLPATH)" $(PY) -m pytest
+	PATH="$(TOOLPATH)" $(PY) -m pytest -n auto --dist loadfile
 
 # Everything but the slow template build check.
 test-fast: venv
