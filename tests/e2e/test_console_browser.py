@@ -48,7 +48,7 @@ def browser() -> Iterator[Any]:
         context = p.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, args=FLAGS, headless=True, viewport={"width": 1280, "height": 900}
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(90_000)  # filtered listings read many items on moto, slower under a parallel run
         yield context
         context.close()
 
@@ -217,7 +217,7 @@ def test_an_operator_fixes_a_delivery_reads_a_timeline_resubscribes_and_sees_the
     page.locator(f'tr[data-id="{rejected[1]}"]').wait_for()
     page.click("#d-redrive")
     page.click("#confirm-yes")
-    page.wait_for_selector("#d-progress:has-text('Redrive finished: 2 queued again')")
+    page.wait_for_selector("#d-progress:has-text('Redrive finished: 2 queued again')", timeout=180_000)
     assert page.locator("#d-progress progress").get_attribute("value") == "2"
     for delivery_id in rejected:
         replayed = requests.get(
