@@ -37,10 +37,19 @@ from martech_bridge.adapters.delivery_store import (
 )
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
 from martech_bridge.config import Settings, get_settings
-from martech_bridge.errors import BridgeError, Conflict, DependencyUnavailable, NotFound, PayloadTooLarge
+from martech_bridge.errors import (
+    BridgeError,
+    ConfigurationError,
+    Conflict,
+    DependencyUnavailable,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from martech_bridge.logic.delivery import Outcome, backoff_seconds, should_give_up
 from martech_bridge.models.delivery import Attempt, Delivery, DeliveryStatus, FailureReason
-from martech_bridge.models.routes import Deliverable, KintoneTarget, MappingFailed, search
+from martech_bridge.models.routes import SINK_PREFIX, Deliverable, KintoneTarget, MappingFailed, search
 from martech_bridge.observability import count, logger, metrics
 
 LEASE_MARGIN_SECONDS = 15
@@ -135,6 +144,28 @@ class Engine:
             raise exc.as_error() from None
 
     # ------------------------------------------------------------------ new deliveries
+    def sink_delivery(self, sink: Any, key: str, payload: dict[str, Any], now: datetime, what: str) -> Delivery | None:
+        """A pending delivery of `payload` to a sink, its id from the sink and `key` (so a repeat finds the
+        same one); None, counted and logged, when this sink cannot take it (the other sinks still may)."""
+        name = f"{SINK_PREFIX}{sink.name}"
+        try:
+            request = self.build(sink, payload)
+        except (InvalidRequest, Unprocessable, ConfigurationError) as exc:
+            metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
+            logger.warning(f"{what} not forwarded to a sink", extra={"sink": sink.name, "reason": exc.message})
+            return None
+        return Delivery(
+            delivery_id=new_delivery_id(name, key),
+            route=name,
+            target=request.describe(),
+            status=DeliveryStatus.PENDING,
+            max_attempts=sink.delivery.max_attempts,
+            created_at=now,
+            updated_at=now,
+            request_hash=request_hash(payload),
+            payload=payload,
+        )
+
     def queue_new(self, delivery: Delivery) -> Delivery | None:
         """Store a `pending` delivery and queue it; the existing delivery when the id was taken. Once stored
         it cannot be lost: if the queue is unavailable the sweeper queues it after the grace period."""

@@ -21,16 +21,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.config import get_settings, load_bridge_config
-from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine, event_payloads, message_store, subscription_store
-from martech_bridge.errors import ConfigurationError, Conflict, InvalidRequest, Unprocessable
+from martech_bridge.errors import Conflict
 from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status_change, suppression_for
 from martech_bridge.logic.stats import counter_of
 from martech_bridge.logic.strict_json import may_hold_lone_surrogate
 from martech_bridge.logic.subscriptions import apply_update
-from martech_bridge.models.delivery import Delivery, DeliveryStatus
 from martech_bridge.models.events import NormalizedEvent
-from martech_bridge.models.routes import SINK_PREFIX
 from martech_bridge.models.subscription import SubscriptionUpdate, SuppressionKind
 from martech_bridge.observability import count, logger, mask_email, metrics
 
@@ -195,24 +192,9 @@ def forward(event: NormalizedEvent, recipient: dict[str, Any] | None = None) -> 
     base = sink_payload(event, recipient)
     for sink in sinks:
         payload = {**base, "event_name": sink.event_name(event.provider, event.event_type.value)}
-        name = f"{SINK_PREFIX}{sink.name}"
-        try:
-            request = engine.build(sink, payload)
-        except (InvalidRequest, Unprocessable, ConfigurationError) as exc:  # not this sink; the rest can
-            metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
-            logger.warning("Event not forwarded to a sink", extra={"sink": sink.name, "reason": exc.message})
+        delivery = engine.sink_delivery(sink, f"{event.provider}#{event.event_id}", payload, now, "Event")
+        if delivery is None:  # not this sink; the rest can
             continue
-        delivery = Delivery(
-            delivery_id=new_delivery_id(name, f"{event.provider}#{event.event_id}"),
-            route=name,
-            target=request.describe(),
-            status=DeliveryStatus.PENDING,
-            max_attempts=sink.delivery.max_attempts,
-            created_at=now,
-            updated_at=now,
-            request_hash=request_hash(payload),
-            payload=payload,
-        )
         if engine.queue_new(delivery) is None:  # stored: from here the sweeper sees it queued
             metrics.add_metric(name="SinkDeliveriesQueued", unit=MetricUnit.Count, value=1)
 

@@ -20,12 +20,9 @@ from martech_bridge.adapters.delivery_store import MAX_STORED_PAYLOAD_BYTES, pay
 from martech_bridge.adapters.message_store import MessageStore
 from martech_bridge.adapters.reply_store import ReplyStore
 from martech_bridge.config import load_bridge_config
-from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine
-from martech_bridge.errors import ConfigurationError, InvalidRequest, Unprocessable
 from martech_bridge.logic import replies as reading
-from martech_bridge.models.delivery import Delivery, DeliveryStatus
-from martech_bridge.models.routes import SINK_PREFIX, Sink
+from martech_bridge.models.routes import Sink
 from martech_bridge.observability import count, logger, metrics
 from martech_bridge.sent_mail import clip
 
@@ -180,24 +177,8 @@ def forward(reply_id: str, payload: dict[str, Any]) -> None:
     engine = delivery_engine()
     now = delivery_store.now()  # the deliveries' one clock
     for sink in sinks:
-        name = f"{SINK_PREFIX}{sink.name}"
-        body = _for_sink(sink, payload)
-        try:
-            request = engine.build(sink, body)
-        except (InvalidRequest, Unprocessable, ConfigurationError) as exc:
-            metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
-            logger.warning("Reply not forwarded to a sink", extra={"sink": sink.name, "reason": exc.message})
+        delivery = engine.sink_delivery(sink, reply_id, _for_sink(sink, payload), now, "Reply")
+        if delivery is None:
             continue
-        delivery = Delivery(
-            delivery_id=new_delivery_id(name, reply_id),
-            route=name,
-            target=request.describe(),
-            status=DeliveryStatus.PENDING,
-            max_attempts=sink.delivery.max_attempts,
-            created_at=now,
-            updated_at=now,
-            request_hash=request_hash(body),
-            payload=body,
-        )
         if engine.queue_new(delivery) is None:
             metrics.add_metric(name="SinkDeliveriesQueued", unit=MetricUnit.Count, value=1)

@@ -14,12 +14,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from martech_bridge.adapters import delivery_store
 from martech_bridge.adapters.delivery_store import MAX_STORED_PAYLOAD_BYTES, payload_json
 from martech_bridge.config import load_bridge_config
-from martech_bridge.deliveries import new_delivery_id, request_hash
 from martech_bridge.dependencies import delivery_engine
-from martech_bridge.errors import ConfigurationError, DependencyUnavailable, InvalidRequest, Unprocessable
-from martech_bridge.models.delivery import Delivery, DeliveryStatus
+from martech_bridge.errors import DependencyUnavailable
 from martech_bridge.models.mail import MailRequest, RecipientResult
-from martech_bridge.models.routes import SINK_PREFIX, Sink
+from martech_bridge.models.routes import Sink
 from martech_bridge.observability import logger, metrics
 
 BLOCK = 100  # recipients per delivery: kintone's records.json takes at most 100 (WIRE-FORMATS 5.4)
@@ -100,25 +98,10 @@ def queue_sent(
     now = delivery_store.now()  # the deliveries' one clock
     complete = True
     for sink in sinks:
-        name = f"{SINK_PREFIX}{sink.name}"
         for key, payload in payloads(sink, dispatch_id, provider, request, results, sent_at):
-            try:
-                built = engine.build(sink, payload)
-            except (InvalidRequest, Unprocessable, ConfigurationError) as exc:  # this sink cannot; others may
-                metrics.add_metric(name="SinkDeliveriesSkipped", unit=MetricUnit.Count, value=1)
-                logger.warning("Sent mail not recorded by a sink", extra={"sink": sink.name, "reason": exc.message})
+            delivery = engine.sink_delivery(sink, key, payload, now, "Sent mail")
+            if delivery is None:  # this sink cannot; others may
                 continue
-            delivery = Delivery(
-                delivery_id=new_delivery_id(name, key),
-                route=name,
-                target=built.describe(),
-                status=DeliveryStatus.PENDING,
-                max_attempts=sink.delivery.max_attempts,
-                created_at=now,
-                updated_at=now,
-                request_hash=request_hash(payload),
-                payload=payload,
-            )
             try:
                 if engine.queue_new(delivery) is None:
                     metrics.add_metric(name="SinkDeliveriesQueued", unit=MetricUnit.Count, value=1)
