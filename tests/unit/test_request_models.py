@@ -60,6 +60,9 @@ MAIL_BODIES: list[Any] = [
     },
     {**OK, "from": {"email": "news@example.com", "name": "News"}, "reply_to": {"email": "r@example.com"}},
     {**OK, "sender": {"email": "news@example.com"}},
+    {**OK, "sender": {"email": "nope"}},
+    {**OK, "from": {"email": "news@example.com"}, "sender": {"email": "news@example.com"}},
+    {**OK, "from": None, "sender": {"email": "news@example.com"}},
     {
         **OK,
         "attachments": [ATTACHMENT, {**ATTACHMENT, "type": "image/png", "disposition": "inline", "content_id": "i"}],
@@ -197,10 +200,22 @@ def mail_bodies(draw: st.DrawFn) -> dict[str, Any]:
         "text": "t",
         "attachments": [dict(ATTACHMENT)],
     }
+    if draw(st.booleans()):
+        body[draw(st.sampled_from(["from", "sender", "reply_to"]))] = {"email": "news@example.com", "name": "N"}
+    if draw(st.booleans()):
+        body["to"][0]["user_alias"] = {"alias_name": "n", "alias_label": "l"}
     for _ in range(draw(st.integers(1, 3))):
-        where = draw(st.sampled_from(["top", "recipient", "attachment"]))
+        where = draw(st.sampled_from(["top", "recipient", "attachment", "nested"]))
         if where == "top":
             body[draw(MAIL_KEYS)] = draw(JSON)
+        elif where == "nested":  # inside an address or a Braze alias, if there is one
+            nested = [v for v in (body.get("from"), body.get("sender"), body.get("reply_to")) if isinstance(v, dict)]
+            recipient = body["to"][0] if isinstance(body.get("to"), list) and body["to"] else None
+            if isinstance(recipient, dict) and isinstance(recipient.get("user_alias"), dict):
+                nested.append(recipient["user_alias"])
+            if nested:
+                key = draw(st.sampled_from(["email", "name", "alias_name", "alias_label", "nope"]))
+                draw(st.sampled_from(nested))[key] = draw(JSON)
         elif where == "recipient" and isinstance(body.get("to"), list) and body["to"]:
             if isinstance(body["to"][0], dict):
                 body["to"][0][draw(RECIPIENT_KEYS)] = draw(JSON)

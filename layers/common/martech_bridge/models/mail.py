@@ -159,6 +159,7 @@ _MAIL_FIELDS = (
     "provider", "to", "from", "sender", "reply_to", "subject", "text", "html", "template_id", "template_data",
     "attachments", "track_opens", "track_clicks", "categories", "metadata", "external_send_id",
 )  # fmt: skip
+_MAIL_FIELDS_GIVEN_FROM = tuple(f for f in _MAIL_FIELDS if f != "sender")
 
 
 @dataclass(slots=True)
@@ -211,7 +212,8 @@ class MailRequest(plain.Record):
         ]
         metadata = _metadata(data.get("metadata", {}))
         external_send_id = optional(_external_send_id, data.get("external_send_id"), ("external_send_id",))
-        plain.no_extra(data, _MAIL_FIELDS, ())
+        # With both given, pydantic takes `from` and counts `sender` as an unknown field.
+        plain.no_extra(data, _MAIL_FIELDS if sender_key == "sender" else _MAIL_FIELDS_GIVEN_FROM, ())
         request = cls(
             provider,  # type: ignore[arg-type]
             to,

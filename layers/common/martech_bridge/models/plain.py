@@ -95,16 +95,14 @@ def boolean(value: Any, loc: Loc, *, strict: bool = False) -> bool:
 
 
 def integer(value: Any, loc: Loc, *, ge: int | None = None) -> int:
+    """A whole number as the stores keep it (an int, or a float without a fraction)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) and len(value) <= 4300:
-            value = int(value)
-        else:
-            raise ValidationError(loc, "Input should be a valid integer", "int_type")
+        raise ValidationError(loc, "Input should be a valid integer", "int_type")
     if ge is not None and value < ge:
         raise ValidationError(loc, f"Input should be greater than or equal to {ge}", "greater_than_equal")
-    return int(value)
+    return value
 
 
 def timestamp(value: Any, loc: Loc) -> datetime:
