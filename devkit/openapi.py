@@ -33,7 +33,8 @@ class ErrorBody(BaseModel):
 
 class SubscriptionOut(Subscription):
     history: list[SubscriptionChange]
-    # After a re-subscription: each configured provider's release ("removed", "not_listed", "pending", "failed").
+    # After a re-subscription: each configured provider's release ("removed", "not_listed", "cleared", "pending",
+    # "failed").
     released: dict[str, str] | None = None
 
 
