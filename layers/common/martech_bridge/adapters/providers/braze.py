@@ -104,7 +104,9 @@ class Braze:
 
         Spam comes before the state: a spam report unsubscribes the user (same page, older revisions).
         `end_date` is tomorrow (UTC): the query's dates are "treated as midnight in UTC", so a range that
-        ended today would miss today's bounces if Braze applied it to an e-mail query after all."""
+        ended today would miss today's bounces if Braze applied it to an e-mail query after all - a silent
+        miss (the address stays dropped), where a refusal of a future date (undocumented either way) would be
+        a loud one: `failed (HTTP 400)` in the answer and the history."""
         end_date = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
         query = urlencode({"email": email, "end_date": end_date})
         reading = {**self.auth(ctx.api_key), "Accept": "application/json"}
