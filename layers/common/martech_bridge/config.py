@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from martech_bridge.errors import ConfigurationError
-from martech_bridge.models import routes
 
 if TYPE_CHECKING:
     from martech_bridge.models.routes import BridgeConfig
@@ -305,6 +304,10 @@ def config_secret_references(config: "BridgeConfig") -> dict[str, list[str]]:
 def parse_bridge_config(data: Any, source: str = "bridge config", *, schema: bool = False) -> "BridgeConfig":
     """The routes file's JSON as the functions use it (plain data, every rule checked). `schema`: check it
     with the pydantic schema first, as `sam build` and `make run` do."""
+    # Imported here: the functions that read the routes file import models/routes.py at INIT (and load the
+    # file there); the events function, which reads only its Settings from this module, never needs it.
+    from martech_bridge.models import routes
+
     if schema:
         check_bridge_config(data, source)
     try:
