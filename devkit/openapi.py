@@ -34,7 +34,8 @@ class ErrorBody(BaseModel):
 
 class SubscriptionOut(Subscription):
     history: list[SubscriptionChange]
-    # After a re-subscription: each configured provider's release ("removed", "not_listed", "pending", "failed").
+    # After a re-subscription: each configured provider's release ("removed", "not_listed", "cleared", "pending",
+    # "failed").
     released: dict[str, str] | None = None
 
 
@@ -217,6 +218,13 @@ class ReplyOut(BaseModel):
     matched_by: str | None = Field(default=None, examples=["reply_address", "in_reply_to"])
     dispatch_id: str | None = None
     message_id: str | None = None
+    claimed_by: str | None = Field(
+        default=None,
+        description="unverified: how the reply named a message whose recipients do not include its sender",
+        examples=["reply_address", "in_reply_to"],
+    )
+    claimed_dispatch_id: str | None = Field(default=None, description="unverified: the message the reply named")
+    unmatched_reason: str | None = Field(default=None, description="unverified: why the reply is not linked")
     subject: str | None = None
     text: str | None = Field(default=None, description="the reply without the history it quotes")
     attachments: list[dict[str, Any]] | None = Field(default=None, description="name, content type and size")

@@ -13,6 +13,8 @@ from urllib.request import Request as UrlRequest
 from urllib.request import urlopen
 
 from devkit.sandbox.base import Reply, Request
+from devkit.sandbox.braze import BOUNCE_REASON as BRAZE_BOUNCE_REASON
+from devkit.sandbox.braze import NOT_EMAILABLE
 from devkit.sandbox.sendgrid import DROP_REASONS
 
 # SendGrid posts events in batches "every 30 seconds or when the batch size reaches 768 kilobytes, whichever
@@ -52,7 +54,7 @@ class EventCallbacks:
         if provider == "sendgrid" and request.path.endswith("/v3/mail/send") and "sendgrid" in self.targets:
             self._sendgrid(mail, reply, source)
         elif provider == "braze" and "/transactional/v1/campaigns/" in request.path and "braze" in self.targets:
-            self._braze(mail, reply)
+            self._braze(mail, reply, source)
         elif provider == "infobip" and request.path.startswith("/email/"):
             self._infobip(mail, reply)
 
@@ -70,19 +72,27 @@ class EventCallbacks:
         self._later(DELIVERY_DELAY, "sendgrid", url, delivery)
         self._later(OPEN_DELAY, "sendgrid", url, sendgrid_events(mail, message_id, ("open",), fates))
 
-    def _braze(self, mail: dict[str, Any], reply: Reply) -> None:
+    def _braze(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         # One postback per status of one dispatch (Braze's Transactional HTTP Event Postback; WIRE-FORMATS
-        # §3.3): `sent` is in the send's own answer, `processed` and `delivered` come back here.
+        # §3.3): `sent` is in the send's own answer, `processed` and `delivered` (or `bounced`) come back here;
+        # mail to an address Braze keeps from e-mail gets one `aborted` ("User not emailable") instead.
         body = reply.body if isinstance(reply.body, dict) else {}
         dispatch_id = body.get("dispatch_id")
         if not dispatch_id:
             return
+        fate = source.fate(dispatch_id) if hasattr(source, "fate") else "delivered"
+        steps: list[tuple[str, str | None]] = [("processed", None), ("delivered", None)]
+        if fate == "bounce":
+            steps = [("processed", None), ("bounced", BRAZE_BOUNCE_REASON)]
+        elif fate.startswith("dropped"):
+            steps = [("aborted", NOT_EMAILABLE)]
         metadata = dict(body.get("metadata") or {})
         url = self.targets["braze"]
-        for delay, status in ((DELIVERY_DELAY, "processed"), (DELIVERY_DELAY, "delivered")):
+        for status, reason in steps:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
-            postback = {"dispatch_id": dispatch_id, "status": status, "metadata": {**metadata, f"{status}_at": stamp}}
-            self._later(delay, "braze", url, postback)
+            extra = {f"{status}_at": stamp, **({"reason": reason} if reason else {})}
+            postback = {"dispatch_id": dispatch_id, "status": status, "metadata": {**metadata, **extra}}
+            self._later(DELIVERY_DELAY, "braze", url, postback)
 
     def _infobip(self, mail: dict[str, Any], reply: Reply) -> None:
         # Infobip posts each message's delivery report to the notifyUrl its send named, and opens to the

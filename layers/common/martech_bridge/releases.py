@@ -9,7 +9,8 @@ Order, so that no crash loses a release (tests/integration/test_release_faults.p
 4. when the check comes due, the send worker repeats the release of every provider still `pending` for that
    very re-subscription (a newer change makes it moot); one that stays unreachable goes back to the queue,
    and after the queue's receive limit to its DLQ (alarmed), still `pending` in the state.
-Every call of a release is idempotent (a GET, a DELETE, Braze's state set), so repeating one is harmless."""
+Every call of a release is idempotent (a GET, a DELETE, Braze's list removals and state set), so repeating one
+is harmless."""
 
 import random
 import time
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.adapters.providers.base import Provider, ReleaseContext, classify, rate_limit_wait
+from martech_bridge.adapters.providers.base import CLEARED, Provider, ReleaseContext, classify, rate_limit_wait
 from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.adapters.subscription_store import SubscriptionStore
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
@@ -142,7 +143,8 @@ def release(
 def release_one(provider: Provider, address: str, ctx: ReleaseContext, deadline: float) -> tuple[str, dict[str, str]]:
     """(the provider's outcome, each list's): `pending` if any list could not be settled now (unreachable,
     429/5xx past the deadline), else `failed` if the provider refused a call, else `removed` if the address
-    was taken off a list, else `not_listed`."""
+    was taken off a list, else `cleared` if a list that cannot be asked was cleared regardless (Braze's spam
+    list), else `not_listed`."""
     lists: dict[str, str] = {}
     for step in provider.release_steps(address, ctx):
         if step.check is not None and step.listed is not None:
@@ -170,9 +172,9 @@ def release_one(provider: Provider, address: str, ctx: ReleaseContext, deadline:
         return PENDING, lists
     if any(v.startswith(FAILED) for v in values):
         return FAILED, lists
-    if any(v != NOT_LISTED for v in values):
+    if any(v not in (NOT_LISTED, CLEARED) for v in values):
         return REMOVED, lists
-    return NOT_LISTED, lists
+    return (CLEARED if CLEARED in values else NOT_LISTED), lists
 
 
 def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:

@@ -57,7 +57,8 @@ class Subscription(BaseModel):
     changed_at: datetime
     version: int = Field(default=1, ge=1)
     # After a re-subscription: each configured provider's release from its own suppression lists
-    # ("pending" until done; then "removed", "not_listed" or "failed").
+    # ("pending" until done; then "removed", "not_listed", "cleared" - a list that cannot be asked was cleared
+    # regardless, Braze's spam list - or "failed").
     release: dict[str, str] | None = None
 
 

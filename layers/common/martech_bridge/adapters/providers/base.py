@@ -66,6 +66,11 @@ class ReleaseContext:
     timeout: float = 10.0
 
 
+# A list the provider cannot be asked about (no documented query), cleared regardless: a 2xx to its removal
+# proves it no longer holds the address, not that it ever did (Braze's spam list).
+CLEARED = "cleared"
+
+
 @dataclass(frozen=True)
 class ReleaseStep:
     """One of a provider's suppression lists: how to ask whether an address is on it (`check`, read by
@@ -75,7 +80,7 @@ class ReleaseStep:
     remove: TargetRequest
     check: TargetRequest | None = None  # None: the provider cannot be asked; `remove` is made regardless
     listed: Callable[[TargetResponse], bool] | None = None
-    done: str = "removed"  # what a 2xx to `remove` means (Braze: the state was set to "subscribed")
+    done: str = "removed"  # what a 2xx to `remove` means (Braze: the state was set to "subscribed"; CLEARED)
 
 
 class Provider(Protocol):
