@@ -93,6 +93,10 @@ def test_every_page_of_the_accounts_domains_is_released(
     assert control(sandbox, "infobip", "suppressions") == []
     pages = [r["query"] for r in requests_to(sandbox, "infobip") if r["path"] == "/email/1/suppressions/domains"]
     assert pages == ["page=0&size=100", "page=1&size=100"]
+    # The history names the list that held it and counts the 311 that did not, rather than naming them
+    (reason,) = infobip_history(view(functions, email))
+    assert "d103.example.com bounce removed" in reason and "311 other lists not_listed" in reason
+    assert "d000.example.com" not in reason
     drain_release_checks(moto_server)
 
 

@@ -228,7 +228,22 @@ def _release_per_domain(
         return _outcome(lists), lists
     if not domains:
         return NOT_LISTED, {"sending domains": "none the account may manage"}
-    return release_one(provider, address, replace(ctx, domains=tuple(domains.values())), deadline)
+    outcome, lists = release_one(provider, address, replace(ctx, domains=tuple(domains.values())), deadline)
+    return outcome, _summarised(lists)
+
+
+MAX_LISTS_NAMED = 30
+
+
+def _summarised(lists: dict[str, str]) -> dict[str, str]:
+    """An account with many domains has three lists each: past MAX_LISTS_NAMED, the lists that did not hold
+    the address are counted rather than named, so the history entry stays readable and far below DynamoDB's
+    item limit (every list that held it, or could not be settled, is still named)."""
+    if len(lists) <= MAX_LISTS_NAMED:
+        return lists
+    named = {name: what for name, what in lists.items() if what != NOT_LISTED}
+    quiet = len(lists) - len(named)
+    return {**named, f"{quiet} other lists": NOT_LISTED} if quiet else named
 
 
 def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:
