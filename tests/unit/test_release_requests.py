@@ -199,3 +199,20 @@ def test_braze_release_sets_the_documented_subscription_state() -> None:
     parts = urlsplit(step.check.url)
     assert parts.path == urlsplit(f"{CTX.base_url}/email/unsubscribes").path
     assert parse_qs(parts.query) == {"email": [EMAIL]}
+
+
+def test_a_release_over_many_domains_names_every_list_that_held_the_address_and_counts_the_rest() -> None:
+    from martech_bridge.releases import MAX_LISTS_NAMED, _outcome, _summarised
+
+    lists = {f"d{n}.example.com {t}": "not_listed" for n in range(40) for t in TYPES}
+    lists["d7.example.com bounce"] = "removed"
+    lists["d9.example.com complaint"] = "pending"
+    short = _summarised(lists)
+    assert short == {
+        "d7.example.com bounce": "removed",
+        "d9.example.com complaint": "pending",
+        "118 other lists": "not_listed",
+    }
+    assert _outcome(short) == _outcome(lists) == "pending"  # counting never changes the outcome
+    few = dict(list(lists.items())[:MAX_LISTS_NAMED])
+    assert _summarised(few) == few  # a small account's entry names every list
