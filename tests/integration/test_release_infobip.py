@@ -189,3 +189,24 @@ def test_an_unreadable_domain_listing_still_clears_the_default_senders_domain_an
     (reason,) = infobip_history(view(functions, email))
     assert "sending domains failed (unreadable answer" in reason
     drain_release_checks(moto_server)
+
+
+def test_an_account_with_many_slow_domains_is_released_within_the_deadline(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given 24 domains and Infobip taking 0.25 s per call: one domain after another would need 18 s
+    email = addr()
+    for n in range(24):
+        control(sandbox, "infobip", "domains", {"domainName": f"s{n:02}.example.com", "dataAccess": "OWNER"})
+    control(
+        sandbox, "infobip", "suppressions", {"domainName": "s23.example.com", "emailAddress": email, "type": "BOUNCE"}
+    )
+    control(sandbox, "infobip", "faults", {"count": 200, "delay": 0.25})
+    # When it is re-subscribed with 8 s for the provider calls
+    status, body = put(functions, email, {"subscribed": True}, SEND_DEADLINE_SECONDS="8")
+    # Then every domain was settled in time (domains are cleared side by side), so no check is needed
+    assert status == 200, body
+    assert body["released"]["infobip"] == "removed"
+    assert control(sandbox, "infobip", "suppressions") == []
+    requests.delete(f"{sandbox.url}/_sandbox/infobip/faults", timeout=5)
+    drain_release_checks(moto_server)
