@@ -206,6 +206,7 @@ def _release_per_domain(
     cannot be read falls back to the default sender's domain and fails the release, so that it is looked at."""
     domains: dict[str, SuppressionDomain] = {}
     listing = "listed"
+    partial: str | None = None  # why the listing may have left domains out (they are then not looked at)
     request_page = getattr(provider, "suppression_domains_request")  # noqa: B009 - optional provider hook
     read_page = getattr(provider, "suppression_domains")  # noqa: B009
     for page in range(MAX_DOMAIN_PAGES):
@@ -222,9 +223,17 @@ def _release_per_domain(
             listing = f"{FAILED} (unreadable answer; the default sender's domain only)"
             domains = {}
             break
-        domains.update((d.name, d) for d in found if d.name not in domains)
+        new = {d.name: d for d in found if d.name not in domains}
+        domains.update(new)
         if len(found) < DOMAIN_PAGE_SIZE:
             break
+        if not new:
+            # A full page naming only domains already listed: the provider repeats a page (ignores `page`), so
+            # its paging cannot be followed, and what lies past it is unknown - never read as "not listed".
+            partial = f"{FAILED} (the listing repeated a page; only the domains it named)"
+            break
+    else:
+        partial = f"{FAILED} (more than {MAX_DOMAIN_PAGES} pages; only the domains they named)"
     if listing != "listed":
         _, lists = release_one(provider, address, replace(ctx, domains=None), deadline)
         lists = {"sending domains": listing, **lists}
@@ -238,6 +247,8 @@ def _release_per_domain(
             pool.map(lambda d: release_one(provider, address, replace(ctx, domains=(d,)), deadline), domains.values())
         )
     lists = {name: what for _, own in results for name, what in own.items()}
+    if partial:
+        lists = {"sending domains": partial, **lists}
     return _outcome(lists), _summarised(lists)
 
 
