@@ -122,3 +122,57 @@ def test_a_domain_name_no_dns_would_hold_makes_the_listing_unreadable(
     assert outcome == FAILED
     assert lists["sending domains"].startswith(f"{FAILED} (unreadable answer")
     assert not any(name in key for key in lists)
+
+
+@pytest.fixture()
+def cut_listing() -> Iterator[tuple[str, list[str]]]:
+    """A loopback Infobip whose domain listing sends `200`, a Content-Length, half the body, then closes the
+    connection (a reset mid-body); every other call answers as Infobip would for an empty account."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.path)
+            listing = urlsplit(self.path).path == "/email/1/suppressions/domains"
+            found = [_domain("mail.example.com")] if listing else []
+            body = json.dumps({"results": found, "paging": {"page": 0, "size": 100}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if listing:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_domain_listing_cut_off_mid_body_leaves_the_release_pending_not_failed(
+    cut_listing: tuple[str, list[str]],
+) -> None:
+    # Given an Infobip whose listing's connection drops after the status line and half the body
+    base, seen = cut_listing
+    ctx = ReleaseContext(api_key="k-1234567890", base_url=base, sender_domain="example.com", timeout=2)
+    outcome, lists = _release_per_domain(Infobip(), "taro@example.jp", ctx, time.monotonic() + 4)
+    # Then that is a network failure, asked again while the deadline allows, and the release stays pending for
+    # the check to repeat: never `failed` (which nothing retries) as though Infobip had answered garbage
+    assert _listings(seen) >= 2
+    assert (outcome, lists) == ("pending", {"sending domains": "pending"})
+    assert not any(p.startswith("/email/1/suppressions?") for p in seen)

@@ -276,7 +276,10 @@ def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:
         if remaining < 0.5:
             break
         raw = send(request, remaining)
-        answer = raw if isinstance(raw, TargetResponse) else None
+        # A look-up whose body was cut off said nothing: asked again, like one that got no answer (a listing
+        # read as unreadable would fail the release for a network blip, and nothing retries `failed`).
+        read_cut = isinstance(raw, TargetResponse) and raw.cut_short and request.method == "GET"
+        answer = raw if isinstance(raw, TargetResponse) and not read_cut else None
         if answer is not None and classify(answer.status) != "retry":
             return answer
         wait = backoff_seconds(
