@@ -145,6 +145,9 @@ def release(
         try:
             store.record_release(address, version, provider.name, outcome, change)
         except DependencyUnavailable:
+            # The caller is told `pending`, as the state says: the check settles it, and by then the address is
+            # off the list, so it records `not_listed` - an answer of `removed` would never be on record.
+            out[provider.name] = PENDING
             logger.warning(
                 "Release outcome not recorded; the release check repeats it", extra={"provider": provider.name}
             )
