@@ -1,6 +1,6 @@
 """The API description (openapi.json), generated from the code: the request and response models are the
-pydantic models the functions validate with, and the operations are checked against template.yaml's
-routes by the tests, so the document cannot drift from either.
+pydantic models of devkit/api_models.py (held to the functions' own checks by a test), and the operations
+are checked against template.yaml's routes by the tests, so the document cannot drift from either.
 
 Why not Powertools' own generator: it needs enable_validation, which validates a body before any route
 middleware runs - an unauthenticated caller would learn the input rules (400) before being refused (401).
@@ -13,10 +13,11 @@ from typing import Any
 from martech_bridge.adapters.message_store import STATUSES_OF_GROUP
 from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, Attempt, DeliveryStatus, FailureReason
 from martech_bridge.models.email import EMAIL_JSON_SCHEMA
-from martech_bridge.models.mail import DISPATCH_ID_PATTERN, MailRequest, RecipientResult
+from martech_bridge.models.mail import DISPATCH_ID_PATTERN
 from martech_bridge.models.routes import ROUTE_NAME_PATTERN
-from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionUpdate
 from pydantic import BaseModel, Field
+
+from devkit.api_models import MailRequest, RecipientResult, Subscription, SubscriptionChange, SubscriptionUpdate
 
 
 class ErrorDetail(BaseModel):
