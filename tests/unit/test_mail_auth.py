@@ -104,6 +104,8 @@ def test_an_authserv_id_with_a_version_is_ses() -> None:
         ("spf=pass smtp.mailfrom=bounce@esp.example", "example.jp", False),
         ("spf=neutral envelope-from=x@example.jp", "example.jp", False),
         ("none", "example.jp", False),
+        ("dmarc=pass header.from=例え.jp", "xn--r8jz45g.jp", True),  # an IDN domain, as the sender is compared
+        ("dmarc=none; dkim=pass header.i=@例え.jp", "xn--r8jz45g.jp", True),
         ("dkim=pass header.d=example.jp", "", False),
     ],
 )

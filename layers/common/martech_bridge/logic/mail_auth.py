@@ -12,6 +12,8 @@ field counts, and only when its authserv-id is SES's; the verdicts count only ab
 import re
 from dataclasses import dataclass, field
 
+from martech_bridge.models.email import normalize_email
+
 SES_AUTHSERV_ID = "amazonses.com"
 # Methods of IANA's Email Authentication Methods registry that can open a result; any other key=value is a
 # property of the result before it (SES writes client-ip=, envelope-from=, helo= as items of their own).
@@ -76,7 +78,14 @@ def _domain(value: str | None) -> str | None:
     """The domain of `@example.com`, `user@example.com` or `example.com`, lower-cased."""
     if not value:
         return None
-    return value.rsplit("@", 1)[-1].strip().strip("<>").rstrip(".").lower() or None
+    domain = value.rsplit("@", 1)[-1].strip().strip("<>").rstrip(".").lower()
+    if domain and not domain.isascii():
+        # As the sender's address is compared: its IDN domain punycoded (models.email)
+        try:
+            domain = normalize_email(f"x@{domain}").rsplit("@", 1)[-1]
+        except ValueError:
+            return None
+    return domain or None
 
 
 def _same(header_from: str | None, domain: str) -> bool:
