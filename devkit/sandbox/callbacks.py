@@ -15,6 +15,7 @@ from urllib.request import urlopen
 from devkit.sandbox.base import Reply, Request
 from devkit.sandbox.braze import BOUNCE_REASON as BRAZE_BOUNCE_REASON
 from devkit.sandbox.braze import NOT_EMAILABLE
+from devkit.sandbox.infobip import report_outcome
 from devkit.sandbox.sendgrid import DROP_REASONS
 
 # SendGrid posts events in batches "every 30 seconds or when the batch size reaches 768 kilobytes, whichever
@@ -56,7 +57,7 @@ class EventCallbacks:
         elif provider == "braze" and "/transactional/v1/campaigns/" in request.path and "braze" in self.targets:
             self._braze(mail, reply, source)
         elif provider == "infobip" and request.path.startswith("/email/"):
-            self._infobip(mail, reply)
+            self._infobip(mail, reply, source)
 
     def _sendgrid(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         message_id = reply.headers.get("X-Message-Id")
@@ -94,9 +95,10 @@ class EventCallbacks:
             postback = {"dispatch_id": dispatch_id, "status": status, "metadata": {**metadata, **extra}}
             self._later(DELIVERY_DELAY, "braze", url, postback)
 
-    def _infobip(self, mail: dict[str, Any], reply: Reply) -> None:
+    def _infobip(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         # Infobip posts each message's delivery report to the notifyUrl its send named, and opens to the
-        # trackingUrl (Email API: delivery reports and tracking notifications; WIRE-FORMATS §4.5).
+        # trackingUrl (Email API: delivery reports and tracking notifications; WIRE-FORMATS §4.5). A recipient
+        # that bounced or was suppressed gets its report (devkit/sandbox/infobip.py) and no open.
         options = mail.get("options") if isinstance(mail.get("options"), dict) else {}
         bulk_id = ((options.get("schedule") or {}) if isinstance(options, dict) else {}).get("bulkId")
         tracking = (options.get("tracking") or {}) if isinstance(options, dict) else {}
@@ -107,6 +109,11 @@ class EventCallbacks:
             hooks = message.get("webhooks") if isinstance(message.get("webhooks"), dict) else {}
             delivery_url = ((hooks.get("delivery") or {}) if isinstance(hooks, dict) else {}).get("url")
             targets = [t for group in message.get("destinations") or [] for t in (group.get("to") or [])]
+
+            def fate(target: dict[str, Any]) -> str:
+                found = source.fates(str(target.get("messageId"))) if hasattr(source, "fates") else {}
+                return str(found.get(str(target.get("destination", "")).lower(), "delivered"))
+
             results = [
                 {
                     "bulkId": bulk_id,
@@ -114,21 +121,7 @@ class EventCallbacks:
                     "to": t.get("destination"),
                     "sentAt": now,
                     "doneAt": now,
-                    "status": {
-                        "groupId": 3,
-                        "groupName": "DELIVERED",
-                        "id": 5,
-                        "name": "DELIVERED_TO_HANDSET",
-                        "description": "Message delivered to handset",
-                    },
-                    "error": {
-                        "groupId": 0,
-                        "groupName": "OK",
-                        "id": 0,
-                        "name": "NO_ERROR",
-                        "description": "No Error",
-                        "permanent": False,
-                    },
+                    **report_outcome(fate(t)),
                     "callbackData": hooks.get("callbackData") if isinstance(hooks, dict) else None,
                 }
                 for t in targets
@@ -139,6 +132,8 @@ class EventCallbacks:
             tracking_url = tracking.get("trackingUrl") if isinstance(tracking, dict) else None
             if tracking_url and tracking.get("trackOpens") is not False:
                 for result in results:
+                    if result["status"]["groupName"] != "DELIVERED":
+                        continue  # no engagement with mail that never arrived
                     opened = {
                         "notificationType": "OPENED",
                         "eventId": secrets.token_hex(16),
