@@ -261,13 +261,23 @@ MAX_LISTS_NAMED = 30
 
 def _summarised(lists: dict[str, str]) -> dict[str, str]:
     """An account with many domains has three lists each: past MAX_LISTS_NAMED, the lists that did not hold
-    the address are counted rather than named, so the history entry stays readable and far below DynamoDB's
-    item limit (every list that held it, or could not be settled, is still named)."""
+    the address are counted rather than named, and so are the ones past the first MAX_LISTS_NAMED that did (or
+    could not be settled), by kind - so the history entry stays readable and far below DynamoDB's item limit
+    (an account of thousands of refusing domains would otherwise make an entry whose write fails on every
+    check). Counting keeps each kind as a value, so the outcome read from the summary is the same."""
     if len(lists) <= MAX_LISTS_NAMED:
         return lists
-    named = {name: what for name, what in lists.items() if what != NOT_LISTED}
-    quiet = len(lists) - len(named)
-    return {**named, f"{quiet} other lists": NOT_LISTED} if quiet else named
+    named: dict[str, str] = {}
+    counted: dict[str, int] = {}
+    for name, what in lists.items():
+        if what != NOT_LISTED and len(named) < MAX_LISTS_NAMED:
+            named[name] = what
+        else:
+            kind = what.split(" (", 1)[0]  # "failed (HTTP 403)" -> "failed"
+            counted[kind] = counted.get(kind, 0) + 1
+    for kind, n in counted.items():
+        named[f"{n} other lists" if kind == NOT_LISTED else f"{n} more lists ({kind})"] = kind  # a key per kind
+    return named
 
 
 def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:
