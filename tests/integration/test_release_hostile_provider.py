@@ -176,3 +176,26 @@ def test_a_domain_listing_cut_off_mid_body_leaves_the_release_pending_not_failed
     assert _listings(seen) >= 2
     assert (outcome, lists) == ("pending", {"sending domains": "pending"})
     assert not any(p.startswith("/email/1/suppressions?") for p in seen)
+
+
+def test_a_listed_domain_name_with_url_characters_stays_one_query_value_and_one_body_field() -> None:
+    # Given a listed domain whose name holds & = ? # / % + (no DNS name does; a hostile answer may)
+    from martech_bridge.adapters.providers.base import SuppressionDomain
+    from martech_bridge.adapters.providers.infobip import SUPPRESSION_TYPES
+
+    name = "a.example.com&type=BOUNCE&emailAddress=x@y.jp?z=1#frag/../%2F+"
+    every = frozenset(SUPPRESSION_TYPES)
+    ctx = ReleaseContext(
+        api_key="k-1234567890", base_url="http://127.0.0.1:9", domains=(SuppressionDomain(name, every, every),)
+    )
+    for step in Infobip().release_steps("taro+tag@example.jp", ctx):
+        assert step.check is not None and step.remove is not None
+        url = urlsplit(step.check.url)
+        # Then each call names that domain, its own type and the address once each, and nothing else
+        assert url.path == "/email/1/suppressions" and url.fragment == ""
+        query = parse_qs(url.query)
+        assert query["domainName"] == [name] and query["emailAddress"] == ["taro+tag@example.jp"]
+        assert len(query["type"]) == 1 and query["type"][0] in SUPPRESSION_TYPES
+        assert urlsplit(step.remove.url).path == "/email/1/suppressions"
+        body = json.loads(step.remove.body or b"")
+        assert body["suppressions"][0]["domainName"] == name
