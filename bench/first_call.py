@@ -10,6 +10,7 @@ Each answer is checked (a refused or failed invocation stops the bench), and wha
 afterwards in moto or the sandbox, so neither side can skip its work."""
 
 import base64
+import hashlib
 import json
 import os
 import statistics
@@ -18,14 +19,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
+from devkit.inbound import BUCKET, put_and_event
 from devkit.runtime import DEFAULT_SANDBOX_ADDRESS, function_environment, load_env_json, runtime_environment
 from devkit.sandbox.server import Sandbox
 from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
@@ -77,6 +81,9 @@ class Case:
         self.function, self.floor, self.event, self.accept, self.env = function, floor, event, accept, env
         # Events made before the rounds, one a round, for a call that consumes its event (a queued delivery).
         self.rounds: list[dict[str, Any]] = []
+        # The floor's own, where doing the same work twice would not be the same work (a send made again
+        # is deduplicated by Braze; a stored reply is found, not stored).
+        self.floor_rounds: list[dict[str, Any]] = []
 
 
 def http_event(
@@ -127,13 +134,18 @@ def sendgrid_post(count: int) -> tuple[bytes, list[tuple[str, str]]]:
 
 def sqs_batch(body: str, queue: str) -> dict[str, Any]:
     """An SQS event of one message, as Lambda's event source mapping hands it over."""
+    return sqs_events([{"MessageId": "bench-1", "ReceiptHandle": "r", "Body": body}], queue)
+
+
+def sqs_events(messages: list[dict[str, Any]], queue: str) -> dict[str, Any]:
+    """An SQS event of these received messages, as Lambda's event source mapping hands them over."""
     now = str(int(time.time() * 1000))
     return {
         "Records": [
             {
-                "messageId": "bench-1",
-                "receiptHandle": "r",
-                "body": body,
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
                 "attributes": {
                     "ApproximateReceiveCount": "1",
                     "SentTimestamp": now,
@@ -146,6 +158,7 @@ def sqs_batch(body: str, queue: str) -> dict[str, Any]:
                 "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
                 "awsRegion": "us-east-1",
             }
+            for m in messages
         ]
     }
 
@@ -186,6 +199,28 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
                         "delivery": {"mode": "async"},
                     },
                 },
+            }
+        )
+    )
+    replies = workdir / "bench-replies.json"
+    replies.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "sinks": [
+                    {
+                        "name": "bench-replies",
+                        "source": "replies",
+                        "target": {
+                            "type": "kintone",
+                            "base_url": f"{sandbox.url}/kintone",
+                            "app": 3,
+                            "operation": "add",
+                            "api_tokens": ["local-kintone-token"],
+                        },
+                        "mapping": {"record": {"subject": "subject", "from": "from", "text": "text"}},
+                    }
+                ],
             }
         )
     )
@@ -271,6 +306,17 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
             BRIDGE_CONFIG_FILE=str(routes),
             BRIDGE_CONFIG_OVERLAY="",
         ),
+        # Its events (one batch of queued Braze calls a round, the floor's apart) are made before the rounds.
+        Case("SendWorkerFunction", "send_worker.py", {}, lambda r: r == {"batchItemFailures": []}),
+        # One stored reply a round (the floor's apart), forwarded to a kintone replies sink.
+        Case(
+            "InboundMailFunction",
+            "inbound_mail.py",
+            {},
+            lambda r: r == {"outcomes": ["unmatched"]},
+            BRIDGE_CONFIG_FILE=str(replies),
+            BRIDGE_CONFIG_OVERLAY="",
+        ),
         Case(
             "SweeperFunction",
             "sweeper.py",
@@ -304,6 +350,100 @@ def queue_deliveries(runs: list[tuple[Case, list[str], list[str], dict[str, str]
         got = sqs.receive_message(QueueUrl=worker[3]["DELIVERY_QUEUE_URL"], MaxNumberOfMessages=10)
         bodies += [m["Body"] for m in got.get("Messages", [])]
     worker[0].rounds = [sqs_batch(b, "DeliveryQueue") for b in bodies]
+
+
+BRAZE_RECIPIENTS = 3  # calls queued by one send, made by the worker in one batch
+
+
+def queue_send_jobs(
+    runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess, sandbox: Sandbox
+) -> list[str]:
+    """One batch of queued Braze calls a round for the send worker and one for its floor: each batch is one
+    `POST /mail/send` of BRAZE_RECIPIENTS Braze recipients that Braze refused for now (503, not carried
+    out), its 202 checked, so their calls went to the send queue as `pending`. Returns the dispatch ids."""
+    send = next(r for r in runs if r[0].function == "SendFunction")
+    worker = next(r for r in runs if r[0].function == "SendWorkerFunction")
+    queue = send[3]["SEND_QUEUE_URL"]
+    sqs = moto.client("sqs")
+    sqs.purge_queue(QueueUrl=queue)
+    faults = f"{sandbox.url}/_sandbox/braze/faults"
+    requests.post(faults, json={"count": 1000, "status": 503}, timeout=5).raise_for_status()
+    event = json.loads(send[4].read_text())
+    event_file = send[4].with_name("send-braze.json")
+    env = {**send[3], "SEND_DEADLINE_SECONDS": "1.2"}  # one try, then queued
+    dispatches: list[str] = []
+    for i in range(2 * RUNS):
+        recipients = [{"email": f"b{i}-{n}@example.com", "user_id": f"bench-{i}-{n}"} for n in range(BRAZE_RECIPIENTS)]
+        event["body"] = json.dumps({"provider": "braze", "template_id": "bench-campaign", "to": recipients})
+        event_file.write_text(json.dumps(event))
+        _, _, answer = run(["-c", PROBE, send[1][2], str(event_file), "SendFunction"], env)
+        body = json.loads(answer.get("body") or "{}")
+        if answer.get("statusCode") != 202 or {r["status"] for r in body.get("recipients", [])} != {"pending"}:
+            raise RuntimeError(f"the Braze send answered {str(answer)[:500]}")
+        dispatches.append(body["dispatch_id"])
+    requests.delete(faults, timeout=5).raise_for_status()
+    jobs: dict[str, list[dict[str, Any]]] = {d: [] for d in dispatches}
+    while sum(map(len, jobs.values())) < 2 * RUNS * BRAZE_RECIPIENTS:
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            jobs[json.loads(m["Body"])["dispatch_id"]].append(m)
+    batches = [sqs_events(jobs[d], "SendQueue") for d in dispatches]
+    worker[0].rounds, worker[0].floor_rounds = batches[:RUNS], batches[RUNS:]
+    return dispatches
+
+
+def store_replies(runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess) -> None:
+    """One stored reply a round for the inbound mail function and one for its floor, stored as SES's S3
+    action stores it: a reply to a message the bridge never sent (its In-Reply-To looked up, not found)."""
+    inbound = next(r for r in runs if r[0].function == "InboundMailFunction")
+    s3 = moto.client("s3")
+    stored = []
+    for i in range(2 * RUNS):
+        message = EmailMessage()
+        message["From"] = "taro@example.com"
+        message["To"] = "info@mail.example.co.jp"
+        message["Subject"] = f"Re: spring campaign {i} {time.time_ns()}"
+        message["In-Reply-To"] = f"<bench{i}-{time.time_ns()}@ismtpd.sendgrid.net>"
+        message.set_content("了解しました。来週伺います。\n\n> 元の本文\n", charset="iso-2022-jp")
+        stored.append(put_and_event(s3, message.as_bytes()))
+    inbound[0].rounds, inbound[0].floor_rounds = stored[:RUNS], stored[RUNS:]
+
+
+def reply_id(event: dict[str, Any]) -> str:
+    key = event["Records"][0]["s3"]["object"]["key"]
+    return "rp_" + hashlib.sha256(f"{BUCKET}\x00{key}".encode()).hexdigest()[:26]
+
+
+def check_side_effects(case: dict[str, Case], moto: MotoProcess, sandbox: Sandbox, dispatches: list[str]) -> None:
+    """What the rounds' calls did, for the cases whose answer says little: every queued Braze call made once
+    and its recipient settled; every reply stored and its sink delivery stored."""
+    dynamodb = moto.session().resource("dynamodb", endpoint_url=moto.endpoint)
+    sent = requests.get(f"{sandbox.url}/_sandbox/braze/sent", timeout=5).json()
+    if len(sent) != 2 * RUNS * BRAZE_RECIPIENTS:
+        raise RuntimeError(f"Braze holds {len(sent)} sends; expected {2 * RUNS * BRAZE_RECIPIENTS}")
+    messages = dynamodb.Table("MessagesTable")
+    for dispatch in dispatches:
+        items = messages.query(
+            KeyConditionExpression="pk = :p AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":p": f"MSG#{dispatch}", ":r": "R#"},
+            ConsistentRead=True,
+        )["Items"]
+        if [i["status"] for i in items] != ["accepted"] * BRAZE_RECIPIENTS:
+            raise RuntimeError(f"the recipients of {dispatch} are {[i['status'] for i in items]}")
+    inbound = case["InboundMailFunction"]
+    deliveries = dynamodb.Table("DeliveriesTable")
+    for event in inbound.rounds + inbound.floor_rounds:
+        rid = reply_id(event)
+        if "Item" not in messages.get_item(Key={"pk": f"REPLY#{rid}", "sk": "R"}, ConsistentRead=True):
+            raise RuntimeError(f"reply {rid} was not stored")
+    for event in inbound.rounds:
+        rid = reply_id(event)
+        delivery = "dl_" + hashlib.sha256(f"sink:bench-replies\x00{rid}".encode()).hexdigest()[:26]
+        if "Item" not in deliveries.get_item(Key={"pk": delivery, "sk": "D"}, ConsistentRead=True):
+            raise RuntimeError(f"the sink delivery of reply {rid} was not stored")
+    for event in inbound.floor_rounds:
+        delivery = f"sink-bench-replies-{reply_id(event)}"
+        if "Item" not in deliveries.get_item(Key={"pk": delivery, "sk": "D"}, ConsistentRead=True):
+            raise RuntimeError(f"the floor's sink delivery {delivery} was not stored")
 
 
 def main() -> dict[str, dict[str, float]]:
@@ -341,6 +481,8 @@ def main() -> dict[str, dict[str, float]]:
             floor = [str(FLOORS / case.floor), str(event_file)]
             runs.append((case, probe, floor, env, event_file))
         queue_deliveries(runs, moto)
+        dispatches = queue_send_jobs(runs, moto, sandbox)
+        store_replies(runs, moto)
         samples: dict[str, dict[str, list[float]]] = {
             c.function: {"ms": [], "floor_ms": [], "rss": [], "floor_rss": []} for c, *_ in runs
         }
@@ -350,6 +492,8 @@ def main() -> dict[str, dict[str, float]]:
                 if case.rounds:
                     event_file.write_text(json.dumps(case.rounds[i]))
                 ms, rss, answer = run(probe, env)
+                if case.floor_rounds:
+                    event_file.write_text(json.dumps(case.floor_rounds[i]))
                 if not case.accept(answer):
                     raise RuntimeError(f"{case.function} answered {str(answer)[:500]}")
                 floor_ms, floor_rss, floor_answer = run(floor, env)
@@ -367,6 +511,7 @@ def main() -> dict[str, dict[str, float]]:
                 raise RuntimeError(
                     f"kintone app {app} holds {records} records after {RUNS} rounds; expected {2 * RUNS}"
                 )
+        check_side_effects({c.function: c for c, *_ in runs}, moto, sandbox, dispatches)
     finally:
         sandbox.stop()
         moto.stop()
