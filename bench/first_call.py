@@ -326,7 +326,8 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
             {"source": "aws.events", "detail-type": "Scheduled Event"},
             # Its 64 shard queries all the same, and nothing to move on: every function here is given an hour's
             # grace (main), so no delivery made within the bench (the worker's, sink deliveries) is due.
-            lambda r: r == {"requeued": 0, "dead_lettered": 0, "stuck": 0},
+            # (the floor answers how many it found due).
+            lambda r: r in ({"requeued": 0, "dead_lettered": 0, "stuck": 0}, {"due": 0}),
         ),
     ]
 
