@@ -81,8 +81,13 @@ class QueuePoller:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Asks the thread to end after its current poll; `Stack.stop` asks every poller before waiting on any,
+        so Ctrl-C waits for one long poll rather than one per queue."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self._thread.join(timeout=5)
 
     def poll_once(self, wait_seconds: int = 1) -> int:
@@ -157,8 +162,13 @@ class Scheduler:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Asks the thread to end after its current poll; `Stack.stop` asks every poller before waiting on any,
+        so Ctrl-C waits for one long poll rather than one per queue."""
         self._stop.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
