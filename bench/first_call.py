@@ -300,7 +300,7 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
             lambda r: ok(200)(r) or ok(404)(r),
         ),
         Case("EventWorkerFunction", "event_worker.py", sqs_event, lambda r: r == {"batchItemFailures": []}),
-        # Its events (one queued delivery a round) are made by the relay before the rounds.
+        # Its events (one queued delivery a round, the floor's apart) are made by the relay before the rounds.
         Case(
             "DeliveryWorkerFunction",
             "delivery_worker.py",
@@ -333,15 +333,16 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
 
 
 def queue_deliveries(runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess) -> None:
-    """One pending delivery a round for the delivery worker, each queued by the relay's async route (its
-    202 checked), and the queue's messages made into the worker's SQS events."""
+    """One pending delivery a round for the delivery worker and one for its floor (a delivery claimed and
+    settled by one is not the other's to claim), each queued by the relay's async route (its 202 checked),
+    and the queue's messages made into their SQS events."""
     relay = next(r for r in runs if r[0].function == "RelayFunction")
     worker = next(r for r in runs if r[0].function == "DeliveryWorkerFunction")
     hook = json.loads(relay[4].read_text())
     hook["rawPath"] = hook["requestContext"]["http"]["path"] = "/relay/bench-async"
     hook["pathParameters"] = {"route": "bench-async"}
     hook_file = relay[4].with_name("relay-async.json")
-    for i in range(RUNS):
+    for i in range(2 * RUNS):
         hook["body"] = json.dumps({"email": f"user{i}@example.com"})
         hook_file.write_text(json.dumps(hook))
         _, _, answer = run(["-c", PROBE, relay[1][2], str(hook_file), "RelayFunction"], relay[3])
@@ -349,10 +350,11 @@ def queue_deliveries(runs: list[tuple[Case, list[str], list[str], dict[str, str]
             raise RuntimeError(f"the async relay answered {str(answer)[:500]}")
     sqs = moto.client("sqs")
     bodies: list[str] = []
-    while len(bodies) < RUNS:
+    while len(bodies) < 2 * RUNS:
         got = sqs.receive_message(QueueUrl=worker[3]["DELIVERY_QUEUE_URL"], MaxNumberOfMessages=10)
         bodies += [m["Body"] for m in got.get("Messages", [])]
-    worker[0].rounds = [sqs_batch(b, "DeliveryQueue") for b in bodies]
+    events = [sqs_batch(b, "DeliveryQueue") for b in bodies]
+    worker[0].rounds, worker[0].floor_rounds = events[:RUNS], events[RUNS:]
 
 
 BRAZE_RECIPIENTS = 3  # calls queued by one send, made by the worker in one batch
