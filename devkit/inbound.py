@@ -83,7 +83,11 @@ def addressed_to(data: bytes, dispatch_id: str) -> bytes:
     return re.sub(rb"reply\+d_[0-9a-fA-F]{12,32}@", f"reply+{dispatch_id}@".encode(), data)
 
 
-def post_eml(path: Path, env_json_path: Path = ENV_JSON, dispatch_id: str | None = None) -> int:
+def post_eml(
+    path: Path, env_json_path: Path = ENV_JSON, dispatch_id: str | None = None, *, stack: dict[str, Any] | None = None
+) -> int:
+    """Post the file through InboundMailFunction; `stack`: the running stack's {"api", "sandbox",
+    "aws_endpoint"} (default: the one the state file names, else a stack of its own for the one call)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -96,7 +100,7 @@ def post_eml(path: Path, env_json_path: Path = ENV_JSON, dispatch_id: str | None
         data = addressed_to(data, dispatch_id)
     template = Template()
     resolver = Resolver(template)
-    stack = _running_stack()
+    stack = stack or _running_stack()
     owned: list[Any] = []
     if stack:
         aws_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": stack["aws_endpoint"]}

@@ -1,6 +1,6 @@
 """The API description (openapi.json), generated from the code: the request and response models are the
-pydantic models the functions validate with, and the operations are checked against template.yaml's
-routes by the tests, so the document cannot drift from either.
+pydantic models of devkit/api_models.py (held to the functions' own checks by a test), and the operations
+are checked against template.yaml's routes by the tests, so the document cannot drift from either.
 
 Why not Powertools' own generator: it needs enable_validation, which validates a body before any route
 middleware runs - an unauthenticated caller would learn the input rules (400) before being refused (401).
@@ -8,15 +8,17 @@ The bridge validates explicitly after authentication (docs/design.md, "Departure
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from martech_bridge.adapters.message_store import STATUSES_OF_GROUP
-from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, Attempt, DeliveryStatus, FailureReason
+from martech_bridge.models.delivery import DELIVERY_ID_PATTERN, DeliveryStatus, FailureReason
 from martech_bridge.models.email import EMAIL_JSON_SCHEMA
-from martech_bridge.models.mail import DISPATCH_ID_PATTERN, MailRequest, RecipientResult
+from martech_bridge.models.mail import DISPATCH_ID_PATTERN
 from martech_bridge.models.routes import ROUTE_NAME_PATTERN
-from martech_bridge.models.subscription import Subscription, SubscriptionChange, SubscriptionUpdate
 from pydantic import BaseModel, Field
+
+from devkit.api_models import MailRequest, RecipientResult, Subscription, SubscriptionChange, SubscriptionUpdate
 
 
 class ErrorDetail(BaseModel):
@@ -33,7 +35,8 @@ class ErrorBody(BaseModel):
 
 class SubscriptionOut(Subscription):
     history: list[SubscriptionChange]
-    # After a re-subscription: each configured provider's release ("removed", "not_listed", "pending", "failed").
+    # After a re-subscription: each configured provider's release ("removed", "not_listed", "cleared", "pending",
+    # "failed").
     released: dict[str, str] | None = None
 
 
@@ -50,6 +53,20 @@ class RelayAnswer(BaseModel):
     model_config = {"extra": "allow"}
     status: str = Field(examples=["delivered", "queued"])
     delivery_id: str
+
+
+# models/delivery.py's Attempt as the API answers it: that one is a msgspec Struct, which pydantic cannot
+# describe (tests/unit/test_delivery_record.py keeps the two equal field for field).
+class Attempt(BaseModel):
+    number: int = Field(ge=1)
+    started_at: datetime
+    latency_ms: int = Field(ge=0)
+    status: int | None = None
+    verdict: str
+    error: str | None = None
+    target_code: str | None = None
+    target_message: str | None = None
+    ambiguous: bool = False
 
 
 class DeliveryOut(BaseModel):
@@ -202,6 +219,13 @@ class ReplyOut(BaseModel):
     matched_by: str | None = Field(default=None, examples=["reply_address", "in_reply_to"])
     dispatch_id: str | None = None
     message_id: str | None = None
+    claimed_by: str | None = Field(
+        default=None,
+        description="unverified: how the reply named a message whose recipients do not include its sender",
+        examples=["reply_address", "in_reply_to"],
+    )
+    claimed_dispatch_id: str | None = Field(default=None, description="unverified: the message the reply named")
+    unmatched_reason: str | None = Field(default=None, description="unverified: why the reply is not linked")
     subject: str | None = None
     text: str | None = Field(default=None, description="the reply without the history it quotes")
     attachments: list[dict[str, Any]] | None = Field(default=None, description="name, content type and size")

@@ -13,9 +13,9 @@ SCHEMA_FILE = REPO_ROOT / "config" / "bridge.schema.json"
 
 
 def schema_text() -> str:
-    """The JSON Schema of the routes file, generated from the model the functions validate it with."""
+    """The JSON Schema of the routes file, generated from the pydantic schema `sam build` checks it with."""
     sys.path.insert(0, str(REPO_ROOT / "layers" / "common"))
-    from martech_bridge.models.routes import BridgeConfig
+    from martech_bridge.models.route_schema import BridgeConfig
 
     schema = BridgeConfig.model_json_schema(by_alias=True)
     # A value may also be written as a bare JMESPath string (the model's "before" validator takes it).
@@ -37,7 +37,7 @@ def check(config_file: Path, overlay_file: Path | None, stage: str) -> str | Non
     from martech_bridge.errors import ConfigurationError
 
     try:
-        config = read_bridge_config(config_file, overlay_file, stage=stage)
+        config = read_bridge_config(config_file, overlay_file, stage=stage, schema=True)
     except ConfigurationError as exc:
         return str(exc)
     if overlay_file is None:

@@ -90,6 +90,8 @@ DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
             "attachments": {"type": "MULTI_LINE_TEXT"},
             "received_at": {"type": "DATETIME"},
             "problems": {"type": "MULTI_LINE_TEXT"},
+            "claimed_dispatch_id": {"type": "SINGLE_LINE_TEXT"},
+            "unmatched_reason": {"type": "MULTI_LINE_TEXT"},
         },
     },
     "9": {  # karte-cart-abandon: add

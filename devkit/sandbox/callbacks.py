@@ -13,6 +13,9 @@ from urllib.request import Request as UrlRequest
 from urllib.request import urlopen
 
 from devkit.sandbox.base import Reply, Request
+from devkit.sandbox.braze import BOUNCE_REASON as BRAZE_BOUNCE_REASON
+from devkit.sandbox.braze import NOT_EMAILABLE
+from devkit.sandbox.infobip import report_outcome
 from devkit.sandbox.sendgrid import DROP_REASONS
 
 # SendGrid posts events in batches "every 30 seconds or when the batch size reaches 768 kilobytes, whichever
@@ -52,9 +55,9 @@ class EventCallbacks:
         if provider == "sendgrid" and request.path.endswith("/v3/mail/send") and "sendgrid" in self.targets:
             self._sendgrid(mail, reply, source)
         elif provider == "braze" and "/transactional/v1/campaigns/" in request.path and "braze" in self.targets:
-            self._braze(mail, reply)
+            self._braze(mail, reply, source)
         elif provider == "infobip" and request.path.startswith("/email/"):
-            self._infobip(mail, reply)
+            self._infobip(mail, reply, source)
 
     def _sendgrid(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         message_id = reply.headers.get("X-Message-Id")
@@ -70,23 +73,32 @@ class EventCallbacks:
         self._later(DELIVERY_DELAY, "sendgrid", url, delivery)
         self._later(OPEN_DELAY, "sendgrid", url, sendgrid_events(mail, message_id, ("open",), fates))
 
-    def _braze(self, mail: dict[str, Any], reply: Reply) -> None:
+    def _braze(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         # One postback per status of one dispatch (Braze's Transactional HTTP Event Postback; WIRE-FORMATS
-        # §3.3): `sent` is in the send's own answer, `processed` and `delivered` come back here.
+        # §3.3): `sent` is in the send's own answer, `processed` and `delivered` (or `bounced`) come back here;
+        # mail to an address Braze keeps from e-mail gets one `aborted` ("User not emailable") instead.
         body = reply.body if isinstance(reply.body, dict) else {}
         dispatch_id = body.get("dispatch_id")
         if not dispatch_id:
             return
+        fate = source.fate(dispatch_id) if hasattr(source, "fate") else "delivered"
+        steps: list[tuple[str, str | None]] = [("processed", None), ("delivered", None)]
+        if fate == "bounce":
+            steps = [("processed", None), ("bounced", BRAZE_BOUNCE_REASON)]
+        elif fate.startswith("dropped"):
+            steps = [("aborted", NOT_EMAILABLE)]
         metadata = dict(body.get("metadata") or {})
         url = self.targets["braze"]
-        for delay, status in ((DELIVERY_DELAY, "processed"), (DELIVERY_DELAY, "delivered")):
+        for status, reason in steps:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
-            postback = {"dispatch_id": dispatch_id, "status": status, "metadata": {**metadata, f"{status}_at": stamp}}
-            self._later(delay, "braze", url, postback)
+            extra = {f"{status}_at": stamp, **({"reason": reason} if reason else {})}
+            postback = {"dispatch_id": dispatch_id, "status": status, "metadata": {**metadata, **extra}}
+            self._later(DELIVERY_DELAY, "braze", url, postback)
 
-    def _infobip(self, mail: dict[str, Any], reply: Reply) -> None:
+    def _infobip(self, mail: dict[str, Any], reply: Reply, source: Any = None) -> None:
         # Infobip posts each message's delivery report to the notifyUrl its send named, and opens to the
-        # trackingUrl (Email API: delivery reports and tracking notifications; WIRE-FORMATS §4.5).
+        # trackingUrl (Email API: delivery reports and tracking notifications; WIRE-FORMATS §4.5). A recipient
+        # that bounced or was suppressed gets its report (devkit/sandbox/infobip.py) and no open.
         options = mail.get("options") if isinstance(mail.get("options"), dict) else {}
         bulk_id = ((options.get("schedule") or {}) if isinstance(options, dict) else {}).get("bulkId")
         tracking = (options.get("tracking") or {}) if isinstance(options, dict) else {}
@@ -97,6 +109,11 @@ class EventCallbacks:
             hooks = message.get("webhooks") if isinstance(message.get("webhooks"), dict) else {}
             delivery_url = ((hooks.get("delivery") or {}) if isinstance(hooks, dict) else {}).get("url")
             targets = [t for group in message.get("destinations") or [] for t in (group.get("to") or [])]
+
+            def fate(target: dict[str, Any]) -> str:
+                found = source.fates(str(target.get("messageId"))) if hasattr(source, "fates") else {}
+                return str(found.get(str(target.get("destination", "")).lower(), "delivered"))
+
             results = [
                 {
                     "bulkId": bulk_id,
@@ -104,21 +121,7 @@ class EventCallbacks:
                     "to": t.get("destination"),
                     "sentAt": now,
                     "doneAt": now,
-                    "status": {
-                        "groupId": 3,
-                        "groupName": "DELIVERED",
-                        "id": 5,
-                        "name": "DELIVERED_TO_HANDSET",
-                        "description": "Message delivered to handset",
-                    },
-                    "error": {
-                        "groupId": 0,
-                        "groupName": "OK",
-                        "id": 0,
-                        "name": "NO_ERROR",
-                        "description": "No Error",
-                        "permanent": False,
-                    },
+                    **report_outcome(fate(t)),
                     "callbackData": hooks.get("callbackData") if isinstance(hooks, dict) else None,
                 }
                 for t in targets
@@ -129,6 +132,8 @@ class EventCallbacks:
             tracking_url = tracking.get("trackingUrl") if isinstance(tracking, dict) else None
             if tracking_url and tracking.get("trackOpens") is not False:
                 for result in results:
+                    if result["status"]["groupName"] != "DELIVERED":
+                        continue  # no engagement with mail that never arrived
                     opened = {
                         "notificationType": "OPENED",
                         "eventId": secrets.token_hex(16),

@@ -18,17 +18,46 @@ documents them, PENDING per recipient, and Infobip's two error shapes. Sources, 
   the newer `{"errorCode": "E429", ...}` body (Infobip *Rate limits and throttling* page, WIRE-FORMATS 4.1).
 * Suppressions, per sending domain and type BOUNCE/COMPLAINT/OVER_QUOTA (infobip.com/docs/api/channels/email,
   "Get suppressions": GET /email/1/suppressions?domainName&type (both required)&emailAddress ->
-  {"results": [{domainName, emailAddress, type, createdDate, reason}], "paging": {...}}; "Delete suppressions":
-  DELETE /email/1/suppressions {"suppressions": [1..10 of {domainName, emailAddress: [1..1000], type}]} -> 204,
-  deleted "asynchronously" - the fake deletes at once). Set up with POST /_sandbox/infobip/suppressions
-  {"domainName", "emailAddress", "type"}; listed at GET /_sandbox/infobip/suppressions.
+  {"results": [{domainName, emailAddress, type, createdDate, reason}], "paging": {page, size}} (SDK 6.0.0
+  `EmailSuppressionInfoPageResponse`, `EmailPageDetails`); "Delete suppressions": DELETE /email/1/suppressions
+  {"suppressions": [1..10 of {domainName, emailAddress: [1..1000], type}]} -> 204, deleted "asynchronously" -
+  the fake deletes at once). Errors of these endpoints are the newer `ApiError` body (SDK 6.0.0 `EmailApi`
+  declares ApiError for their 400/401/403/429/500).
+* "Get suppression domains" (infobip.com/docs/api/channels/email/get-domains): GET
+  /email/1/suppressions/domains?page&size -> {"results": [EmailDomainInfo {domainName, dataAccess OWNER|GRANTED,
+  readBounces, createBounces, deleteBounces, readComplaints, createComplaints, deleteComplaints,
+  readOverquotas, deleteOverquotas}], "paging": {page, size}}: the domains "either owned or [with] granted
+  permissions". The account's domains are the ones set up at POST /_sandbox/infobip/domains, plus (a sandbox
+  simplification: Infobip sends only from the account's verified domains) every domain mail was sent from or
+  a suppression was set up for, as OWNER with every permission. Reading or deleting on a domain the account
+  may not manage, or without the type's permission, is refused with 403 - the docs list 403 Forbidden and are
+  silent on which calls get it: the pessimistic reading. *Suppression management* (infobip.com/docs/email/
+  email-deliverability/suppression-management) adds that deleting needs a dedicated IP on the domain: that
+  is a domain without delete permissions here.
+* Suppressed recipients are dropped: "Infobip automatically excludes suppressed contacts from future sends"
+  (*Suppression management*); the send is still accepted (200, PENDING), and the delivery report says the
+  mail was not sent, with error 6034 EC_SUPPRESSED_BOUNCE or 6035 EC_SUPPRESSED_SPAM_COMPLAINT "without the
+  delivery attempt" (infobip.com/docs/email/email-error-codes-update). Which status group such a report has
+  is not documented: the fake uses REJECTED ("rejected by Infobip ... before it could be sent", *Response
+  codes*), and 6034 for OVER_QUOTA too (no over-quota code is published; the support article on 6034 counts
+  over-quota mailboxes among that list). Only the sending domain's suppressions apply.
+* A hard bounce adds the address to the sending domain's BOUNCE list ("Addresses that hard bounced ... are
+  automatically suppressed", *Suppression management*) and its report is UNDELIVERABLE with a permanent
+  error. Which mailboxes bounce is set up at POST /_sandbox/infobip/mailboxes {"email", "outcome": "bounce" |
+  "deliver"}; the error's id and name are constructed (Infobip's e-mail bounce error names were not read).
+* Set-up: POST /_sandbox/infobip/suppressions {"domainName", "emailAddress", "type"}, listed at GET
+  /_sandbox/infobip/suppressions; POST /_sandbox/infobip/outages {"domainName", "status"} makes every
+  suppression call about that domain answer `status` (one domain's lists unreachable), DELETE clears them.
 """
 
 import json
 import re
 import secrets
+import threading
+import time
 from email import policy
 from email.parser import BytesParser
+from email.utils import parseaddr
 from typing import Any
 
 from devkit.sandbox.base import AcceptedLog, Reply, Request
@@ -60,6 +89,10 @@ E429 = {
         }
     ],
 }
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
 
 
 def infobip_error(status: int, message_id: str, text: str, validation: dict[str, list[str]] | None = None) -> Reply:
@@ -94,70 +127,264 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str | byt
 
 
 SUPPRESSION_TYPES = ("BOUNCE", "COMPLAINT", "OVER_QUOTA")
+PERMISSIONS = (
+    "readBounces",
+    "createBounces",
+    "deleteBounces",
+    "readComplaints",
+    "createComplaints",
+    "deleteComplaints",
+    "readOverquotas",
+    "deleteOverquotas",
+)
+_READ = {"BOUNCE": "readBounces", "COMPLAINT": "readComplaints", "OVER_QUOTA": "readOverquotas"}
+_DELETE = {"BOUNCE": "deleteBounces", "COMPLAINT": "deleteComplaints", "OVER_QUOTA": "deleteOverquotas"}
+BOUNCE_RESPONSE = "550 5.1.1 The email account that you tried to reach does not exist."
+# The error of a report for mail Infobip did not send because of a suppression (email-error-codes-update).
+SUPPRESSED_ERRORS = {
+    "BOUNCE": (6034, "EC_SUPPRESSED_BOUNCE"),
+    "COMPLAINT": (6035, "EC_SUPPRESSED_SPAM_COMPLAINT"),
+    "OVER_QUOTA": (6034, "EC_SUPPRESSED_BOUNCE"),
+}
+
+
+def api_error(status: int, description: str, code: str | None = None) -> Reply:
+    """The newer ApiError body (SDK 6.0.0 `api_error.py`); codes follow the spec's `E429` pattern (constructed)."""
+    return Reply(
+        status,
+        {
+            "errorCode": code or f"E{status}",
+            "description": description,
+            "action": "Check the request against the API endpoint documentation resource.",
+            "violations": [],
+            "resources": [],
+        },
+    )
+
+
+def report_outcome(fate: str) -> dict[str, Any]:
+    """The status, error (and SMTP reply) of the delivery report for one recipient's fate."""
+    ok = {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "description": "No Error", "permanent": False}
+    if fate == "bounce":
+        return {
+            "status": {
+                "groupId": 2,
+                "groupName": "UNDELIVERABLE",
+                "id": 9,
+                "name": "UNDELIVERABLE_NOT_DELIVERED",
+                "description": "Message sent not delivered",
+            },
+            # Constructed id and name: Infobip's e-mail bounce error names were not read (WIRE-FORMATS 4.5).
+            "error": {
+                "groupId": 1,
+                "groupName": "HANDSET_ERRORS",
+                "id": 6001,
+                "name": "EC_HARD_BOUNCE",
+                "description": BOUNCE_RESPONSE,
+                "permanent": True,
+            },
+            "smtp": {"response": BOUNCE_RESPONSE},
+        }
+    if fate.startswith("suppressed:"):
+        error_id, error_name = SUPPRESSED_ERRORS[fate.partition(":")[2]]
+        return {
+            "status": {
+                "groupId": 5,
+                "groupName": "REJECTED",
+                "id": 14,
+                "name": "REJECTED_DESTINATION",
+                "description": "Message rejected: the destination is suppressed",
+            },
+            "error": {
+                "groupId": 1,
+                "groupName": "HANDSET_ERRORS",
+                "id": error_id,
+                "name": error_name,
+                "description": "The recipient's address is suppressed for this sending domain",
+                "permanent": True,
+            },
+        }
+    return {
+        "status": {
+            "groupId": 3,
+            "groupName": "DELIVERED",
+            "id": 5,
+            "name": "DELIVERED_TO_HANDSET",
+            "description": "Message delivered to handset",
+        },
+        "error": ok,
+        "smtp": {"response": "250 2.0.0 OK"},
+    }
+
+
+def _domain_of(sender: Any) -> str:
+    return parseaddr(str(sender or ""))[1].rpartition("@")[2].lower()
 
 
 class Infobip(AcceptedLog):
-    """Accepted sends (v3 form fields or v4 request, with the ids issued) at /_sandbox/infobip/sent."""
+    """Accepted sends (v3 form fields or v4 request, with the ids issued and each recipient's fate) at
+    /_sandbox/infobip/sent; suppressions at /_sandbox/infobip/suppressions, domains at .../domains."""
 
     name = "infobip"
 
     def __init__(self, api_keys: list[str]) -> None:
         super().__init__()
         self.api_keys = list(api_keys)
-        self.suppressions: set[tuple[str, str, str]] = set()  # (domainName, emailAddress lower-cased, type)
+        self._state_lock = threading.Lock()
+        # (domainName, emailAddress lower-cased, type) -> the entry's createdDate and reason
+        self.suppressions: dict[tuple[str, str, str], dict[str, str]] = {}
+        self.domains: dict[str, dict[str, Any]] = {}  # domainName -> EmailDomainInfo
+        self.mailboxes: dict[str, str] = {}  # address -> "bounce" | "deliver"
+        self.outages: dict[str, int] = {}  # domainName -> the status its suppression calls get
+        self._fates: dict[str, dict[str, str]] = {}  # messageId -> address -> delivered | bounce | suppressed:TYPE
 
     def reset(self) -> None:
         super().reset()
-        self.suppressions.clear()
+        with self._state_lock:
+            self.suppressions.clear()
+            self.domains.clear()
+            self.mailboxes.clear()
+            self.outages.clear()
+            self._fates.clear()
+
+    def fates(self, message_id: str) -> dict[str, str]:
+        """What became of each recipient of one message (read by callbacks.py for its reports)."""
+        with self._state_lock:
+            return dict(self._fates.get(message_id, {}))
+
+    def _own_domain(self, name: str) -> None:
+        """A domain the account sends from (or holds suppressions for) is its own: OWNER, every permission."""
+        if name and name not in self.domains:
+            self.domains[name] = {"domainName": name, "dataAccess": "OWNER", **dict.fromkeys(PERMISSIONS, True)}
 
     def control(self, method: str, path: str, body: Any) -> Reply | None:
-        if path == "/suppressions" and method == "GET":
-            return Reply(
-                200, [{"domainName": d, "emailAddress": e, "type": t} for d, e, t in sorted(self.suppressions)]
-            )
-        if path == "/suppressions" and method == "POST":
-            if not isinstance(body, dict) or body.get("type") not in SUPPRESSION_TYPES:
-                return Reply(400, {"error": "give {'domainName', 'emailAddress', 'type': BOUNCE|COMPLAINT|OVER_QUOTA}"})
-            self.suppressions.add((str(body.get("domainName")), str(body.get("emailAddress")).lower(), body["type"]))
-            return Reply(204)
+        with self._state_lock:
+            if path == "/suppressions" and method == "GET":
+                return Reply(
+                    200, [{"domainName": d, "emailAddress": e, "type": t} for d, e, t in sorted(self.suppressions)]
+                )
+            if path == "/suppressions" and method == "POST":
+                if not isinstance(body, dict) or body.get("type") not in SUPPRESSION_TYPES:
+                    return Reply(
+                        400, {"error": "give {'domainName', 'emailAddress', 'type': BOUNCE|COMPLAINT|OVER_QUOTA}"}
+                    )
+                domain = str(body.get("domainName")).lower()
+                self._own_domain(domain)
+                key = (domain, str(body.get("emailAddress")).lower(), body["type"])
+                self.suppressions[key] = {"createdDate": _now(), "reason": body["type"].lower()}
+                return Reply(204)
+            if path == "/domains" and method == "GET":
+                return Reply(200, [self.domains[d] for d in sorted(self.domains)])
+            if path == "/domains" and method == "POST":
+                if not isinstance(body, dict) or not isinstance(body.get("domainName"), str):
+                    return Reply(400, {"error": "give {'domainName', 'dataAccess'?, permission flags?}"})
+                domain = body["domainName"].lower()
+                info = {"domainName": domain, "dataAccess": body.get("dataAccess", "GRANTED")}
+                info.update({flag: bool(body.get(flag, True)) for flag in PERMISSIONS})
+                self.domains[domain] = info
+                return Reply(204)
+            if path == "/mailboxes" and method == "POST":
+                if not isinstance(body, dict) or body.get("outcome") not in ("bounce", "deliver"):
+                    return Reply(400, {"error": "give {'email': ..., 'outcome': 'bounce' | 'deliver'}"})
+                self.mailboxes[str(body.get("email", "")).lower()] = body["outcome"]
+                return Reply(204)
+            if path == "/outages" and method == "POST":
+                if not isinstance(body, dict) or not isinstance(body.get("domainName"), str):
+                    return Reply(400, {"error": "give {'domainName', 'status'}"})
+                self.outages[body["domainName"].lower()] = int(body.get("status", 503))
+                return Reply(204)
+            if path == "/outages" and method == "DELETE":
+                self.outages.clear()
+                return Reply(204)
         return super().control(method, path, body)
+
+    def _refused(self, domain: str, permission: str) -> Reply | None:
+        """An outage set up for the domain, or 403 where the account may not do this (see the docstring)."""
+        if domain in self.outages:
+            status = self.outages[domain]
+            return Reply(status, dict(E429)) if status == 429 else api_error(status, "Service unavailable")
+        info = self.domains.get(domain)
+        if info is None or not info.get(permission):
+            return api_error(403, "Forbidden")  # constructed text
+        return None
+
+    def _domains(self, request: Request) -> Reply:
+        try:
+            page = int((request.query.get("page") or ["0"])[0])
+            size = int((request.query.get("size") or ["100"])[0])
+            if page < 0 or size < 1:
+                raise ValueError("paging")
+        except ValueError:
+            return api_error(400, "Bad request")
+        with self._state_lock:
+            names = sorted(self.domains)
+            results = [dict(self.domains[n]) for n in names[page * size : (page + 1) * size]]
+        return Reply(200, {"results": results, "paging": {"page": page, "size": size}})
 
     def _suppressions(self, request: Request) -> Reply:
         if request.method == "GET":
-            domain = (request.query.get("domainName") or [""])[0]
+            domain = (request.query.get("domainName") or [""])[0].lower()
             kind = (request.query.get("type") or [""])[0]
             if not domain or kind not in SUPPRESSION_TYPES:
-                return infobip_error(400, "BAD_REQUEST", "domainName and type are required")  # constructed text
+                return api_error(400, "domainName and type are required")  # constructed text
             email = (request.query.get("emailAddress") or [""])[0].lower()
-            found = [
-                # Every field EmailSuppressionInfo (SDK 6.0.0) requires, `reason` included.
-                {
-                    "domainName": d,
-                    "emailAddress": e,
-                    "type": t,
-                    "createdDate": "2026-01-01T00:00:00.000Z",
-                    "reason": "550 5.1.1 user does not exist" if t == "BOUNCE" else t.lower(),
-                }
-                for d, e, t in sorted(self.suppressions)
-                if d == domain and t == kind and (not email or e == email)
-            ]
-            return Reply(
-                200, {"results": found, "paging": {"page": 0, "size": 100, "totalPages": 1, "totalResults": len(found)}}
-            )
+            with self._state_lock:
+                refused = self._refused(domain, _READ[kind])
+                if refused is not None:
+                    return refused
+                found = [
+                    # Every field EmailSuppressionInfo (SDK 6.0.0) requires, `reason` included.
+                    {"domainName": d, "emailAddress": e, "type": t, **entry}
+                    for (d, e, t), entry in sorted(self.suppressions.items())
+                    if d == domain and t == kind and (not email or e == email)
+                ]
+            return Reply(200, {"results": found, "paging": {"page": 0, "size": 100}})
         try:
             body = request.json()
             groups = body["suppressions"]
             if not isinstance(groups, list) or not 1 <= len(groups) <= 10:
                 raise ValueError("suppressions")
             for group in groups:
-                if group["type"] not in SUPPRESSION_TYPES or not isinstance(group["emailAddress"], list):
+                emails = group["emailAddress"]
+                if group["type"] not in SUPPRESSION_TYPES or not isinstance(group["domainName"], str):
                     raise ValueError("type")
+                if not isinstance(emails, list) or not 1 <= len(emails) <= 1000:
+                    raise ValueError("emailAddress")
         except (ValueError, KeyError, TypeError):
-            return infobip_error(400, "BAD_REQUEST", "Bad request")
-        for group in groups:
-            for email in group["emailAddress"]:
-                self.suppressions.discard((str(group["domainName"]), str(email).lower(), group["type"]))
+            return api_error(400, "Bad request")
+        with self._state_lock:
+            for group in groups:  # the whole request is refused if any part of it is
+                refused = self._refused(group["domainName"].lower(), _DELETE[group["type"]])
+                if refused is not None:
+                    return refused
+            for group in groups:
+                for email in group["emailAddress"]:
+                    self.suppressions.pop((group["domainName"].lower(), str(email).lower(), group["type"]), None)
         return Reply(204)
+
+    def _fate(self, domain: str, email: str) -> str:
+        """Called under the state lock: a suppressed address is dropped; a bouncing mailbox is suppressed."""
+        address = email.lower()
+        for kind in SUPPRESSION_TYPES:
+            if (domain, address, kind) in self.suppressions:
+                return f"suppressed:{kind}"
+        if self.mailboxes.get(address) == "bounce":
+            self.suppressions[(domain, address, "BOUNCE")] = {"createdDate": _now(), "reason": BOUNCE_RESPONSE}
+            return "bounce"
+        return "delivered"
+
+    def _settle(self, sender: Any, messages: list[dict[str, Any]], to_field: str) -> dict[str, str]:
+        """Each accepted message's fate (messageId -> fate), by the sending domain's suppressions and the
+        recipient's mailbox."""
+        domain = _domain_of(sender)
+        fates = {}
+        with self._state_lock:
+            self._own_domain(domain)
+            for message in messages:
+                fate = self._fate(domain, str(message[to_field]))
+                self._fates[message["messageId"]] = {str(message[to_field]).lower(): fate}
+                fates[message["messageId"]] = fate
+        return fates
 
     def handle(self, request: Request) -> Reply:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -169,6 +396,8 @@ class Infobip(AcceptedLog):
             return self._send_v4(request)
         if request.method in ("GET", "DELETE") and request.path == "/email/1/suppressions":
             return self._suppressions(request)
+        if request.method == "GET" and request.path == "/email/1/suppressions/domains":
+            return self._domains(request)
         return infobip_error(404, "NOT_FOUND", "Requested URL not found: " + request.path)
 
     def _send_v3(self, request: Request) -> Reply:
@@ -213,7 +442,8 @@ class Infobip(AcceptedLog):
             # A messageId inside `to` is not part of v3: ignored. The top-level one only for a single recipient.
             message_id = own_id if own_id and len(recipients) == 1 else secrets.token_hex(12)
             messages.append({"to": r["to"], "messageId": message_id, "status": dict(PENDING)})
-        self.accept({"api": "v3", "bulkId": bulk_id, "fields": fields, "messages": messages})
+        fates = self._settle((fields.get("from") or [""])[0], messages, "to")
+        self.accept({"api": "v3", "bulkId": bulk_id, "fields": fields, "messages": messages, "fates": fates})
         return Reply(200, {"bulkId": bulk_id, "messages": messages})
 
     def _send_v4(self, request: Request) -> Reply:
@@ -225,18 +455,22 @@ class Infobip(AcceptedLog):
         if problems:
             return infobip_error(400, "BAD_REQUEST", "Bad request", problems)
         results = []
+        fates: dict[str, str] = {}
         for message in body["messages"]:
+            own = []
             for group in message["destinations"]:
                 for to in group.get("to") or []:
-                    results.append(
+                    own.append(
                         {
                             "messageId": to.get("messageId") or secrets.token_hex(12),
                             "status": dict(PENDING_ENROUTE),
                             "destination": to["destination"],
                         }
                     )
+            fates.update(self._settle(message.get("sender"), own, "destination"))
+            results.extend(own)
         bulk_id = ((body.get("options") or {}).get("schedule") or {}).get("bulkId") or secrets.token_hex(10)
-        self.accept({"api": "v4", "bulkId": bulk_id, "request": body, "messages": results})
+        self.accept({"api": "v4", "bulkId": bulk_id, "request": body, "messages": results, "fates": fates})
         return Reply(200, {"bulkId": bulk_id, "messages": results})
 
 

@@ -14,7 +14,8 @@ Control API (JSON), for tests and for poking at flows by hand:
          apply: carry the call out before a status or drop fault (default: not carried out)
   GET/DELETE /_sandbox/<provider>/faults
   GET/DELETE /_sandbox/<provider>/requests    every request received, in order, with any fault applied
-  *      /_sandbox/<provider>/...             provider set-up (kintone apps, Braze campaigns, sent mail)
+  *      /_sandbox/<provider>/...             provider set-up (kintone apps, Braze campaigns, sent mail,
+         SendGrid's and Braze's suppression lists and mailboxes that bounce)
 """
 
 import base64

@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from martech_bridge import dependencies, quotas
 from martech_bridge.adapters.quota_store import QuotaStore
 from martech_bridge.errors import QuotaExceeded
+from martech_bridge.models import route_schema
 from martech_bridge.models.routes import ProviderSending
 from pydantic import ValidationError
 
@@ -43,7 +45,9 @@ def test_a_limit_too_large_for_a_dynamodb_number_is_refused_by_the_configuration
     # boto3's serializer raises decimal.Inexact on such a number: every send would answer 500
     for field in ("daily_limit", "monthly_limit"):
         with pytest.raises(ValidationError):
-            ProviderSending.model_validate({field: 10**40})
+            route_schema.ProviderSending.model_validate({field: 10**40})
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert({field: 10**40}, ProviderSending)
 
 
 def quota_used(functions: Functions, config: str, provider: str) -> int:

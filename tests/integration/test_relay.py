@@ -473,3 +473,24 @@ def relay_with(fn: Any, route: str, body: dict) -> tuple[int, Any]:
     )
     result = fn.invoke(event)
     return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.mark.parametrize("function", ["RelayFunction", "DeliveryWorkerFunction", "SweeperFunction"])
+def test_a_routes_file_that_skipped_the_build_check_stops_the_function_at_init(
+    functions: Functions, tmp_path: Path, function: str
+) -> None:
+    from devkit.routes_file import CONFIG_FILE, OVERLAY_FILE
+    from devkit.runtime import InvocationError
+
+    data = json.loads(CONFIG_FILE.read_text())
+    name = next(iter(data["routes"]))
+    data["routes"][name]["target"]["app"] = "seven"
+    routes = tmp_path / "broken-routes.json"
+    routes.write_text(json.dumps(data))
+    fn = functions.get(function, BRIDGE_CONFIG_FILE=str(routes), BRIDGE_CONFIG_OVERLAY=str(OVERLAY_FILE))
+    with pytest.raises(InvocationError) as raised:
+        relay_with(fn, name, {"email": "x@example.com"})
+    message = str(raised.value)
+    assert "handler.py" in "".join(raised.value.stack), "raised while the handler was imported (INIT)"
+    assert "ConfigurationError" in message and "broken-routes.json" in message
+    assert f"route {name}, field target.app" in message

@@ -256,7 +256,8 @@ def test_an_infobip_list_answer_that_cannot_be_read_is_cleared_anyway(
 ) -> None:
     email = addr()
     control(sandbox, "infobip", "suppressions", {"domainName": DOMAIN, "emailAddress": email, "type": "BOUNCE"})
-    control(sandbox, "infobip", "faults", {"count": 1, "status": 200, "body": {"unexpected": True}})
+    # The domain listing passes; the bounce list's answer is garbled
+    control(sandbox, "infobip", "faults", [{"delay": 0.01}, {"status": 200, "body": {"unexpected": True}}])
     status, body = put(functions, email, {"subscribed": True})
     assert status == 200, body
     assert control(sandbox, "infobip", "suppressions") == []
@@ -290,8 +291,93 @@ def test_a_braze_user_who_opted_in_is_not_turned_into_a_merely_subscribed_one(
     control(sandbox, "braze", "email_status", {"email": email, "subscription_state": "opted_in"})
     # When it is re-subscribed
     status, body = put(functions, email, {"subscribed": True})
-    # Then Braze, asked first, holds no unsubscribe: its state is left alone, reported not_listed
+    # Then Braze, asked first, holds no unsubscribe: its state is left alone; only its spam list, which cannot
+    # be asked about, was cleared regardless
     assert status == 200, body
     assert control(sandbox, "braze", "email_status")[email] == "opted_in"
-    assert body["released"]["braze"] == "not_listed", body
+    assert body["released"]["braze"] == "cleared", body
+    assert not [r for r in requests_to(sandbox, "braze") if r["path"] == "/email/status"]
     drain_release_checks(moto_server)
+
+
+def view_of(functions: Functions, email: str) -> dict[str, Any]:
+    _, view = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        f"/subscriptions/{email}",
+        "/subscriptions/{email}",
+        b"",
+        KEY,
+        {"email": email},
+    )
+    return dict(view)
+
+
+def test_resubscribing_takes_the_address_off_brazes_hard_bounce_and_spam_lists_and_subscribes_it(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address Braze holds as hard-bounced, spam-marked and unsubscribed
+    email = addr()
+    control(sandbox, "braze", "suppressions", {"list": "hard_bounces", "email": email})
+    control(sandbox, "braze", "suppressions", {"list": "spam", "email": email})
+    control(sandbox, "braze", "email_status", {"email": email, "subscription_state": "unsubscribed"})
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    # Then Braze no longer keeps it from e-mail, and the answer says so
+    assert status == 200, body
+    assert body["released"]["braze"] == "removed"
+    assert control(sandbox, "braze", "suppressions") == {"hard_bounces": [], "spam": [], "unsubscribed": []}
+    assert control(sandbox, "braze", "email_status")[email] == "subscribed"
+    # And the sandbox recorded the documented calls, in order: look, remove; remove; look, set
+    calls = [(r["method"], r["path"]) for r in requests_to(sandbox, "braze")]
+    assert calls == [
+        ("GET", "/email/hard_bounces"),
+        ("POST", "/email/bounce/remove"),
+        ("POST", "/email/spam/remove"),
+        ("GET", "/email/unsubscribes"),
+        ("POST", "/email/status"),
+    ]
+    # And the release is one history entry saying what each list said
+    view = view_of(functions, email)
+    (entry,) = [h for h in view["history"] if h["source"] == "release:braze"]
+    assert entry["released"] == {"braze": "removed"}
+    assert "hard_bounces removed" in entry["reason"] and "spam cleared" in entry["reason"]
+    assert "email_subscription subscribed" in entry["reason"]
+    assert view["release"]["braze"] == "removed"
+    drain_release_checks(moto_server)
+
+
+def test_an_unreachable_braze_leaves_its_release_pending_and_the_check_finishes_it(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given Braze answering 503 to everything for now, and an address on its hard-bounce list
+    email = addr()
+    drain_release_checks(moto_server)
+    control(sandbox, "braze", "suppressions", {"list": "hard_bounces", "email": email})
+    requests.post(f"{sandbox.url}/_sandbox/braze/faults", json={"count": 500, "status": 503}, timeout=5)
+    try:
+        # When it is re-subscribed
+        status, body = put(
+            functions, email, {"subscribed": True}, RELEASE_CHECK_DELAY_SECONDS="0", SEND_DEADLINE_SECONDS="3"
+        )
+        # Then the re-subscription is done and Braze's release pending (no history entry yet), the others done
+        assert status == 200, body
+        assert body["subscribed"] is True
+        assert body["released"]["braze"] == "pending"
+        assert body["released"]["sendgrid"] == "not_listed"
+        assert [h for h in view_of(functions, email)["history"] if h["source"] == "release:braze"] == []
+        assert control(sandbox, "braze", "suppressions")["hard_bounces"] == [email]
+        checks = drain_release_checks(moto_server)
+        assert [json.loads(c["Body"])["email"] for c in checks] == [email]
+    finally:
+        requests.delete(f"{sandbox.url}/_sandbox/braze/faults", timeout=5)
+    # When Braze answers again, the delayed check finishes the release (one still finding Braze down goes back
+    # to the queue: test_a_check_that_still_finds_the_provider_unreachable_goes_back_to_the_queue)
+    result = functions.invoke("SendWorkerFunction", sqs_event(checks, "arn:aws:sqs:us-east-1:123456789012:SendQueue"))
+    assert result["batchItemFailures"] == []
+    assert control(sandbox, "braze", "suppressions")["hard_bounces"] == []
+    view = view_of(functions, email)
+    assert view["release"]["braze"] == "removed" and view["subscribed"] is True
+    (entry,) = [h for h in view["history"] if h["source"] == "release:braze"]
+    assert "hard_bounces removed" in entry["reason"]

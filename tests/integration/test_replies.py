@@ -145,6 +145,71 @@ def test_an_unmatched_reply_is_kept_listed_and_written_once(functions: Functions
     assert [r["reply_id"] for r in replies(functions, "unmatched=true")].count(reply_id) == 1
 
 
+def send_to(functions: Functions, customer: str, **env: str) -> dict[str, Any]:
+    from devkit.gateway import build_event
+    from devkit.template import HttpRoute
+
+    raw = json.dumps({"provider": "sendgrid", "to": [{"email": customer}], "subject": "ご注文", "text": "t"}).encode()
+    event = build_event(
+        method="POST",
+        target="/mail/send",
+        headers=HEADERS,
+        body=raw,
+        route=HttpRoute("POST", "/mail/send", "SendFunction"),
+        path_parameters={},
+    )
+    result = functions.invoke("SendFunction", event, **env)
+    answer: dict[str, Any] = json.loads(result["body"])
+    assert result["statusCode"] == 202, answer
+    return answer
+
+
+def test_a_reply_address_used_by_someone_else_is_kept_unverified_never_linked(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    # Given a send to a customer, whose Reply-To names the dispatch
+    customer = f"taro-{uuid.uuid4().hex[:6]}@example.com"
+    dispatch = send_to(functions, customer, REPLY_DOMAIN=DOMAIN)["dispatch_id"]
+    # When someone it was not sent to writes to that address (ISO-2022-JP, as a Japanese client would)
+    stranger = f"mallory-{uuid.uuid4().hex[:6]}@attacker.example"
+    outcome = post(functions, moto_server, japanese_reply(stranger, f"reply+{dispatch}@{DOMAIN}"))
+    # Then the reply is kept, unlinked, with the message it claimed and why
+    assert outcome == {"outcomes": ["unmatched"]}
+    deliver_all(functions, moto_server)
+    (record,) = reply_records(apps)
+    assert record["matched_by"]["value"] == "unmatched" and "message_id" not in record and "dispatch_id" not in record
+    assert record["claimed_dispatch_id"]["value"] == dispatch
+    assert "not a recipient" in record["unmatched_reason"]["value"]
+    assert record["body_text"]["value"] == "お世話になっております。\n納期を教えてください。"
+    assert replies(functions, f"dispatch_id={dispatch}") == []
+    (listed,) = [r for r in replies(functions, "unmatched=true") if r.get("claimed_dispatch_id") == dispatch]
+    assert listed["matched"] is False and listed["claimed_by"] == "reply_address"
+    assert "not a recipient" in listed["unmatched_reason"]
+    logged = json.dumps(functions.log_lines("InboundMailFunction"), ensure_ascii=False)
+    assert stranger not in logged and customer not in logged
+
+
+def test_a_forged_in_reply_to_is_kept_unverified_and_the_recipients_own_reply_is_linked(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    customer = f"hanako-{uuid.uuid4().hex[:6]}@example.com"
+    answer = send_to(functions, customer)
+    provider_id = answer["recipients"][0]["provider_message_id"].split(".")[0]
+    in_reply_to = f"<{provider_id}@ismtpd.sendgrid.net>"
+    forged = japanese_reply("someone@else.example", "shop@mail.example.co.jp", In_Reply_To=in_reply_to)
+    genuine = japanese_reply(customer.upper(), "shop@mail.example.co.jp", In_Reply_To=in_reply_to)
+    assert post(functions, moto_server, forged) == {"outcomes": ["unmatched"]}
+    assert post(functions, moto_server, genuine) == {"outcomes": ["matched"]}
+    deliver_all(functions, moto_server)
+    records = {r["from_email"]["value"]: r for r in reply_records(apps)}
+    assert records["someone@else.example"]["claimed_dispatch_id"]["value"] == answer["dispatch_id"]
+    assert "message_id" not in records["someone@else.example"]
+    assert records[customer]["message_id"]["value"] == f"{answer['dispatch_id']}.0"
+    assert "unmatched_reason" not in records[customer]
+    (listed,) = replies(functions, f"dispatch_id={answer['dispatch_id']}")
+    assert listed["from"] == customer and listed["matched"] is True
+
+
 @pytest.mark.parametrize(
     "data",
     [

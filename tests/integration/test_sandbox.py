@@ -274,6 +274,113 @@ def test_braze_campaign_states_and_auth(box: Sandbox) -> None:
     assert braze(box, {}, key="wrong").json() == {"message": "Error authenticating credentials"}
 
 
+def _braze_send(box: Sandbox, email: str, user: str = "u-1") -> dict:
+    body = {"recipient": {"external_user_id": user, "attributes": {"email": email}}}
+    answer = braze(box, body)
+    assert answer.status_code == 200, answer.text  # Braze names no synchronous refusal of an address
+    (sent,) = [
+        s
+        for s in requests.get(f"{box.url}/_sandbox/braze/sent", timeout=5).json()
+        if s["dispatch_id"] == answer.json()["dispatch_id"]
+    ]
+    return sent
+
+
+def _braze_lists(box: Sandbox) -> dict:
+    return requests.get(f"{box.url}/_sandbox/braze/suppressions", timeout=5).json()
+
+
+def _braze_email_call(box: Sandbox, method: str, path: str, **kwargs: object) -> requests.Response:
+    return requests.request(
+        method,
+        f"{box.base_url('braze')}{path}",
+        headers={"Authorization": "Bearer local-braze-key"},
+        timeout=5,
+        **kwargs,
+    )
+
+
+def test_braze_marks_a_hard_bounce_and_drops_mail_to_the_address_until_it_is_removed(box: Sandbox) -> None:
+    email = "gone@example.com"
+    requests.post(f"{box.url}/_sandbox/braze/mailboxes", json={"email": email, "outcome": "bounce"}, timeout=5)
+    # A send to a mailbox that does not exist bounces, and Braze marks the address invalid
+    assert _braze_send(box, email)["fate"] == "bounce"
+    assert _braze_lists(box)["hard_bounces"] == [email]
+    found = _braze_email_call(box, "GET", "/email/hard_bounces", params={"email": email, "end_date": "2099-01-01"})
+    assert found.status_code == 200 and [e["email"] for e in found.json()["emails"]] == [email]
+    # Braze "will not attempt to send any further emails to that email address", even once the mailbox works
+    requests.post(f"{box.url}/_sandbox/braze/mailboxes", json={"email": email, "outcome": "deliver"}, timeout=5)
+    assert _braze_send(box, email)["fate"] == "dropped:hard_bounces"
+    # A user whose profile holds the address is dropped too, when a later send names no address
+    answer = braze(box, {"recipient": {"external_user_id": "u-1"}})
+    assert answer.status_code == 200
+    assert requests.get(f"{box.url}/_sandbox/braze/sent", timeout=5).json()[-1]["fate"] == "dropped:hard_bounces"
+    # Until the address is taken off the list
+    removed = _braze_email_call(box, "POST", "/email/bounce/remove", json={"email": email})
+    assert removed.status_code == 201 and removed.json() == {"message": "success"}
+    assert _braze_lists(box)["hard_bounces"] == []
+    assert _braze_send(box, email)["fate"] == "delivered"
+
+
+def test_braze_drops_mail_to_a_spam_marked_address_but_not_to_an_unsubscribed_one(box: Sandbox) -> None:
+    requests.post(
+        f"{box.url}/_sandbox/braze/suppressions", json={"list": "spam", "email": "spam@example.com"}, timeout=5
+    )
+    requests.post(
+        f"{box.url}/_sandbox/braze/email_status",
+        json={"email": "out@example.com", "subscription_state": "unsubscribed"},
+        timeout=5,
+    )
+    assert _braze_send(box, "spam@example.com")["fate"] == "dropped:spam"  # pessimistic (see the fake)
+    assert _braze_send(box, "out@example.com", user="u-2")["fate"] == "delivered"  # transactional: all users
+    assert _braze_email_call(box, "POST", "/email/spam/remove", json={"email": ["spam@example.com"]}).status_code == 201
+    assert _braze_send(box, "spam@example.com")["fate"] == "delivered"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/email/hard_bounces", {"params": {"email": "a@example.com"}}),  # no end_date
+        ("GET", "/email/unsubscribes", {"params": {"email": "a@example.com"}}),  # no end_date
+        ("GET", "/email/hard_bounces", {"params": {"end_date": "2099-01-01"}}),  # neither email nor start_date
+        ("POST", "/email/bounce/remove", {"json": {"email": [f"a{i}@example.com" for i in range(51)]}}),
+        ("POST", "/email/spam/remove", {"json": {"emails": "a@example.com"}}),
+        ("POST", "/email/spam/remove", {"data": b"{not json"}),
+    ],
+)
+def test_braze_email_endpoints_refuse_what_their_pages_do_not_allow(
+    box: Sandbox, method: str, path: str, kwargs: dict
+) -> None:
+    assert _braze_email_call(box, method, path, **kwargs).status_code == 400
+
+
+def test_braze_postbacks_follow_each_sends_fate(box: Sandbox) -> None:
+    from devkit.sandbox.callbacks import EventCallbacks
+
+    posted = EventCallbacks({"braze": "http://127.0.0.1:9/events/braze"})  # nothing listens: posts are recorded
+    box.callbacks = posted
+    try:
+        requests.post(
+            f"{box.url}/_sandbox/braze/mailboxes", json={"email": "b@example.com", "outcome": "bounce"}, timeout=5
+        )
+        bounced = _braze_send(box, "b@example.com")["dispatch_id"]
+        dropped = _braze_send(box, "b@example.com", user="u-3")["dispatch_id"]
+        delivered = _braze_send(box, "ok@example.com", user="u-4")["dispatch_id"]
+        deadline = time.monotonic() + 10
+        while len(posted.posted) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        box.callbacks = None
+    by_dispatch: dict[str, dict[str, dict]] = {}
+    for post in posted.posted:
+        by_dispatch.setdefault(post["events"]["dispatch_id"], {})[post["events"]["status"]] = post["events"]["metadata"]
+    assert set(by_dispatch[bounced]) == {"processed", "bounced"}
+    assert by_dispatch[bounced]["bounced"]["reason"].startswith("550 5.1.1")
+    assert by_dispatch[dropped] == {"aborted": by_dispatch[dropped]["aborted"]}
+    assert by_dispatch[dropped]["aborted"]["reason"] == "User not emailable"
+    assert set(by_dispatch[delivered]) == {"processed", "delivered"}
+
+
 # ------------------------------------------------------------------ Infobip
 def test_infobip_v3_multipart_many_recipients_and_attachment(box: Sandbox) -> None:
     fields = [

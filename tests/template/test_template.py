@@ -78,11 +78,24 @@ def test_sam_build_for_arm64_has_no_x86_extension_and_a_small_layer(tmp_path: Pa
     result = run(tool("sam"), "build", "--parallel", "--build-dir", str(build), "--template-file", "template.yaml")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     extensions = compiled_extensions(build)
-    assert any("pydantic_core" in str(e.path) for e in extensions), "pydantic_core should be in the layer"
+    assert any("msgspec" in str(e.path) for e in extensions), "msgspec's extension should be in the layer"
+    assert not (build / "CommonLayer/python/pydantic").exists(), "pydantic checks at build time; no function loads it"
+    # Bytecode ships in the layer (Lambda cannot write it there), and is used whatever the zip's file times.
+    compiled = build / "CommonLayer/python/martech_bridge/__pycache__/config.cpython-312.pyc"
+    assert compiled.is_file() and int.from_bytes(compiled.read_bytes()[4:8], "little") == 0b01
     assert check_layer(build, max_mb=30, prune=True) == 0
     for logical_id in Template().functions():
         assert (build / logical_id / "handler.py").is_file()
         assert not (build / logical_id / "martech_bridge").exists(), "the package belongs in the layer only"
+
+
+def test_the_build_check_uses_the_pydantic_the_project_pins() -> None:
+    # The layer's Makefile installs pydantic for its check only; a pin drifting from pyproject.toml's would
+    # check the routes file with another schema than `make run` and the tests use.
+    makefile = (REPO_ROOT / "layers/common/Makefile").read_text()
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    pin = re.search(r"pydantic==[0-9.]+", makefile)
+    assert pin and f'"{pin.group(0)}"' in pyproject
 
 
 def test_sam_build_refuses_a_broken_routes_file_naming_file_route_and_field(tmp_path: Path) -> None:

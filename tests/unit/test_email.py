@@ -1,8 +1,11 @@
 """E-mail addresses are normalised once and refused with a reason a caller can act on."""
 
 import pytest
-from martech_bridge.models.email import EmailAddress, InvalidEmail, normalize_email
+from martech_bridge.models import plain
+from martech_bridge.models.email import InvalidEmail, email_address, normalize_email
 from pydantic import BaseModel, ValidationError
+
+from devkit.api_models import EmailAddress
 
 
 @pytest.mark.parametrize(
@@ -70,6 +73,15 @@ def test_pydantic_fields_normalise_and_report_the_field() -> None:
     with pytest.raises(ValidationError) as caught:
         Recipient(email="nope")
     assert caught.value.errors()[0]["loc"] == ("email",)
+
+
+def test_request_fields_normalise_and_report_the_field_without_pydantic() -> None:
+    assert email_address(" A@B.co ", ("to", 0, "email")) == "a@b.co"
+    with pytest.raises(plain.ValidationError) as caught:
+        email_address("nope", ("to", 0, "email"))
+    assert caught.value.loc == ("to", 0, "email") and "name@domain" in caught.value.msg
+    with pytest.raises(plain.ValidationError, match="valid string"):
+        email_address(42, ("email",))
 
 
 def test_an_infobip_sender_name_cannot_become_a_second_address() -> None:

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 from martech_bridge.logic.subscriptions import apply_update
+from martech_bridge.models.plain import ValidationError
 from martech_bridge.models.subscription import Subscription, SubscriptionUpdate, SuppressionKind
-from pydantic import ValidationError
 
 NOW = datetime(2026, 11, 22, 5, 0, tzinfo=UTC)
 

@@ -26,7 +26,7 @@ def karte_signature(secret: str, timestamp: str, body: bytes, encoding: str = "h
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
 
 
-SHARED = SharedSecretAuth(type="shared_secret", secrets=["old-secret,new-secret"])
+SHARED = SharedSecretAuth(secrets=["old-secret,new-secret"])
 
 
 @pytest.mark.parametrize("secret", ["old-secret", "new-secret"])
@@ -50,7 +50,7 @@ def test_shared_secret_refusals(headers: dict, message: str) -> None:
 def test_query_token_only_where_the_route_opts_in() -> None:
     with pytest.raises(AuthFailure):
         check(SHARED, query={"token": "new-secret"})
-    opted = SharedSecretAuth(type="shared_secret", secrets=["new-secret"], query_param="token")
+    opted = SharedSecretAuth(secrets=["new-secret"], query_param="token")
     check(opted, query={"token": "new-secret"})
 
 
@@ -59,7 +59,7 @@ def test_no_configured_secret_refuses_everything() -> None:
         verify(SHARED, headers={"x-webhook-token": "x"}, query={}, body=b"", secrets=lambda refs: ())
 
 
-KARTE = KarteHmacAuth(type="karte_hmac", secrets=["client-secret-old,client-secret-new"])
+KARTE = KarteHmacAuth(secrets=["client-secret-old,client-secret-new"])
 
 
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
@@ -103,7 +103,6 @@ def test_signature_with_a_rotated_out_secret_is_refused() -> None:
 
 def test_generic_hmac_with_prefix_and_timestamp() -> None:
     auth = HmacAuth(
-        type="hmac_sha256",
         header="X-Hub-Signature-256",
         prefix="sha256=",
         secrets=["k"],
@@ -117,4 +116,4 @@ def test_generic_hmac_with_prefix_and_timestamp() -> None:
 
 
 def test_none_is_explicit() -> None:
-    check(NoAuth(type="none"))
+    check(NoAuth())

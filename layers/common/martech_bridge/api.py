@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import unquote
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,14 +22,22 @@ from martech_bridge import secrets
 from martech_bridge.config import get_settings
 from martech_bridge.errors import BridgeError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, Unauthorized
 from martech_bridge.logic.inbound import json_object
+from martech_bridge.models.plain import ValidationError
 from martech_bridge.observability import logger, metrics
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
 
 JSON = "application/json"
 API_KEY_HEADER = "x-api-key"
-M = TypeVar("M", bound="BaseModel")
+
+
+class Body(Protocol):
+    """A request model (models/mail.py, models/subscription.py): built from a JSON object or refused with
+    ValidationError naming the field."""
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self: ...
+
+
+M = TypeVar("M", bound=Body)
 # Every path the HTTP API routes and its methods (template.yaml; test_openapi holds the two equal). Any other
 # method on one of these paths reaches the catch-all, which answers 405 with Allow, as HTTP says, not 404.
 API_PATHS: dict[str, tuple[str, ...]] = {
@@ -328,18 +336,13 @@ def parse_body(app: Router, model: type[M]) -> M:
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8", code="invalid_encoding") from None
     parsed = json_object(text)
-    # Not at the top: only functions holding a pydantic model call this, so pydantic is loaded already; the
-    # event and relay functions parse no model and do not load pydantic for it.
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(parsed)
     except ValidationError as exc:
         raise validation_error(exc) from None
 
 
-def validation_error(exc: "ValidationError") -> InvalidRequest:
-    first = exc.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
-    message = first["msg"] if not field else f"{field}: {first['msg']}"
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    field = ".".join(str(p) for p in exc.loc) or None
+    message = exc.msg if not field else f"{field}: {exc.msg}"
     return InvalidRequest(message, code="validation_error", field=field)

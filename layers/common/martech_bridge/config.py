@@ -6,7 +6,8 @@ os.environ: it receives a Settings (or plain values taken from one).
 
 Settings is a dataclass checked by hand, not a pydantic model: every function reads it at INIT, and pydantic
 with a model class costs a cold start ~60 ms the acknowledge paths (events, relay) need nothing else for.
-The routes file is validated with pydantic (models/routes.py) where that cost is paid once.
+The routes file is checked with its pydantic schema (models/route_schema.py) where that cost is paid once
+(`sam build`, `make run`), and loaded by the functions as plain data under the same rules (models/routes.py).
 """
 
 import dataclasses
@@ -269,15 +270,18 @@ def expand_config(data: Any, overlay: Any = None, *, stage: str) -> Any:
     return walk(data)
 
 
-def read_bridge_config(config_file: Path, overlay_file: Path | None = None, *, stage: str) -> "BridgeConfig":
-    """Read, expand and validate a routes file; errors name the file, the route and the field."""
+def read_bridge_config(
+    config_file: Path, overlay_file: Path | None = None, *, stage: str, schema: bool = False
+) -> "BridgeConfig":
+    """Read, expand and validate a routes file; errors name the file, the route and the field. With `schema`,
+    the pydantic schema checks it first (build and start time: its messages are the ones users know)."""
     data = _read_json(config_file)
     overlay = _read_json(overlay_file) if overlay_file else None
     try:
         expanded = expand_config(data, overlay, stage=stage)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{_shown(overlay_file or config_file)}: {exc}") from None
-    return parse_bridge_config(expanded, _shown(config_file))
+    return parse_bridge_config(expanded, _shown(config_file), schema=schema)
 
 
 def config_secret_references(config: "BridgeConfig") -> dict[str, list[str]]:
@@ -297,13 +301,30 @@ def config_secret_references(config: "BridgeConfig") -> dict[str, list[str]]:
     return found
 
 
-def parse_bridge_config(data: Any, source: str = "bridge config") -> "BridgeConfig":
+def parse_bridge_config(data: Any, source: str = "bridge config", *, schema: bool = False) -> "BridgeConfig":
+    """The routes file's JSON as the functions use it (plain data, every rule checked). `schema`: check it
+    with the pydantic schema first, as `sam build` and `make run` do."""
+    # Imported here: the functions that read the routes file import models/routes.py at INIT (and load the
+    # file there); the events function, which reads only its Settings from this module, never needs it.
+    from martech_bridge.models import routes
+
+    if schema:
+        check_bridge_config(data, source)
+    try:
+        return routes.load(data)
+    except routes.RoutesFileError as exc:
+        raise ConfigurationError(f"Invalid {source}: {exc}") from None
+
+
+def check_bridge_config(data: Any, source: str = "bridge config") -> None:
+    """The build-time check: the pydantic schema (models/route_schema.py), up to five problems at once."""
+    # Imported here, not at the top: only the build-time check and devkit call this, never a function.
     from pydantic import ValidationError
 
-    from martech_bridge.models.routes import BridgeConfig
+    from martech_bridge.models.route_schema import BridgeConfig
 
     try:
-        return BridgeConfig.model_validate(data)
+        BridgeConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_where(e["loc"]) + f": {e['msg']}" for e in exc.errors(include_url=False)[:5])
         raise ConfigurationError(f"Invalid {source}: {problems}") from None
@@ -338,7 +359,7 @@ def check_files(names: list[str], shown_as: str = "layers/common/") -> int:
     for name in names:
         try:
             data = json.loads(Path(name).read_text(encoding="utf-8"))
-            parse_bridge_config(expand_config(data, stage="build"), shown_as + name)
+            parse_bridge_config(expand_config(data, stage="build"), shown_as + name, schema=True)
         except (OSError, ValueError, ConfigurationError) as exc:
             message = str(exc) if isinstance(exc, ConfigurationError) else f"{shown_as + name}: {exc}"
             print(message, file=sys.stderr)

@@ -119,7 +119,7 @@ def relay(engine: Engine, hook: Webhook, remaining: Callable[[], float]) -> Repl
         settled = engine.attempt(delivery, spec, 1, deadline=deadline, request=request, stored=False)
         return Reply(settled.status_code, settled.body)
     lease = lease_seconds(remaining())
-    leased = delivery.model_copy(update={"lease_until_ms": int((now + timedelta(seconds=lease)).timestamp() * 1000)})
+    leased = delivery.updated(lease_until_ms=int((now + timedelta(seconds=lease)).timestamp() * 1000))
     try:
         existing = engine.store.create(leased)
     except DependencyUnavailable:

@@ -9,16 +9,26 @@ Order, so that no crash loses a release (tests/integration/test_release_faults.p
 4. when the check comes due, the send worker repeats the release of every provider still `pending` for that
    very re-subscription (a newer change makes it moot); one that stays unreachable goes back to the queue,
    and after the queue's receive limit to its DLQ (alarmed), still `pending` in the state.
-Every call of a release is idempotent (a GET, a DELETE, Braze's state set), so repeating one is harmless."""
+Every call of a release is idempotent (a GET, a DELETE, Braze's list removals and state set), so repeating one
+is harmless."""
 
 import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from martech_bridge.adapters.providers import PROVIDERS
-from martech_bridge.adapters.providers.base import Provider, ReleaseContext, classify, rate_limit_wait
+from martech_bridge.adapters.providers.base import (
+    CLEARED,
+    Provider,
+    ReleaseContext,
+    SuppressionDomain,
+    classify,
+    rate_limit_wait,
+)
+from martech_bridge.adapters.providers.infobip import DOMAIN_PAGE_SIZE, MAX_DOMAIN_PAGES
 from martech_bridge.adapters.send_queue import SendQueue
 from martech_bridge.adapters.subscription_store import SubscriptionStore
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse, send
@@ -111,6 +121,8 @@ def release(
             sender_domain=sender_domain,
             timeout=settings.provider_timeout_seconds,
         )
+        if hasattr(provider, "suppression_domains_request"):
+            return _release_per_domain(provider, address, ctx, deadline)
         return release_one(provider, address, ctx, deadline)
 
     with ThreadPoolExecutor(max_workers=max(1, len(providers)), thread_name_prefix="release") as pool:
@@ -142,7 +154,8 @@ def release(
 def release_one(provider: Provider, address: str, ctx: ReleaseContext, deadline: float) -> tuple[str, dict[str, str]]:
     """(the provider's outcome, each list's): `pending` if any list could not be settled now (unreachable,
     429/5xx past the deadline), else `failed` if the provider refused a call, else `removed` if the address
-    was taken off a list, else `not_listed`."""
+    was taken off a list, else `cleared` if a list that cannot be asked was cleared regardless (Braze's spam
+    list), else `not_listed`."""
     lists: dict[str, str] = {}
     for step in provider.release_steps(address, ctx):
         if step.check is not None and step.listed is not None:
@@ -157,6 +170,9 @@ def release_one(provider: Provider, address: str, ctx: ReleaseContext, deadline:
             if not step.listed(answer):
                 lists[step.name] = NOT_LISTED
                 continue
+        if step.remove is None:  # listed (or not readable), and the account may not delete it there
+            lists[step.name] = f"{FAILED} (no permission to delete)"
+            continue
         answer = _call(step.remove, deadline)
         if not isinstance(answer, TargetResponse):
             lists[step.name] = PENDING
@@ -165,14 +181,79 @@ def release_one(provider: Provider, address: str, ctx: ReleaseContext, deadline:
         else:
             kind = classify(answer.status)
             lists[step.name] = {"accepted": step.done, "retry": PENDING}.get(kind, f"{FAILED} (HTTP {answer.status})")
+    return _outcome(lists), lists
+
+
+def _outcome(lists: dict[str, str]) -> str:
     values = list(lists.values())
     if PENDING in values:
-        return PENDING, lists
+        return PENDING
     if any(v.startswith(FAILED) for v in values):
-        return FAILED, lists
-    if any(v != NOT_LISTED for v in values):
-        return REMOVED, lists
-    return NOT_LISTED, lists
+        return FAILED
+    if any(v not in (NOT_LISTED, CLEARED) for v in values):
+        return REMOVED
+    return CLEARED if CLEARED in values else NOT_LISTED
+
+
+def _release_per_domain(
+    provider: Provider, address: str, ctx: ReleaseContext, deadline: float
+) -> tuple[str, dict[str, str]]:
+    """Infobip keeps suppressions per sending domain, and a send may name any domain of the account (the
+    request's `from`, another system sending through the same account), so the domains are listed at release
+    time (*Get suppression domains*, every page) and each one's lists cleared. Listing beats remembering the
+    domains the bridge sent from: it also covers suppressions made by other senders and before the bridge was
+    deployed. No answer leaves the release pending (the check repeats it); a refusal fails it; an answer that
+    cannot be read falls back to the default sender's domain and fails the release, so that it is looked at."""
+    domains: dict[str, SuppressionDomain] = {}
+    listing = "listed"
+    request_page = getattr(provider, "suppression_domains_request")  # noqa: B009 - optional provider hook
+    read_page = getattr(provider, "suppression_domains")  # noqa: B009
+    for page in range(MAX_DOMAIN_PAGES):
+        answer = _call(request_page(ctx, page), deadline)
+        if not isinstance(answer, TargetResponse):
+            return PENDING, {"sending domains": PENDING}
+        kind = classify(answer.status)
+        if kind == "retry":
+            return PENDING, {"sending domains": PENDING}
+        if kind != "accepted":
+            return FAILED, {"sending domains": f"{FAILED} (HTTP {answer.status})"}
+        found = read_page(answer)
+        if found is None:
+            listing = f"{FAILED} (unreadable answer; the default sender's domain only)"
+            domains = {}
+            break
+        domains.update((d.name, d) for d in found if d.name not in domains)
+        if len(found) < DOMAIN_PAGE_SIZE:
+            break
+    if listing != "listed":
+        _, lists = release_one(provider, address, replace(ctx, domains=None), deadline)
+        lists = {"sending domains": listing, **lists}
+        return _outcome(lists), lists
+    if not domains:
+        return NOT_LISTED, {"sending domains": "none the account may manage"}
+    # Domains in parallel (each domain's lists in turn): an account with many domains fits in the deadline, so
+    # that the check, which repeats the whole release, can finish it; Infobip allows 100 requests a second.
+    with ThreadPoolExecutor(max_workers=min(DOMAIN_WORKERS, len(domains)), thread_name_prefix="infobip") as pool:
+        results = list(
+            pool.map(lambda d: release_one(provider, address, replace(ctx, domains=(d,)), deadline), domains.values())
+        )
+    lists = {name: what for _, own in results for name, what in own.items()}
+    return _outcome(lists), _summarised(lists)
+
+
+DOMAIN_WORKERS = 8
+MAX_LISTS_NAMED = 30
+
+
+def _summarised(lists: dict[str, str]) -> dict[str, str]:
+    """An account with many domains has three lists each: past MAX_LISTS_NAMED, the lists that did not hold
+    the address are counted rather than named, so the history entry stays readable and far below DynamoDB's
+    item limit (every list that held it, or could not be settled, is still named)."""
+    if len(lists) <= MAX_LISTS_NAMED:
+        return lists
+    named = {name: what for name, what in lists.items() if what != NOT_LISTED}
+    quiet = len(lists) - len(named)
+    return {**named, f"{quiet} other lists": NOT_LISTED} if quiet else named
 
 
 def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:

@@ -3,11 +3,11 @@ answers when it can be, and queued to every `replies` sink (a kintone record lin
 
 Steps: read the object (at most MAX bytes), parse it (never raises: what cannot be read is noted), tie it to
 its original (the reply+<dispatch id>@ address the send set as Reply-To, else In-Reply-To / References
-against our message ids and the providers' ids), store it (written once, keyed by the object, so a repeated
-S3 event finds it), queue the sink deliveries (ids from the sink and the reply: a repeat queues nothing
-new). A crash anywhere is repaired by the next invocation for the same object (Lambda's async retries, then
-the function's dead-letter queue), which repeats only idempotent steps; unmatched replies are kept and listed
-by GET /replies."""
+against our message ids and the providers' ids; only when its sender is a recipient of that message), store
+it (written once, keyed by the object, so a repeated S3 event finds it), queue the sink deliveries (ids from
+the sink and the reply: a repeat queues nothing new). A crash anywhere is repaired by the next invocation
+for the same object (Lambda's async retries, then the function's dead-letter queue), which repeats only
+idempotent steps; unmatched replies (and unverified ones, with the reason) are kept and listed by GET /replies."""
 
 import hashlib
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from martech_bridge.adapters.reply_store import ReplyStore
 from martech_bridge.config import load_bridge_config
 from martech_bridge.dependencies import delivery_engine
 from martech_bridge.logic import replies as reading
+from martech_bridge.models.email import normalize_email
 from martech_bridge.models.routes import Sink
 from martech_bridge.observability import count, logger, metrics
 from martech_bridge.sent_mail import clip
@@ -48,10 +49,16 @@ def receive(bucket: str, key: str, *, messages: MessageStore, store: ReplyStore,
         parsed = reading.parse(raw.data) if raw.complete else _too_large(raw)
         link = tie(parsed, messages)
         stored = store.save(_item(reply_id, bucket, key, raw.size, parsed, link))
-        count("RepliesReceived", matched="yes" if link.get("dispatch_id") else "no")
+        matched = "yes" if link.get("dispatch_id") else "unverified" if link.get("claimed_by") else "no"
+        count("RepliesReceived", matched=matched)
         logger.info(
             "Reply stored",
-            extra={"reply_id": reply_id, "matched_by": link.get("matched_by"), **reading.summary(parsed)},
+            extra={
+                "reply_id": reply_id,
+                "matched_by": link.get("matched_by"),
+                "claimed_by": link.get("claimed_by"),
+                **reading.summary(parsed),
+            },
         )
         payload = sink_payload(stored, parsed)
     else:
@@ -72,17 +79,30 @@ def _too_large(raw: inbound_mail.RawMail) -> reading.ParsedReply:
     return parsed
 
 
+# Why a reply whose headers name a message is not tied to it (stored on the reply; no address in it).
+NOT_A_RECIPIENT = "the sender is not a recipient of the message the reply names; not linked (headers can be forged)"
+NO_SENDER = "the reply has no readable sender address; not linked to the message it names"
+
+
 def tie(parsed: reading.ParsedReply, messages: MessageStore) -> dict[str, Any]:
     """The original message this reply answers: {matched_by, dispatch_id, message_id, recipient, provider,
-    provider_message_id}, or {} when nothing ties it."""
+    provider_message_id}, or {} when nothing ties it.
+
+    A reply+<dispatch id>@ address, In-Reply-To and References can be written by anyone, so a message they
+    name counts only when the reply's sender is one of that message's recipients (as the send flow stored
+    them, normalised alike). A reply naming a message whose recipients do not include its sender is kept
+    unlinked, with {claimed_by, claimed_dispatch_id, unmatched_reason}, and listed with the unmatched ones."""
+    sender = _normal(parsed.sender)
+    claims: list[tuple[str, str]] = []
     for dispatch_id in parsed.reply_tokens()[:3]:
         recipients = messages.recipients(dispatch_id)
         if not recipients:
             continue
-        # The recipient who replied; a forward from someone else is still tied to the message.
-        own = [r for r in recipients if parsed.sender and r.get("email") == parsed.sender]
-        chosen = own[0] if own else (recipients[0] if len(recipients) == 1 else None)
-        return _link("reply_address", dispatch_id, chosen)
+        # The reply address is per dispatch: any of its recipients may answer through it.
+        own = [r for r in recipients if _sent_to(r, sender)]
+        if own:
+            return _link("reply_address", dispatch_id, own[0])
+        claims.append(("reply_address", dispatch_id))
     for ref in parsed.referenced_ids()[:MAX_REFERENCES_LOOKED_UP]:
         own_id = reading.OWN_MESSAGE_ID.match(ref)
         if own_id:
@@ -90,13 +110,44 @@ def tie(parsed: reading.ParsedReply, messages: MessageStore) -> dict[str, Any]:
             dispatch_id = message_id.rsplit(".", 1)[0]
             found = [r for r in messages.recipients(dispatch_id) if r.get("message_id") == message_id]
             if found:
-                return _link("in_reply_to", dispatch_id, found[0])
+                # Our message id is one recipient's message: only that recipient answers it.
+                if _sent_to(found[0], sender):
+                    return _link("in_reply_to", dispatch_id, found[0])
+                claims.append(("in_reply_to", dispatch_id))
+                continue
         local = ref.split("@", 1)[0]
         for provider in PROVIDERS:
-            item = messages.find_recipient(provider, None, None, local, None)
-            if item is not None:
-                return _link("in_reply_to", str(item["dispatch_id"]), item)
-    return {}
+            items = messages.recipients_by_provider_id(provider, local)
+            if not items:
+                continue
+            # A provider's id may cover several recipients (SendGrid's X-Message-Id is per request).
+            own = [i for i in items if _sent_to(i, sender)]
+            if own:
+                return _link("in_reply_to", str(own[0]["dispatch_id"]), own[0])
+            claims.append(("in_reply_to", str(items[0]["dispatch_id"])))
+            break
+    if not claims:
+        return {}
+    how, dispatch_id = claims[0]
+    return {
+        "claimed_by": how,
+        "claimed_dispatch_id": dispatch_id,
+        "unmatched_reason": NOT_A_RECIPIENT if sender else NO_SENDER,
+    }
+
+
+def _normal(address: str | None) -> str | None:
+    """An address as the send flow stores a recipient's (trimmed, lower-cased, IDN domain punycoded)."""
+    if not address:
+        return None
+    try:
+        return normalize_email(address)
+    except ValueError:  # InvalidEmail, or an IDN codec's error: not an address we sent to
+        return None
+
+
+def _sent_to(recipient: dict[str, Any], sender: str | None) -> bool:
+    return sender is not None and _normal(recipient.get("email")) == sender
 
 
 def _link(how: str, dispatch_id: str, recipient: dict[str, Any] | None) -> dict[str, Any]:

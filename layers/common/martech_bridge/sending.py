@@ -31,7 +31,7 @@ from martech_bridge.adapters.targets.base import TargetResponse, send
 from martech_bridge.config import Settings
 from martech_bridge.errors import ConfigurationError, DependencyUnavailable
 from martech_bridge.logic.delivery import Outcome, backoff_seconds
-from martech_bridge.models.mail import RecipientResult
+from martech_bridge.models.mail import RecipientResult, RecipientStatus
 from martech_bridge.observability import count, logger
 
 MAX_CALL_ATTEMPTS = 4
@@ -253,6 +253,7 @@ def not_queued(provider: Provider, call: ProviderCall) -> list[RecipientResult]:
     """Recipients of a deferred call the send queue would not take: failed if nothing can have been sent to
     them, unknown if an attempt may have gone out."""
     unavailable = "the bridge's send queue is unavailable"
+    status: RecipientStatus
     if call.may_have_sent:
         status, reason = "unknown", f"an attempt may have reached the provider, and {unavailable} to make sure"
     else:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -249,8 +250,8 @@ class DeliveryStore(aws.TableStore):
             raise DependencyUnavailable(_UNAVAILABLE) from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable(_UNAVAILABLE) from exc
-        delivery = self._from_item(old).model_copy(
-            update={"status": DeliveryStatus.IN_PROGRESS, "lease_until_ms": lease, "updated_at": moment}
+        delivery = self._from_item(old).updated(
+            **{"status": DeliveryStatus.IN_PROGRESS, "lease_until_ms": lease, "updated_at": moment}
         )
         return delivery, old["status"] == DeliveryStatus.IN_PROGRESS.value
 
@@ -282,7 +283,7 @@ class DeliveryStore(aws.TableStore):
         updated = after_attempt(delivery, attempt, status=status, **outcome)
         sets, removes = self._state(updated)
         sets["attempts"] = attempt.number
-        attempt_item = {k: v for k, v in attempt.model_dump(mode="json").items() if v is not None}
+        attempt_item = {k: v for k, v in msgspec.to_builtins(attempt).items() if v is not None}
         self._update(
             delivery.delivery_id,
             sets=sets,
@@ -304,8 +305,8 @@ class DeliveryStore(aws.TableStore):
     ) -> Delivery:
         """pending or in_progress -> final without calling the target (route removed, stuck), conditional on
         nothing having moved since `delivery` was read."""
-        updated = delivery.model_copy(
-            update={
+        updated = delivery.updated(
+            **{
                 "status": status,
                 "updated_at": now(),
                 "lease_until_ms": None,
@@ -467,7 +468,7 @@ class DeliveryStore(aws.TableStore):
         return sets, removes
 
     def _to_item(self, delivery: Delivery) -> dict[str, Any]:
-        data = delivery.model_dump(mode="json", exclude={"payload", "response_body"})
+        data = delivery.as_json(exclude={"payload", "response_body"})
         data["attempt_history"] = [{k: v for k, v in a.items() if v is not None} for a in data["attempt_history"]]
         item = {k: v for k, v in data.items() if v is not None and v is not False}
         item.update(
@@ -491,7 +492,7 @@ class DeliveryStore(aws.TableStore):
         data["payload"] = json.loads(data.pop("payload_json", "{}"))
         if "response_json" in data:
             data["response_body"] = json.loads(data.pop("response_json"))
-        return Delivery.model_validate(data)
+        return Delivery.from_stored(data)
 
 
 def after_attempt(
@@ -505,8 +506,8 @@ def after_attempt(
     failure: FailureReason | None = None,
 ) -> Delivery:
     """The delivery as attempt `attempt` leaves it (what record_attempt writes)."""
-    return delivery.model_copy(
-        update={
+    return delivery.updated(
+        **{
             "status": status,
             "attempts": attempt.number,
             "updated_at": now(),

@@ -239,14 +239,26 @@ class MessageStore(aws.TableStore):
         return None
 
     def _by_provider_id(self, provider: str, provider_message_id: str, email: str | None) -> dict[str, Any] | None:
+        items = self._provider_id_items(provider, provider_message_id)
+        matching = [i for i in items if not email or i.get("email") == email]
+        return dict(matching[0]) if matching else None
+
+    def recipients_by_provider_id(self, provider: str, provider_message_id: str) -> list[dict[str, Any]]:
+        """Every recipient item sent through `provider` under this provider message id (a SendGrid
+        X-Message-Id covers every recipient of its request), in one query."""
+        try:
+            return [dict(i) for i in self._provider_id_items(provider, provider_message_id)]
+        except (ClientError, BotoCoreError) as exc:
+            raise DependencyUnavailable("Message store is unavailable") from exc
+
+    def _provider_id_items(self, provider: str, provider_message_id: str) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key
 
         lookup = provider_lookup_id(provider, provider_message_id)
-        items = self._table.query(
+        items: list[dict[str, Any]] = self._table.query(
             IndexName="ProviderIdIndex", KeyConditionExpression=Key("gsi1pk").eq(f"PID#{provider}#{lookup}")
         )["Items"]
-        matching = [i for i in items if not email or i.get("email") == email]
-        return dict(matching[0]) if matching else None
+        return items
 
     def _by_address(self, provider: str, email: str, before: str) -> dict[str, Any] | None:
         """The latest recipient item sent to this address through this provider before `before`."""

@@ -10,9 +10,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.delivery_queue import parse_message
+from martech_bridge.config import load_bridge_config
 from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
 from martech_bridge.sqs_batch import Message, process
+
+# At INIT: a routes file that somehow skipped the build's check stops the function here, naming the file, the
+# route and the field, instead of failing every request (models/routes.py loads it; cached for the requests).
+load_bridge_config()
 
 
 def record_handler(record: Message, context: LambdaContext) -> None:

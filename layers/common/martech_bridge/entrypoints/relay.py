@@ -7,12 +7,17 @@ from urllib.parse import unquote
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.api import Response, build_resolver, json_response, raw_body
+from martech_bridge.config import load_bridge_config
 from martech_bridge.deliveries import delivery_engine
 from martech_bridge.observability import logger
 from martech_bridge.relay import Webhook, relay
 
 app = build_resolver()
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+# At INIT: a routes file that somehow skipped the build's check stops the function here, naming the file, the
+# route and the field, instead of failing every request (models/routes.py loads it; cached for the requests).
+load_bridge_config()
 
 
 @app.route("/relay/<route>", method=METHODS)

@@ -3,9 +3,10 @@ machine it moves through (README, "Delivery states"; logic/delivery_states.py ho
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+import msgspec
+from msgspec import Meta, Struct
 
 # deliveries.new_delivery_id: "dl_" + 26 hex digits from the idempotency key, or 13 (time) + 14 (random).
 DELIVERY_ID_PATTERN = r"^dl_[0-9a-f]{26,27}$"
@@ -33,10 +34,13 @@ class FailureReason(StrEnum):
     STUCK = "stuck"  # its next attempt was still not made when the route's max_age_seconds ran out
 
 
-class Attempt(BaseModel):
-    number: int = Field(ge=1)
+# msgspec Structs, not pydantic models: every delivery function builds these at INIT, and pydantic with its
+# model classes costs a cold start ~70 ms (issue 13). A Struct does not check its arguments when built in
+# code (the code that builds one passes typed values); `from_stored` checks a stored item field by field.
+class Attempt(Struct, kw_only=True):
+    number: Annotated[int, Meta(ge=1)]
     started_at: datetime
-    latency_ms: int = Field(ge=0)
+    latency_ms: Annotated[int, Meta(ge=0)]
     status: int | None = None  # the target's HTTP status; None when no answer came
     verdict: str
     error: str | None = None
@@ -45,7 +49,10 @@ class Attempt(BaseModel):
     ambiguous: bool = False
 
 
-class Delivery(BaseModel):
+_NOT_PUBLIC = frozenset({"lease_until_ms", "request_hash", "response_body", "dead_letter_pending", "sweeps"})
+
+
+class Delivery(Struct, kw_only=True):
     delivery_id: str
     route: str
     target: str  # "PUT https://example.cybozu.com/k/v1/record.json": the URL actually called, never secrets
@@ -67,10 +74,27 @@ class Delivery(BaseModel):
     response_status: int | None = None  # what the caller was (or will be) answered, for replays
     response_body: dict[str, Any] | None = None
     replays: int = 0
-    attempt_history: list[Attempt] = Field(default_factory=list)
+    attempt_history: list[Attempt] = msgspec.field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         """`GET /deliveries/{id}`: the delivery and every attempt (not its lease or answer bookkeeping)."""
-        return self.model_dump(
-            mode="json", exclude={"lease_until_ms", "request_hash", "response_body", "dead_letter_pending", "sweeps"}
+        return self.as_json(
+            exclude={"lease_until_ms", "request_hash", "response_body", "dead_letter_pending", "sweeps"}
         )
+
+    def as_json(self, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        """Every field as JSON values (datetimes as RFC 3339 with `Z`, enums as their values), in field order."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        for name in exclude:
+            del data[name]
+        return data
+
+    def updated(self, **changes: Any) -> "Delivery":
+        """A copy with these fields changed (not checked: the callers pass typed values)."""
+        return msgspec.structs.replace(self, **changes)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> "Delivery":
+        """A delivery from its stored JSON values, every field checked; msgspec.ValidationError names the one
+        that is wrong."""
+        return msgspec.convert(data, cls, strict=False)

@@ -10,9 +10,9 @@ must be valid Punycode of a valid IDNA 2008 label."""
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Annotated
+from typing import Any
 
-from pydantic import AfterValidator, WithJsonSchema
+from martech_bridge.models.plain import string, value_error
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit; SendGrid's 320 is looser.
 _ATOM = r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+"  # RFC 5322 atext without "%" (a path segment would decode it)
@@ -98,4 +98,12 @@ EMAIL_JSON_SCHEMA = {
     # ASCII domains as the checks above take them (an internationalised domain is accepted too, not stated)
     "pattern": rf"^{_ATOM}(\.{_ATOM})*@({_DOMAIN_LABEL}\.)+[A-Za-z]{{2,63}}\.?$",
 }
-EmailAddress = Annotated[str, AfterValidator(normalize_email), WithJsonSchema(EMAIL_JSON_SCHEMA)]
+
+
+def email_address(value: Any, loc: tuple[str | int, ...]) -> str:
+    """A request's or record's address field, normalised; a ValidationError at `loc` in pydantic's words
+    (devkit/api_models.py's EmailAddress is the same check, for openapi.json)."""
+    try:
+        return normalize_email(string(value, loc))
+    except InvalidEmail as exc:
+        raise value_error(loc, exc) from None

@@ -5,8 +5,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 
 class EventType(StrEnum):
     QUEUED = "queued"
@@ -128,8 +126,10 @@ def checked_event(
     return e
 
 
-class RejectedEvent(BaseModel):
-    """An event in a batch that could not be read; recorded with why, never failing its batch."""
+@dataclass(slots=True)
+class RejectedEvent:
+    """An event in a batch that could not be read; recorded with why, never failing its batch. A plain record:
+    this module is on the send and query paths, which do not load pydantic."""
 
     provider: str
     reason: str

@@ -4,40 +4,19 @@ import base64
 import binascii
 import json
 import re
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-
-from martech_bridge.models.email import EmailAddress
+from martech_bridge.models import plain
+from martech_bridge.models.email import email_address
+from martech_bridge.models.plain import Loc, optional, string
 
 # entrypoints/send.py: "d_" + 24 hex digits, from the idempotency key or from time (12) + random (12).
 DISPATCH_ID_PATTERN = r"^d_[0-9a-f]{24}$"
 ProviderName = Literal["sendgrid", "braze", "infobip"]
+PROVIDER_NAMES: tuple[str, ...] = ("sendgrid", "braze", "infobip")
 # Braze's rule for external_send_id, applied to every provider: it is our 24 h dedupe key too.
 _DERIVED_SEND_ID = re.compile(r"d_[0-9a-f]{24}(-[0-9]+)?")
-
-
-def _not_derived(value: str) -> str:
-    # The form the bridge derives itself (`<dispatch id>-<n>`) is reserved: postbacks find recipients by it.
-    if _DERIVED_SEND_ID.fullmatch(value):
-        raise ValueError("an external_send_id of the form d_<24 hex>-<n> is reserved for the bridge's own")
-    return value
-
-
-ExternalSendId = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$"), AfterValidator(_not_derived)
-]
-DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
-_DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
 TRANSACTIONAL = "transactional"
 # A Lambda behind API Gateway takes at most 6 MB of request; base64 makes attachments a third larger.
 MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
@@ -45,162 +24,227 @@ MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
 # sent as SendGrid custom_args (10,000 bytes in older docs, 50,000 now: WIRE-FORMATS 1.2).
 MAX_METADATA_BYTES = 10_000
 
-
-def _present(name: str) -> dict[str, Any]:
-    """JSON Schema: the field is given and not null."""
-    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Address(_Model):
-    email: EmailAddress
-    name: DisplayName | None = None
+# The field rules, as devkit/api_models.py states them for openapi.json (tests/unit/test_request_models.py
+# holds the two to the same verdicts).
+EXTERNAL_SEND_ID = plain.pattern(r"^[a-zA-Z0-9\-_+/=]+$")
+FILENAME = plain.pattern(r"^[^/\\\x00-\x1f]+$")
+BASE64 = plain.pattern(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+MEDIA_TYPE = plain.pattern(r"^[\w.+-]+/[\w.+-]+$")
+CONTENT_ID = plain.pattern(r"^[^/\\\x00-\x1f\x7f]+$")
 
 
-class UserAlias(_Model):
-    alias_name: Annotated[str, Field(min_length=1, max_length=256)]
-    alias_label: Annotated[str, Field(min_length=1, max_length=256)]
+def _any_dict(value: Any, loc: Loc) -> dict[str, Any]:
+    return plain.mapping(value, loc)
 
 
-class Recipient(_Model):
+def _display_name(value: Any, loc: Loc) -> str:
+    return string(value, loc, min_length=1, max_length=256)
+
+
+def _external_send_id(value: Any, loc: Loc) -> str:
+    value = string(value, loc, min_length=1, max_length=128, match=EXTERNAL_SEND_ID)
+    # The form the bridge derives itself (`<dispatch id>-<n>`) is reserved: postbacks find recipients by it.
+    if _DERIVED_SEND_ID.fullmatch(value):
+        raise plain.value_error(loc, "an external_send_id of the form d_<24 hex>-<n> is reserved for the bridge's own")
+    return value
+
+
+@dataclass(slots=True)
+class Address(plain.Record):
+    email: str
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.email = email_address(self.email, ("email",))  # a configured default is checked as a caller's is
+
+    @classmethod
+    def model_validate(cls, data: Any, loc: Loc = ()) -> Self:
+        data = plain.fields(data, loc, cls.__name__)
+        email = email_address(plain.required(data, "email", loc), (*loc, "email"))
+        name = optional(_display_name, data.get("name"), (*loc, "name"))
+        plain.no_extra(data, ("email", "name"), loc)
+        return cls(email, name)
+
+
+@dataclass(slots=True)
+class UserAlias(plain.Record):
+    alias_name: str
+    alias_label: str
+
+    @classmethod
+    def model_validate(cls, data: Any, loc: Loc = ()) -> Self:
+        data = plain.fields(data, loc, cls.__name__)
+        name = string(plain.required(data, "alias_name", loc), (*loc, "alias_name"), min_length=1, max_length=256)
+        label = string(plain.required(data, "alias_label", loc), (*loc, "alias_label"), min_length=1, max_length=256)
+        plain.no_extra(data, ("alias_name", "alias_label"), loc)
+        return cls(name, label)
+
+
+_RECIPIENT_FIELDS = ("email", "name", "user_id", "user_alias", "attributes", "data")
+
+
+@dataclass(slots=True)
+class Recipient(plain.Record):
     """One recipient. An e-mail address is what the bridge checks subscriptions by; a recipient without
     one is reported `invalid`, never sent (KARTE's rule)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        populate_by_name=True,
-        json_schema_extra={"not": {"allOf": [_present("user_id"), _present("user_alias")]}},
-    )
-
-    email: EmailAddress | None = None
-    name: Annotated[DisplayName, WithJsonSchema({**_DISPLAY_NAME, "pattern": "^[^;,]+$"})] | None = None
-    user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None  # Braze external_user_id
+    email: str | None = None
+    name: str | None = None
+    user_id: str | None = None  # Braze external_user_id
     user_alias: UserAlias | None = None  # Braze
-    attributes: dict[str, Any] = Field(default_factory=dict)  # Braze profile attributes
-    data: dict[str, Any] = Field(default_factory=dict)  # per-recipient template data
+    attributes: dict[str, Any] = field(default_factory=dict)  # Braze profile attributes
+    data: dict[str, Any] = field(default_factory=dict)  # per-recipient template data
 
-    @field_validator("user_alias")
     @classmethod
-    def _one_braze_identity(cls, alias: UserAlias | None, info: ValidationInfo) -> UserAlias | None:
-        if alias is not None and info.data.get("user_id") is not None:
-            raise ValueError("give either user_id or user_alias, not both (Braze takes exactly one)")
-        return alias
-
-    @field_validator("name")
-    @classmethod
-    def _no_separators(cls, name: str | None) -> str | None:
+    def model_validate(cls, data: Any, loc: Loc = ()) -> Self:
+        data = plain.fields(data, loc, cls.__name__)
+        email = optional(email_address, data.get("email"), (*loc, "email"))
+        name = optional(_display_name, data.get("name"), (*loc, "name"))
         if name and any(ch in name for ch in ";,"):
-            raise ValueError("a recipient name cannot contain ';' or ',' (SendGrid refuses them)")
-        return name
+            raise plain.value_error(
+                (*loc, "name"), "a recipient name cannot contain ';' or ',' (SendGrid refuses them)"
+            )
+        user_id = optional(string, data.get("user_id"), (*loc, "user_id"), min_length=1, max_length=512)
+        alias = data.get("user_alias")
+        user_alias = None if alias is None else UserAlias.model_validate(alias, (*loc, "user_alias"))
+        if user_alias is not None and user_id is not None:
+            raise plain.value_error(
+                (*loc, "user_alias"), "give either user_id or user_alias, not both (Braze takes exactly one)"
+            )
+        attributes = _any_dict(data.get("attributes", {}), (*loc, "attributes"))
+        values = _any_dict(data.get("data", {}), (*loc, "data"))
+        plain.no_extra(data, _RECIPIENT_FIELDS, loc)
+        return cls(email, name, user_id, user_alias, attributes, values)
 
 
-class Attachment(_Model):
-    filename: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f]+$")]
-    content: Annotated[
-        str, Field(min_length=1, pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-    ]  # base64
-    type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
+_ATTACHMENT_FIELDS = ("filename", "content", "type", "disposition", "content_id")
+
+
+@dataclass(slots=True)
+class Attachment(plain.Record):
+    filename: str
+    content: str  # base64
+    type: str = "application/octet-stream"
     disposition: Literal["attachment", "inline"] = "attachment"
     # Names an inline image for `cid:` in the HTML; Infobip uses it as the image's file name (WIRE-FORMATS 4.3).
-    content_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")] | None = None
+    content_id: str | None = None
 
-    @field_validator("content")
     @classmethod
-    def _base64(cls, content: str) -> str:
+    def model_validate(cls, data: Any, loc: Loc = ()) -> Self:
+        data = plain.fields(data, loc, cls.__name__)
+        filename = string(
+            plain.required(data, "filename", loc), (*loc, "filename"), min_length=1, max_length=255, match=FILENAME
+        )
+        content = string(plain.required(data, "content", loc), (*loc, "content"), min_length=1, match=BASE64)
         try:
             base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("content must be base64") from None
-        return content
+            raise plain.value_error((*loc, "content"), "content must be base64") from None
+        kind = string(data.get("type", "application/octet-stream"), (*loc, "type"), match=MEDIA_TYPE)
+        disposition = plain.literal(
+            data.get("disposition", "attachment"), (*loc, "disposition"), ("attachment", "inline")
+        )
+        content_id = optional(
+            string, data.get("content_id"), (*loc, "content_id"), min_length=1, max_length=255, match=CONTENT_ID
+        )
+        plain.no_extra(data, _ATTACHMENT_FIELDS, loc)
+        return cls(filename, content, kind, disposition, content_id)  # type: ignore[arg-type]
 
     @property
     def size(self) -> int:
         return len(base64.b64decode(self.content))
 
 
-# The checks below (model and providers' validate()) stated for openapi.json, so a request the schema
-# allows is one the bridge accepts.
-_MAIL_RULES: dict[str, Any] = {
-    "anyOf": [_present("template_id"), {**_present("subject"), "anyOf": [_present("text"), _present("html")]}],
-    "allOf": [
-        {  # SendGrid (also the default provider, unless DEFAULT_PROVIDER says otherwise): ASCII categories,
-            # no ';', ',' or line break in an attachment's filename, no ';' or line break in its content_id
-            "if": {"properties": {"provider": {"enum": ["sendgrid", None]}}},
-            "then": {
-                "properties": {
-                    "categories": {"items": {"pattern": "^[\\x00-\\x7f]*$"}},
-                    "attachments": {
-                        "items": {
-                            "properties": {
-                                "filename": {"pattern": "^[^;,\\r\\n]*$"},
-                                "content_id": {"anyOf": [{"type": "null"}, {"pattern": "^[^;\\r\\n]*$"}]},
-                            }
-                        }
-                    },
-                }
-            },
-        },
-        {  # Braze sends through a transactional campaign, without attachments, to a Braze identity
-            "if": {"required": ["provider"], "properties": {"provider": {"const": "braze"}}},
-            "then": {
-                "required": ["template_id"],
-                "properties": {
-                    "template_id": {"not": {"type": "null"}},
-                    "attachments": {"maxItems": 0},
-                    "to": {
-                        "items": {
-                            "if": _present("email"),
-                            "then": {"anyOf": [_present("user_id"), _present("user_alias")]},
-                        }
-                    },
-                },
-            },
-        },
-        {  # Infobip's templateId is a number
-            "if": {"required": ["provider"], "properties": {"provider": {"const": "infobip"}}},
-            "then": {"properties": {"template_id": {"anyOf": [{"pattern": "^[0-9]+$"}, {"type": "null"}]}}},
-        },
-    ],
-}
+_MAIL_FIELDS = (
+    "provider", "to", "from", "sender", "reply_to", "subject", "text", "html", "template_id", "template_data",
+    "attachments", "track_opens", "track_clicks", "categories", "metadata", "external_send_id",
+)  # fmt: skip
+_MAIL_FIELDS_GIVEN_FROM = tuple(f for f in _MAIL_FIELDS if f != "sender")
 
 
-class MailRequest(_Model):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_MAIL_RULES)
-
+@dataclass(slots=True)
+class MailRequest(plain.Record):
     provider: ProviderName | None = None
-    to: list[Recipient] = Field(min_length=1, max_length=1000)
-    sender: Address | None = Field(default=None, alias="from")
+    to: list[Recipient] = field(default_factory=list)
+    sender: Address | None = field(default=None, metadata={"alias": "from"})
     reply_to: Address | None = None
-    subject: Annotated[str, Field(min_length=1, max_length=998)] | None = None
-    text: Annotated[str, Field(min_length=1)] | None = None
-    html: Annotated[str, Field(min_length=1)] | None = None
-    template_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # Braze: the campaign id
-    template_data: dict[str, Any] = Field(default_factory=dict)  # SendGrid dynamic data / Braze trigger props
-    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    template_id: str | None = None  # Braze: the campaign id
+    template_data: dict[str, Any] = field(default_factory=dict)  # SendGrid dynamic data / Braze trigger props
+    attachments: list[Attachment] = field(default_factory=list)
     track_opens: bool | None = None
     track_clicks: bool | None = None
-    categories: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
-        default_factory=list, max_length=10, json_schema_extra={"uniqueItems": True}
-    )
-    metadata: dict[Annotated[str, Field(min_length=1, max_length=100)], str] = Field(default_factory=dict)
-    external_send_id: ExternalSendId | None = None
+    categories: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    external_send_id: str | None = None
 
-    @model_validator(mode="after")
-    def _content(self) -> "MailRequest":
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """The request, checked field by field in order; ValidationError names the first problem."""
+        data = plain.fields(data, (), cls.__name__)
+        provider = optional(plain.literal, data.get("provider"), ("provider",), choices=PROVIDER_NAMES)
+        to = [
+            Recipient.model_validate(r, ("to", i))
+            for i, r in enumerate(plain.items(plain.required(data, "to", ()), ("to",), min_length=1, max_length=1000))
+        ]
+        # `from` (the alias) or `sender` (the name): pydantic's populate_by_name, which the alias wins.
+        sender_key = "from" if "from" in data else "sender"
+        sender = data.get(sender_key)
+        sender = None if sender is None else Address.model_validate(sender, (sender_key,))
+        reply = data.get("reply_to")
+        reply_to = None if reply is None else Address.model_validate(reply, ("reply_to",))
+        subject = optional(string, data.get("subject"), ("subject",), min_length=1, max_length=998)
+        text = optional(string, data.get("text"), ("text",), min_length=1)
+        html = optional(string, data.get("html"), ("html",), min_length=1)
+        template_id = optional(string, data.get("template_id"), ("template_id",), min_length=1, max_length=128)
+        template_data = _any_dict(data.get("template_data", {}), ("template_data",))
+        attachments = [
+            Attachment.model_validate(a, ("attachments", i))
+            for i, a in enumerate(plain.items(data.get("attachments", []), ("attachments",), max_length=100))
+        ]
+        track_opens = optional(plain.boolean, data.get("track_opens"), ("track_opens",))
+        track_clicks = optional(plain.boolean, data.get("track_clicks"), ("track_clicks",))
+        categories = [
+            string(c, ("categories", i), min_length=1, max_length=255)
+            for i, c in enumerate(plain.items(data.get("categories", []), ("categories",), max_length=10))
+        ]
+        metadata = _metadata(data.get("metadata", {}))
+        external_send_id = optional(_external_send_id, data.get("external_send_id"), ("external_send_id",))
+        # With both given, pydantic takes `from` and counts `sender` as an unknown field.
+        plain.no_extra(data, _MAIL_FIELDS if sender_key == "sender" else _MAIL_FIELDS_GIVEN_FROM, ())
+        request = cls(
+            provider,  # type: ignore[arg-type]
+            to,
+            sender,
+            reply_to,
+            subject,
+            text,
+            html,
+            template_id,
+            template_data,
+            attachments,
+            track_opens,
+            track_clicks,
+            categories,
+            metadata,
+            external_send_id,
+        )
+        request._check_content()
+        return request
+
+    def _check_content(self) -> None:
         if self.template_id is None:
             if not self.subject:
-                raise ValueError("subject is required unless a template_id is given")
+                raise plain.value_error((), "subject is required unless a template_id is given")
             if not (self.text or self.html):
-                raise ValueError("text or html is required unless a template_id is given")
+                raise plain.value_error((), "text or html is required unless a template_id is given")
         if len(set(self.categories)) != len(self.categories):
-            raise ValueError("categories must be unique")
+            raise plain.value_error((), "categories must be unique")
         emails = [r.email for r in self.to if r.email]
         if len(set(emails)) != len(emails):
-            raise ValueError("each recipient address may appear once")
-        return self
+            raise plain.value_error((), "each recipient address may appear once")
 
     @property
     def transactional(self) -> bool:
@@ -219,17 +263,42 @@ class MailRequest(_Model):
         return None
 
 
+def _metadata(value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, item in plain.mapping(value, ("metadata",)).items():
+        out[string(key, ("metadata", key, "[key]"), min_length=1, max_length=100)] = string(item, ("metadata", key))
+    return out
+
+
 # `pending`: not sent yet within the request's deadline; the bridge's send queue sends it shortly.
 RecipientStatus = Literal["accepted", "pending", "suppressed", "invalid", "failed", "unknown"]
+RECIPIENT_STATUSES: tuple[str, ...] = ("accepted", "pending", "suppressed", "invalid", "failed", "unknown")
+_RESULT_FIELDS = ("email", "message_id", "status", "reason", "provider_message_id", "provider")
 
 
-class RecipientResult(BaseModel):
+@dataclass(slots=True)
+class RecipientResult(plain.Record):
     email: str | None  # null for a recipient given without an address (it is `invalid`)
     message_id: str
     status: RecipientStatus
     reason: str | None = None
     provider_message_id: str | None = None
     provider: str | None = None  # set when not the message's own: the fallback that sent this recipient
+
+    model_fields = _RESULT_FIELDS  # the names, as pydantic's class attribute lists them
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """From a stored item or a kept answer; ValidationError (a ValueError) when it is not one."""
+        data = plain.fields(data, (), cls.__name__)
+        return cls(
+            optional(string, plain.required(data, "email", ()), ("email",)),
+            string(plain.required(data, "message_id", ()), ("message_id",)),
+            plain.literal(plain.required(data, "status", ()), ("status",), RECIPIENT_STATUSES),  # type: ignore[arg-type]
+            optional(string, data.get("reason"), ("reason",)),
+            optional(string, data.get("provider_message_id"), ("provider_message_id",)),
+            optional(string, data.get("provider"), ("provider",)),
+        )
 
     def answer(self) -> dict[str, Any]:
         """As the API answers it: optional fields left out when empty, `email` always there."""

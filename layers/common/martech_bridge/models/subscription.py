@@ -1,12 +1,13 @@
 """Subscription state of one recipient (KARTE's `subscription` flag plus why it changed)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
-
-from martech_bridge.models.email import EmailAddress
+from martech_bridge.models import plain
+from martech_bridge.models.email import email_address
+from martech_bridge.models.plain import Loc, optional, string
 
 
 class SuppressionKind(StrEnum):
@@ -19,61 +20,123 @@ class SuppressionKind(StrEnum):
     SOFT_BOUNCE = "soft_bounce"  # only with SUPPRESS_SOFT_BOUNCES=true; transactional mail still goes
 
 
-Reason = Annotated[str, Field(min_length=1, max_length=500)]
-Source = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.:-]+$")]
+# As devkit/api_models.py states them for openapi.json.
+SOURCE = plain.pattern(r"^[a-z0-9_.:-]+$")
 
 
-class SubscriptionUpdate(BaseModel):
+def _reason(value: Any, loc: Loc) -> str:
+    return string(value, loc, min_length=1, max_length=500)
+
+
+def _source(value: Any, loc: Loc) -> str:
+    return string(value, loc, min_length=1, max_length=100, match=SOURCE)
+
+
+def _suppression(value: Any, loc: Loc) -> SuppressionKind:
+    return plain.enum(value, loc, SuppressionKind)
+
+
+def _releases(value: Any, loc: Loc) -> dict[str, str]:
+    return {string(k, (*loc, k, "[key]")): string(v, (*loc, k)) for k, v in plain.mapping(value, loc).items()}
+
+
+_UPDATE_FIELDS = ("subscribed", "reason", "suppression")
+
+
+@dataclass(slots=True)
+class SubscriptionUpdate(plain.Record):
     """Body of `PUT /subscriptions/{email}`. Re-subscribing is explicit: `subscribed: true` clears suppression."""
 
-    # The validator below, stated for openapi.json.
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "if": {"properties": {"subscribed": {"const": True}}},
-            "then": {"properties": {"suppression": {"type": "null"}}},
-        },
-    )
-
-    subscribed: StrictBool
-    reason: Reason | None = None
+    subscribed: bool
+    reason: str | None = None
     suppression: SuppressionKind | None = None
 
-    @model_validator(mode="after")
-    def _suppression_only_when_unsubscribed(self) -> "SubscriptionUpdate":
+    def __post_init__(self) -> None:
+        # Built in code too (events, tests): checked the same way as a caller's body.
+        self.subscribed = plain.boolean(self.subscribed, ("subscribed",), strict=True)
+        self.reason = optional(_reason, self.reason, ("reason",))
+        self.suppression = optional(_suppression, self.suppression, ("suppression",))
         if self.subscribed and self.suppression is not None:
-            raise ValueError("suppression can only be set with subscribed=false")
-        return self
+            raise plain.value_error((), "suppression can only be set with subscribed=false")
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        data = plain.fields(data, (), cls.__name__)
+        subscribed = plain.boolean(plain.required(data, "subscribed", ()), ("subscribed",), strict=True)
+        reason = optional(_reason, data.get("reason"), ("reason",))
+        suppression = optional(_suppression, data.get("suppression"), ("suppression",))
+        plain.no_extra(data, _UPDATE_FIELDS, ())
+        return cls(subscribed, reason, suppression)
 
 
-class Subscription(BaseModel):
+@dataclass(slots=True, kw_only=True)
+class Subscription(plain.Record):
     """The current state, as stored and as answered by the API."""
 
-    email: EmailAddress
+    email: str
     subscribed: bool
     suppression: SuppressionKind | None = None
     reason: str | None = None
-    source: Source = "api"
+    source: str = "api"
     changed_at: datetime
-    version: int = Field(default=1, ge=1)
+    version: int = 1
     # After a re-subscription: each configured provider's release from its own suppression lists
-    # ("pending" until done; then "removed", "not_listed" or "failed").
+    # ("pending" until done; then "removed", "not_listed", "cleared" - a list that cannot be asked was cleared
+    # regardless, Braze's spam list - or "failed").
     release: dict[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        if self.suppression is not None:
+            self.suppression = _suppression(self.suppression, ("suppression",))
 
-class SubscriptionChange(BaseModel):
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        """From a stored item (keys it does not know are ignored, as pydantic's default did)."""
+        data = plain.fields(data, (), cls.__name__)
+        return cls(
+            email=email_address(plain.required(data, "email", ()), ("email",)),
+            subscribed=plain.boolean(plain.required(data, "subscribed", ()), ("subscribed",)),
+            suppression=optional(_suppression, data.get("suppression"), ("suppression",)),
+            reason=optional(string, data.get("reason"), ("reason",)),
+            source=_source(data.get("source", "api"), ("source",)),
+            changed_at=plain.timestamp(plain.required(data, "changed_at", ()), ("changed_at",)),
+            version=plain.integer(data.get("version", 1), ("version",), ge=1),
+            release=optional(_releases, data.get("release"), ("release",)),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class SubscriptionChange(plain.Record):
     """One entry of a recipient's history."""
 
     subscribed: bool
     suppression: SuppressionKind | None = None
     reason: str | None = None
-    source: Source
+    source: str
     changed_at: datetime
     previous_subscribed: bool | None = None
     released: dict[str, str] | None = None  # a provider's release, as its own history entry
 
+    def __post_init__(self) -> None:
+        if self.suppression is not None:
+            self.suppression = _suppression(self.suppression, ("suppression",))
 
-class SubscriptionView(BaseModel):
+    @classmethod
+    def model_validate(cls, data: Any) -> Self:
+        data = plain.fields(data, (), cls.__name__)
+        return cls(
+            subscribed=plain.boolean(plain.required(data, "subscribed", ()), ("subscribed",)),
+            suppression=optional(_suppression, data.get("suppression"), ("suppression",)),
+            reason=optional(string, data.get("reason"), ("reason",)),
+            source=_source(plain.required(data, "source", ()), ("source",)),
+            changed_at=plain.timestamp(plain.required(data, "changed_at", ()), ("changed_at",)),
+            previous_subscribed=optional(plain.boolean, data.get("previous_subscribed"), ("previous_subscribed",)),
+            released=optional(_releases, data.get("released"), ("released",)),
+        )
+
+
+@dataclass(slots=True)
+class SubscriptionView:
     """`GET /subscriptions/{email}`: the state and its recent history, newest first."""
 
     subscription: Subscription

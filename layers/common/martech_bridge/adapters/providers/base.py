@@ -57,6 +57,16 @@ class ProviderAnswer:
 
 
 @dataclass(frozen=True)
+class SuppressionDomain:
+    """A sending domain whose suppression lists the account may manage (Infobip keeps them per domain), and
+    which lists (by type) it may read and delete there."""
+
+    name: str
+    readable: frozenset[str]
+    deletable: frozenset[str]
+
+
+@dataclass(frozen=True)
 class ReleaseContext:
     """What a release of an address from a provider's suppression lists needs."""
 
@@ -64,6 +74,12 @@ class ReleaseContext:
     base_url: str
     sender_domain: str = ""  # Infobip keeps its suppressions per sending domain
     timeout: float = 10.0
+    domains: tuple[SuppressionDomain, ...] | None = None  # Infobip: the account's domains, listed at release time
+
+
+# A list the provider cannot be asked about (no documented query), cleared regardless: a 2xx to its removal
+# proves it no longer holds the address, not that it ever did (Braze's spam list).
+CLEARED = "cleared"
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,10 @@ class ReleaseStep:
     `listed`), and how to take it off (`remove`). Every call is idempotent, so any of them may be repeated."""
 
     name: str
-    remove: TargetRequest
+    remove: TargetRequest | None  # None: the account may not remove it there (a listed address stays: failed)
     check: TargetRequest | None = None  # None: the provider cannot be asked; `remove` is made regardless
     listed: Callable[[TargetResponse], bool] | None = None
-    done: str = "removed"  # what a 2xx to `remove` means (Braze: the state was set to "subscribed")
+    done: str = "removed"  # what a 2xx to `remove` means (Braze: the state was set to "subscribed"; CLEARED)
 
 
 class Provider(Protocol):

@@ -9,11 +9,12 @@ accepted (WIRE-FORMATS 3.2), so the recipient is `accepted`, never `failed`."""
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from martech_bridge.adapters.providers.base import (
+    CLEARED,
     Outbound,
     ProviderAnswer,
     ProviderCall,
@@ -33,9 +34,9 @@ MAX_TRIGGER_PROPERTIES = 50 * 1024
 QUEUED = "has been queued"
 
 
-def _unsubscribed(response: TargetResponse) -> bool:
-    """False only for a readable answer listing no unsubscribe; anything else is taken as listed, pessimistically
-    (setting the state then is what releasing means)."""
+def _listed(response: TargetResponse) -> bool:
+    """False only for a readable answer listing no address; anything else is taken as listed, pessimistically
+    (the removal that follows is idempotent, and making it is what releasing means)."""
     body = response.json()
     if isinstance(body, dict) and isinstance(body.get("emails"), list):
         return bool(body["emails"])
@@ -80,33 +81,68 @@ class Braze:
                 )
 
     def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
-        """Braze is asked first whether the address is unsubscribed (braze.com/docs/api/endpoints/email/
-        get_query_unsubscribed_email_addresses: GET /email/unsubscribes?email= -> {"emails": [{"email",
-        "unsubscribed_at"}], "message": "success"}), and only then is its state set (braze.com/docs/api/
-        endpoints/email/post_email_subscription_status: POST /email/status with {"email", "subscription_state":
-        "subscribed"|"unsubscribed"|"opted_in"}). Setting it blindly would turn an `opted_in` user (our flag may
-        have come from a SendGrid bounce) into a merely `subscribed` one. "subscribed" is the state of a user who
-        has neither opted in nor out: re-subscribing through the bridge is not an explicit opt-in."""
-        check = TargetRequest(
-            "GET",
-            f"{ctx.base_url}/email/unsubscribes?{urlencode({'email': email})}",
-            {**self.auth(ctx.api_key), "Accept": "application/json"},
-            None,
-            ctx.timeout,
-            True,
-            frozenset({"Authorization"}),
-        )
-        body = {"email": email, "subscription_state": "subscribed"}
-        remove = TargetRequest(
-            "POST",
-            f"{ctx.base_url}/email/status",
-            {**self.auth(ctx.api_key), "Content-Type": "application/json"},
-            json.dumps(body).encode(),
-            ctx.timeout,
-            True,
-            frozenset({"Authorization"}),
-        )
-        return [ReleaseStep("email_subscription", remove=remove, check=check, listed=_unsubscribed, done="subscribed")]
+        """Braze keeps an address from e-mail three ways, each released in turn (braze-inc/braze-docs
+        `_docs/_api/endpoints/email/`; the bodies are the pages' `{"email": "..."}`, one address):
+
+        * hard bounces: "Braze will mark the user's email address as invalid and will not attempt to send any
+          further emails to that email address" (`_docs/_user_guide/message_building_by_channel/email/
+          best_practices/managing_email_subscriptions.md`). Asked first with `GET /email/hard_bounces?email=
+          &end_date=` (`get_list_hard_bounces.md`: "You must provide an end_date, and either an email or a
+          start_date"; with an email the range is disregarded) -> `{"emails": [{"email", "hard_bounced_at"}]}`,
+          then `POST /email/bounce/remove` (`post_remove_hard_bounces.md`), which also clears the bounce list of
+          Braze's own e-mail provider.
+        * spam reports: `POST /email/spam/remove` (`post_remove_spam.md`; also the provider's spam list). Braze
+          documents no query of its spam list, so it is cleared without a look: `cleared`, not `removed`,
+          since nothing says the address was on it.
+        * subscription state: `GET /email/unsubscribes?email=&end_date=` (`get_query_unsubscribed_email_
+          addresses.md`: "You must provide an end_date, as well as either an email or a start_date") ->
+          `{"emails": [{"email", "unsubscribed_at"}]}`, and only for an unsubscribed user `POST /email/status`
+          {"email", "subscription_state": "subscribed"} (`post_email_subscription_status.md`). Setting it
+          blindly would turn an `opted_in` user (our flag may have come from a SendGrid bounce) into a merely
+          `subscribed` one; "subscribed" is the state of a user who has neither opted in nor out, and
+          re-subscribing through the bridge is not an explicit opt-in.
+
+        Spam comes before the state: a spam report unsubscribes the user (same page, older revisions).
+        `end_date` is tomorrow (UTC): the query's dates are "treated as midnight in UTC", so a range that
+        ended today would miss today's bounces if Braze applied it to an e-mail query after all - a silent
+        miss (the address stays dropped), where a refusal of a future date (undocumented either way) would be
+        a loud one: `failed (HTTP 400)` in the answer and the history."""
+        end_date = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+        query = urlencode({"email": email, "end_date": end_date})
+        reading = {**self.auth(ctx.api_key), "Accept": "application/json"}
+        writing = {**self.auth(ctx.api_key), "Content-Type": "application/json"}
+
+        def get(path: str) -> TargetRequest:
+            url = f"{ctx.base_url}{path}?{query}"
+            return TargetRequest("GET", url, reading, None, ctx.timeout, True, frozenset({"Authorization"}))
+
+        def post(path: str, body: dict[str, str]) -> TargetRequest:
+            return TargetRequest(
+                "POST",
+                f"{ctx.base_url}{path}",
+                writing,
+                json.dumps(body).encode(),
+                ctx.timeout,
+                True,
+                frozenset({"Authorization"}),
+            )
+
+        return [
+            ReleaseStep(
+                "hard_bounces",
+                remove=post("/email/bounce/remove", {"email": email}),
+                check=get("/email/hard_bounces"),
+                listed=_listed,
+            ),
+            ReleaseStep("spam", remove=post("/email/spam/remove", {"email": email}), done=CLEARED),
+            ReleaseStep(
+                "email_subscription",
+                remove=post("/email/status", {"email": email, "subscription_state": "subscribed"}),
+                check=get("/email/unsubscribes"),
+                listed=_listed,
+                done="subscribed",
+            ),
+        ]
 
     def calls(self, ctx: SendContext, recipients: Sequence[Outbound]) -> list[ProviderCall]:
         request = ctx.request

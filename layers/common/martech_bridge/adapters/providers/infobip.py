@@ -19,6 +19,7 @@ from martech_bridge.adapters.providers.base import (
     ReleaseContext,
     ReleaseStep,
     SendContext,
+    SuppressionDomain,
     classify,
     rate_limit_wait,
 )
@@ -31,7 +32,17 @@ MAX_MESSAGE_ID = 200  # EmailToDestination.messageId (SDK 6.0.0)
 MAX_CALLBACK_DATA = 4000  # EmailWebhooks.callbackData (SDK 6.0.0)
 
 
+# Infobip's suppression types (infobip-api-python-client 6.0.0 `EmailSuppressionType`; Infobip docs, *Delete
+# suppressions*: enum BOUNCE, COMPLAINT, OVER_QUOTA - there is no unsubscribe type), and the permission flags
+# *Get suppression domains* reports for each (`EmailDomainInfo`: readBounces, deleteBounces, ...).
 SUPPRESSION_TYPES = ("BOUNCE", "COMPLAINT", "OVER_QUOTA")
+_PERMISSIONS = {
+    "BOUNCE": ("readBounces", "deleteBounces"),
+    "COMPLAINT": ("readComplaints", "deleteComplaints"),
+    "OVER_QUOTA": ("readOverquotas", "deleteOverquotas"),
+}
+DOMAIN_PAGE_SIZE = 100
+MAX_DOMAIN_PAGES = 50  # 5,000 sending domains: far past any account; a paging loop can never run away
 
 
 def _suppressed(response: TargetResponse) -> bool:
@@ -43,6 +54,24 @@ def _suppressed(response: TargetResponse) -> bool:
     return True
 
 
+def read_suppression_domains(response: TargetResponse) -> list[SuppressionDomain] | None:
+    """The domains of one page of *Get suppression domains* ({"results": [EmailDomainInfo], "paging": {page,
+    size}}), or None for an answer that cannot be read. A permission flag that is missing counts as granted:
+    the call is made and Infobip's own answer (403) decides, rather than skipping a list that may hold the
+    address."""
+    body = response.json()
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        return None
+    found = []
+    for item in body["results"]:
+        if not isinstance(item, dict) or not isinstance(item.get("domainName"), str) or not item["domainName"]:
+            return None
+        readable = frozenset(t for t, (read, _) in _PERMISSIONS.items() if item.get(read, True) is not False)
+        deletable = frozenset(t for t, (_, delete) in _PERMISSIONS.items() if item.get(delete, True) is not False)
+        found.append(SuppressionDomain(item["domainName"], readable, deletable))
+    return found
+
+
 class Infobip:
     name = "infobip"
     label = "Infobip"
@@ -51,35 +80,69 @@ class Infobip:
     def auth(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"App {api_key}"}
 
+    def suppression_domains_request(self, ctx: ReleaseContext, page: int) -> TargetRequest:
+        """One page of *Get suppression domains* (infobip.com/docs/api/channels/email/get-domains: GET
+        /email/1/suppressions/domains?page&size, "domains that can be managed for suppressions and are either
+        owned or have granted permissions"; SDK 6.0.0 `EmailApi.get_domains`)."""
+        query = urlencode({"page": page, "size": DOMAIN_PAGE_SIZE})
+        return TargetRequest(
+            "GET",
+            f"{ctx.base_url}/email/1/suppressions/domains?{query}",
+            {**self.auth(ctx.api_key), "Accept": "application/json"},
+            None,
+            ctx.timeout,
+            True,
+            frozenset({"Authorization"}),
+        )
+
+    def suppression_domains(self, response: TargetResponse) -> list[SuppressionDomain] | None:
+        return read_suppression_domains(response)
+
     def release_steps(self, email: str, ctx: ReleaseContext) -> list[ReleaseStep]:
-        """Infobip keeps suppressions per sending domain and type (infobip.com/docs/api/channels/email:
-        "Get suppressions" GET /email/1/suppressions?domainName&type&emailAddress -> {"results": [...]};
-        "Delete suppressions" DELETE /email/1/suppressions with {"suppressions": [{domainName, emailAddress,
-        type}]} -> 204, deleted asynchronously)."""
+        """Infobip keeps suppressions per sending domain and type, and a send may use any of the account's
+        domains, so every domain the account may manage (`ctx.domains`, listed at release time) is cleared,
+        each type in turn (infobip.com/docs/api/channels/email: "Get suppressions" GET
+        /email/1/suppressions?domainName&type&emailAddress -> {"results": [...]}; "Delete suppressions" DELETE
+        /email/1/suppressions with {"suppressions": [{domainName, emailAddress, type}]} -> 204, deleted
+        asynchronously). A list the account may not read is deleted unasked; one it may not delete is only
+        read, and an address found there is reported failed. Without a listing (`ctx.domains` None): the
+        sender domain alone."""
+        domains = ctx.domains
+        if domains is None:
+            everything = frozenset(SUPPRESSION_TYPES)
+            domains = (SuppressionDomain(ctx.sender_domain, everything, everything),) if ctx.sender_domain else ()
         headers = {**self.auth(ctx.api_key), "Accept": "application/json"}
         steps = []
-        for kind in SUPPRESSION_TYPES:
-            query = urlencode({"domainName": ctx.sender_domain, "type": kind, "emailAddress": email})
-            body = {"suppressions": [{"domainName": ctx.sender_domain, "emailAddress": [email], "type": kind}]}
-            check = TargetRequest(
-                "GET",
-                f"{ctx.base_url}/email/1/suppressions?{query}",
-                headers,
-                None,
-                ctx.timeout,
-                True,
-                frozenset({"Authorization"}),
-            )
-            remove = TargetRequest(
-                "DELETE",
-                f"{ctx.base_url}/email/1/suppressions",
-                {**headers, "Content-Type": "application/json"},
-                json.dumps(body).encode(),
-                ctx.timeout,
-                True,
-                frozenset({"Authorization"}),
-            )
-            steps.append(ReleaseStep(kind.lower(), remove=remove, check=check, listed=_suppressed))
+        for domain in domains:
+            for kind in SUPPRESSION_TYPES:
+                query = urlencode({"domainName": domain.name, "type": kind, "emailAddress": email})
+                body = {"suppressions": [{"domainName": domain.name, "emailAddress": [email], "type": kind}]}
+                check = TargetRequest(
+                    "GET",
+                    f"{ctx.base_url}/email/1/suppressions?{query}",
+                    headers,
+                    None,
+                    ctx.timeout,
+                    True,
+                    frozenset({"Authorization"}),
+                )
+                remove = TargetRequest(
+                    "DELETE",
+                    f"{ctx.base_url}/email/1/suppressions",
+                    {**headers, "Content-Type": "application/json"},
+                    json.dumps(body).encode(),
+                    ctx.timeout,
+                    True,
+                    frozenset({"Authorization"}),
+                )
+                steps.append(
+                    ReleaseStep(
+                        f"{domain.name} {kind.lower()}",
+                        remove=remove if kind in domain.deletable else None,
+                        check=check if kind in domain.readable else None,
+                        listed=_suppressed,
+                    )
+                )
         return steps
 
     def validate(self, request: MailRequest) -> None:
