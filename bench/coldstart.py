@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from compiled import compile_like_the_layer
+
 from devkit.runtime import function_environment, runtime_environment
 from devkit.template import Resolver, Template
 
@@ -42,7 +44,9 @@ def main() -> dict[str, dict[str, float]]:
     sdk = os.environ.get("BENCH_XRAY_SDK")
     resolver = Resolver(template, {"EnableXRaySdk": sdk} if sdk else None)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    base |= {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "0"}
+    base |= {"AWS_DEFAULT_REGION": "us-east-1"}
+    base.pop("PYTHONDONTWRITEBYTECODE", None)  # any value, "0" too, stops Python writing bytecode
+    compile_like_the_layer()
     probes: dict[str, tuple[str, dict[str, str], str]] = {"import boto3 (baseline)": ("import boto3", base, "")}
     for logical_id, spec in template.functions().items():
         lambda_env = runtime_environment(spec, {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})

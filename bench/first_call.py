@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from compiled import compile_like_the_layer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -460,7 +461,8 @@ def main() -> dict[str, dict[str, float]]:
     try:
         create_resources(template, resolver, moto)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-        base |= {"PYTHONDONTWRITEBYTECODE": "0"}
+        base.pop("PYTHONDONTWRITEBYTECODE", None)  # any value, "0" too, stops Python writing bytecode
+        compile_like_the_layer()
         env_json = load_env_json()
         runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]] = []
         for case in cases(sandbox, workdir):
