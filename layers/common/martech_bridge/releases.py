@@ -1,7 +1,7 @@
 """Re-subscribing: our flag is set, then the address is released from each configured provider's own
 suppression lists; a provider that cannot be reached keeps its release `pending`, and the send queue makes it.
 
-Order, so that no crash loses a release (tests/integration/test_release_faults.py checks it):
+Order, so that no crash loses a release (tests/integration/test_release_quota_faults.py checks it):
 1. a delayed *release check* goes into the send queue (refused: 503, nothing changed);
 2. the new state is written with every configured provider's release `pending` (with its history entry);
 3. each provider's lists are cleared now, within the request's deadline; each outcome is written into the
