@@ -22,6 +22,7 @@ from martech_bridge.models.routes import (
     check_http_url,
     check_mapping,
     check_mapping_headers,
+    check_notify,
     check_one_body,
     check_one_fallback,
     check_sink,
@@ -312,6 +313,12 @@ class ProviderSending(_Strict):
     notify: Annotated[str, Field(pattern=NOTIFY_PATTERN, max_length=320)] | None = None
     on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
     fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
+
+    @field_validator("notify")
+    @classmethod
+    def _mailable(cls, notify: str | None) -> str | None:
+        check_notify(notify)
+        return notify
 
 
 class SendingConfig(_Strict):

@@ -22,6 +22,8 @@ from jmespath.exceptions import JMESPathError
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 from msgspec.structs import force_setattr
 
+from martech_bridge.models.email import InvalidEmail, normalize_email
+
 # The patterns are written as the JSON Schema and pydantic (Rust regex) read them, where `$` is the end of the
 # text; Python's `$` also matches before a final newline, so the run-time checks end them with `\Z` instead.
 ROUTE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -167,6 +169,16 @@ def check_sink(s: Any) -> None:
 def check_one_fallback(providers: dict[Any, Any]) -> None:
     if sum(1 for p in providers.values() if p.fallback) > 1:
         raise ValueError("at most one provider can be the fallback")
+
+
+def check_notify(address: str | None) -> None:
+    # The quota warning is mailed with the send request's address checks: an address they refuse would fail
+    # the warning after the send it warns about was made and answered.
+    if address is not None:
+        try:
+            normalize_email(address)
+        except InvalidEmail as exc:
+            raise ValueError(f"the notification address {exc}") from None
 
 
 def check_unique_sinks(sinks: list[Any]) -> None:
@@ -487,6 +499,9 @@ class ProviderSending(_Strict, frozen=True, kw_only=True):
     notify: Annotated[str, Meta(pattern=_text(NOTIFY_PATTERN), max_length=320)] | None = None
     on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
     fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
+
+    def __post_init__(self) -> None:
+        check_notify(self.notify)
 
 
 class SendingConfig(_Strict, frozen=True, kw_only=True):
