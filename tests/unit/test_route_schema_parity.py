@@ -215,3 +215,30 @@ def test_a_quota_notify_address_the_mail_checks_refuse_is_refused_by_both_readin
 def test_a_quota_notify_address_the_mail_checks_take_is_read_alike(notify: str) -> None:
     data = {"version": 1, "sending": {"providers": {"sendgrid": {"daily_limit": 3, "notify": notify}}}}
     assert assert_read_alike(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 1.0},  # pydantic's Literal[1] took 1.0 (it equals 1); msgspec's refuses it
+        # Python's \s (the loader's) also takes the separators \x1c-\x1f, Rust's (the schema's) does not
+        {
+            "routes": {
+                "r": {
+                    **BASE["routes"]["r"],
+                    "target": {**BASE["routes"]["r"]["target"], "base_url": "https://h.example\x1c"},
+                }
+            }
+        },
+        {
+            "routes": {
+                "r": {
+                    **BASE["routes"]["r"],
+                    "target": {**BASE["routes"]["r"]["target"], "base_url": "https://h.example/\x1f"},
+                }
+            }
+        },
+    ],
+)
+def test_numbers_and_control_characters_are_refused_by_both_readings(change: dict[str, Any]) -> None:
+    assert not assert_read_alike({**BASE, **change})

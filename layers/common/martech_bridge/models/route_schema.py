@@ -341,8 +341,9 @@ class BridgeConfig(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _not_a_flag(cls, version: Any) -> Any:
-        # pydantic matches a literal by equality, and true == 1; the file's JSON Schema says an integer.
-        if isinstance(version, bool):
+        # pydantic matches a literal by equality, and true == 1 == 1.0; the loader (msgspec) takes the integer
+        # only, as the file's JSON Schema says.
+        if isinstance(version, bool | float):
             raise ValueError("Input should be 1")
         return version
 

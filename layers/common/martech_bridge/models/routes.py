@@ -29,7 +29,8 @@ from martech_bridge.models.email import InvalidEmail, normalize_email
 ROUTE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
 QUERY_PARAM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-BASE_URL_PATTERN = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+# \x00-\x1f beside \s: Python's \s (the loader's) takes \x1c-\x1f, Rust's (the schema's) does not.
+BASE_URL_PATTERN = r"^https?://[^/?#\s\x00-\x1f\x7f]+(/[^?#\s\x00-\x1f\x7f]*)?$"
 RESPONSE_FIELD_PATTERN = r"^[A-Za-z0-9_:-][A-Za-z0-9_: -]{0,63}$"
 SINK_EVENT_PATTERN = r"^[a-z]+$"
 NOTIFY_PATTERN = r"^[^@\s]+@[^@\s]+$"
