@@ -99,7 +99,7 @@ class Attachment(_Model):
     content: Annotated[
         str, Field(min_length=1, pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
     ]  # base64
-    type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
+    type: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+$")] = "application/octet-stream"
     disposition: Literal["attachment", "inline"] = "attachment"
     # Names an inline image for `cid:` in the HTML; Infobip uses it as the image's file name (WIRE-FORMATS 4.3).
     content_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")] | None = None

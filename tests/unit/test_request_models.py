@@ -310,3 +310,14 @@ def test_stored_records_are_written_byte_for_byte_as_before(
         assert list(mine.model_dump(**how).items()) == list(reference.model_dump(**how).items()), how
     stored = mine.model_dump(mode="json")
     assert ours.model_validate(stored) == mine and ours.model_validate(stored).model_dump(mode="json") == stored
+
+
+@pytest.mark.parametrize(
+    "kind", ["te\u0308xt/plain", "text/\u00bd", "text/\u203fa", "text/a\u200db", "t\u0663xt/plain"]
+)
+def test_a_media_type_outside_ascii_is_refused_by_both(kind: str) -> None:
+    """Python's \\w (the hand check's) and Rust's (pydantic's) differ outside ASCII - a combining mark, a
+    vulgar fraction, a joiner - so the pattern names ASCII: a media type is ASCII (RFC 6838 4.2)."""
+    body = {**OK, "attachments": [{**ATTACHMENT, "type": kind}]}
+    agree("MailRequest", body)
+    assert verdicts("MailRequest", body)[0][0] == "refused"

@@ -29,7 +29,8 @@ MAX_METADATA_BYTES = 10_000
 EXTERNAL_SEND_ID = plain.pattern(r"^[a-zA-Z0-9\-_+/=]+$")
 FILENAME = plain.pattern(r"^[^/\\\x00-\x1f]+$")
 BASE64 = plain.pattern(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-MEDIA_TYPE = plain.pattern(r"^[\w.+-]+/[\w.+-]+$")
+# ASCII, not \w: Python's \w and pydantic's (Rust) differ outside ASCII, and a media type is ASCII (RFC 6838).
+MEDIA_TYPE = plain.pattern(r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+$")
 CONTENT_ID = plain.pattern(r"^[^/\\\x00-\x1f\x7f]+$")
 
 
