@@ -32,7 +32,7 @@ help:
 	@echo "make test     install and run every test, the template checks and the arm64 build check"
 	@echo "make test-fast  the same without the arm64 build check"
 	@echo "make invoke   FN=<LogicalId> EVENT=events/<file>.json: one function, one event, no Docker"
-	@echo "make post-eml EML=<file>.eml DISPATCH=d_...: a received reply through InboundMailFunction"
+	@echo "make post-eml EML=<file>.eml DISPATCH=d_... [AUTH=pass|fail|none]: a received reply through InboundMailFunction (SES's auth results simulated)"
 	@echo "make lint     ruff, mypy, cfn-lint, sam validate --lint, checkov"
 	@echo "make build    sam build for arm64, then prune and check the layer"
 	@echo "make setup    ENV=dev|prod: list the stage's secrets and create the missing ones (SSM)"
@@ -92,7 +92,7 @@ invoke: $(VENV)/.runtime
 	@$(PY) -m devkit invoke $(FN) -e $(EVENT)
 
 post-eml: $(VENV)/.runtime
-	@$(PY) -m devkit post-eml $(EML) $(if $(DISPATCH),--dispatch $(DISPATCH))
+	@$(PY) -m devkit post-eml $(EML) $(if $(DISPATCH),--dispatch $(DISPATCH)) $(if $(AUTH),--auth $(AUTH))
 
 lint: venv tools scan
 	$(VENV)/bin/ruff check layers functions devkit tests bench

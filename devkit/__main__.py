@@ -90,7 +90,7 @@ def _invoke(args: argparse.Namespace) -> int:
 def _post_eml(args: argparse.Namespace) -> int:
     from devkit.inbound import post_eml
 
-    return post_eml(Path(args.file), Path(args.env_vars), args.dispatch)
+    return post_eml(Path(args.file), Path(args.env_vars), args.dispatch, auth=args.auth)
 
 
 def _post_sendgrid(args: argparse.Namespace) -> int:
@@ -241,6 +241,13 @@ def main() -> int:
     eml = sub.add_parser("post-eml", help="a received .eml through InboundMailFunction, as SES + S3 deliver it")
     eml.add_argument("file", help="the message, raw RFC 5322 (.eml)")
     eml.add_argument("--dispatch", help="address the reply to reply+<this dispatch id>@ (a send of yours)")
+    eml.add_argument(
+        "--auth",
+        choices=("pass", "fail", "none"),
+        default="pass",
+        help="SIMULATED SES Authentication-Results to prepend (nothing is checked): pass (default) or fail for"
+        " the From domain; none stores the file unchanged (one saved from a real SES bucket has SES's own)",
+    )
     eml.add_argument("--env-vars", "-n", default=str(ENV_JSON))
     eml.set_defaults(func=_post_eml)
 

@@ -3,8 +3,15 @@ through InboundMailFunction. The file goes into the inbound bucket of the embedd
 the function is invoked with the notification S3 sends for a new object - its documented structure
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html), key
 URL-encoded as S3 encodes it. With `make run` going, its stack's AWS and sandbox are used, so its delivery
-worker writes the reply's kintone record; otherwise a stack of its own is brought up for the one call."""
+worker writes the reply's kintone record; otherwise a stack of its own is brought up for the one call.
 
+Before storing it, the file gets the header fields SES's receipt rule prepends (as_ses_stores): the spam
+and virus verdicts and SES's Authentication-Results. Nothing here checks SPF, DKIM or DMARC: `--auth pass`
+(the default) writes the passing results SES would write for a sender whose domain is authenticated,
+`--auth fail` failing ones, `--auth none` stores the file as it is (one saved from a real SES bucket
+carries SES's own fields)."""
+
+import email.utils
 import hashlib
 import json
 import os
@@ -83,8 +90,57 @@ def addressed_to(data: bytes, dispatch_id: str) -> bytes:
     return re.sub(rb"reply\+d_[0-9a-fA-F]{12,32}@", f"reply+{dispatch_id}@".encode(), data)
 
 
+AUTH_CHOICES = ("pass", "fail", "none")
+
+
+def as_ses_stores(data: bytes, auth: str = "pass", *, spam: str = "PASS", virus: str = "PASS") -> bytes:
+    """The message with the fields SES's receipt rule prepends, in SES's order, above the sender's own
+    (Return-Path, Received, X-SES-Spam-Verdict, X-SES-Virus-Verdict, Received-SPF, Authentication-Results:
+    amazonses.com; ..., X-SES-RECEIPT as in messages SES stores; the verdict values are the statuses
+    docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html lists). SIMULATED: `auth`
+    says what the results claim ("pass": spf, dkim and dmarc pass for the From domain; "fail": all fail;
+    "none": the message is returned unchanged); no signature or DNS record is checked."""
+    if auth == "none":
+        return data
+    if auth not in AUTH_CHOICES:
+        raise ValueError(f"auth must be one of {AUTH_CHOICES}")
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("ascii", "replace")
+    found = re.search(r"(?im)^From:(.*(?:\r?\n[ \t].*)*)", head)
+    sender = email.utils.parseaddr(re.sub(r"\r?\n[ \t]", " ", found.group(1)) if found else "")[1]
+    domain = sender.rsplit("@", 1)[-1].lower() if "@" in sender else "unknown.invalid"
+    dated = re.search(r"(?im)^Date:[ \t]*(.+)$", head)
+    # The message's own date, not the clock: the same file gives the same stored object (and reply id)
+    when = dated.group(1).strip() if dated else email.utils.formatdate(0, usegmt=True)
+    verdict = "pass" if auth == "pass" else "fail"
+    spf = (
+        f"spf={verdict} (spfCheck: simulated by devkit post-eml, nothing checked) client-ip=127.0.0.1;"
+        f" envelope-from={sender or 'unknown@unknown.invalid'}; helo=localhost;"
+    )
+    fields = [
+        f"Return-Path: <{sender}>",
+        "Received: from localhost (localhost [127.0.0.1])",
+        f" by inbound-smtp.{REGION}.amazonaws.com with SMTP id devkit{hashlib.sha256(data).hexdigest()[:24]};",
+        f" {when}",
+        f"X-SES-Spam-Verdict: {spam}",
+        f"X-SES-Virus-Verdict: {virus}",
+        f"Received-SPF: {spf}",
+        "Authentication-Results: amazonses.com;",
+        f" {spf}",
+        f" dkim={verdict} header.i=@{domain};",
+        f" dmarc={verdict} header.from={domain};",
+        "X-SES-RECEIPT: simulated-by-devkit",
+    ]
+    newline = b"\r\n" if b"\r\n" in data[:4096] else b"\n"
+    return newline.join(f.encode() for f in fields) + newline + data
+
+
 def post_eml(
-    path: Path, env_json_path: Path = ENV_JSON, dispatch_id: str | None = None, *, stack: dict[str, Any] | None = None
+    path: Path,
+    env_json_path: Path = ENV_JSON,
+    dispatch_id: str | None = None,
+    *,
+    stack: dict[str, Any] | None = None,
+    auth: str = "pass",
 ) -> int:
     """Post the file through InboundMailFunction; `stack`: the running stack's {"api", "sandbox",
     "aws_endpoint"} (default: the one the state file names, else a stack of its own for the one call)."""
@@ -98,6 +154,10 @@ def post_eml(
             print(f"Not a dispatch id: {dispatch_id!r}", file=sys.stderr)
             return 2
         data = addressed_to(data, dispatch_id)
+    if auth not in AUTH_CHOICES:
+        print(f"--auth must be one of {', '.join(AUTH_CHOICES)}", file=sys.stderr)
+        return 2
+    data = as_ses_stores(data, auth)
     template = Template()
     resolver = Resolver(template)
     stack = stack or _running_stack()

@@ -92,6 +92,7 @@ DEMO_KINTONE_APPS: dict[str, dict[str, Any]] = {
             "problems": {"type": "MULTI_LINE_TEXT"},
             "claimed_dispatch_id": {"type": "SINGLE_LINE_TEXT"},
             "unmatched_reason": {"type": "MULTI_LINE_TEXT"},
+            "flagged": {"type": "SINGLE_LINE_TEXT"},  # SES's spam / virus verdict FAIL
         },
     },
     "9": {  # karte-cart-abandon: add

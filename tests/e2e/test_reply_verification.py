@@ -77,3 +77,31 @@ def test_the_sample_reply_is_linked_only_to_a_send_that_went_to_its_sender(stack
         "results"
     ]
     assert own["matched"] is True and own["matched_by"] == "reply_address"
+
+
+def test_a_reply_ses_did_not_authenticate_is_kept_unverified_through_post_eml(stack: RunningStack) -> None:
+    # `make post-eml AUTH=fail`: SES's (simulated) Authentication-Results fail the sender's domain, so the
+    # sample, though from the send's recipient, is kept and listed unlinked with SES's results as the reason.
+    if stack.sandbox is None or stack.aws_endpoint is None:
+        pytest.skip("needs the local stack's sandbox and embedded AWS")
+    headers = {"X-Api-Key": stack.api_key}
+    running = {"api": stack.api, "sandbox": stack.sandbox, "aws_endpoint": stack.aws_endpoint}
+    mail = {"provider": "sendgrid", "to": [{"email": "taro.yamada@example.com"}], "subject": "ご注文", "text": "t"}
+    answer = requests.post(f"{stack.api}/mail/send", json=mail, headers=headers, timeout=30)
+    assert answer.status_code == 202, answer.text
+    dispatch = str(answer.json()["dispatch_id"])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert post_eml(SAMPLE, dispatch_id=dispatch, stack=running, auth="fail") == 0
+    assert json.loads(out.getvalue()) == {"outcomes": ["unmatched"]}
+
+    def listed() -> list[dict[str, Any]]:
+        found = requests.get(f"{stack.api}/replies", params={"unmatched": "true"}, headers=headers, timeout=20)
+        return [r for r in found.json()["results"] if r.get("claimed_dispatch_id") == dispatch]
+
+    (reply,) = _until(listed)
+    assert reply["matched"] is False and "did not authenticate" in reply["unmatched_reason"]
+    assert "dmarc=fail" in reply["sender_auth"] and "@" not in reply["unmatched_reason"]
+    assert requests.get(f"{stack.api}/replies", params={"dispatch_id": dispatch}, headers=headers, timeout=20).json()[
+        "results"
+    ] == []

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from devkit.inbound import BUCKET, put_and_event
+from devkit.inbound import BUCKET, as_ses_stores, put_and_event
 from devkit.sandbox.server import Sandbox
 from devkit.stack import seed_demo_apps
 from tests.conftest import Functions
@@ -57,8 +57,9 @@ def japanese_reply(sender: str, to: str, **headers: str) -> bytes:
     return raw
 
 
-def post(functions: Functions, moto_server, data: bytes, **env: str) -> dict[str, Any]:
-    event = put_and_event(moto_server.client("s3"), data, BUCKET)
+def post(functions: Functions, moto_server, data: bytes, *, auth: str = "pass", **env: str) -> dict[str, Any]:
+    """The message stored as SES stores it: with SES's fields on top, saying `auth` for its From domain."""
+    event = put_and_event(moto_server.client("s3"), as_ses_stores(data, auth), BUCKET)
     return functions.invoke("InboundMailFunction", event, **env)
 
 
@@ -224,7 +225,7 @@ def test_a_forged_in_reply_to_is_kept_unverified_and_the_recipients_own_reply_is
 )
 def test_hostile_mail_is_recorded_never_a_crash(functions: Functions, moto_server, apps: Sandbox, data: bytes) -> None:
     data += uuid.uuid4().hex.encode()  # a distinct object each run
-    assert post(functions, moto_server, data) == {"outcomes": ["unmatched"]}
+    assert post(functions, moto_server, data, auth="none") == {"outcomes": ["unmatched"]}
     deliver_all(functions, moto_server)
     assert len(reply_records(apps)) == 1
 
@@ -267,3 +268,75 @@ def test_every_unmatched_reply_can_be_paged_to_not_only_the_newest(
         query=f"dispatch_id=d_{'0' * 24}&cursor={body.get('cursor') or 'eyJ9'}",
     )
     assert status == 400 and body["error"]["code"] == "invalid_request", body
+
+
+def unverified_record(apps: Sandbox, functions: Functions, moto_server, dispatch: str) -> dict[str, Any]:
+    deliver_all(functions, moto_server)
+    (record,) = reply_records(apps)
+    assert record["matched_by"]["value"] == "unmatched" and "message_id" not in record and "dispatch_id" not in record
+    assert record["claimed_dispatch_id"]["value"] == dispatch
+    assert record["body_text"]["value"] == "お世話になっております。\n納期を教えてください。"  # kept whole
+    assert replies(functions, f"dispatch_id={dispatch}") == []
+    (listed,) = [r for r in replies(functions, "unmatched=true") if r.get("claimed_dispatch_id") == dispatch]
+    assert listed["matched"] is False and listed["unmatched_reason"] == record["unmatched_reason"]["value"]
+    return record
+
+
+def test_a_recipients_reply_ses_did_not_authenticate_is_kept_unverified_never_linked(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    # Given a send to a customer, and a reply whose From names that customer but SES failed SPF, DKIM, DMARC
+    customer = f"taro-{uuid.uuid4().hex[:6]}@example.com"
+    dispatch = send_to(functions, customer, REPLY_DOMAIN=DOMAIN)["dispatch_id"]
+    data = japanese_reply(customer, f"reply+{dispatch}@{DOMAIN}")
+    assert post(functions, moto_server, data, auth="fail") == {"outcomes": ["unmatched"]}
+    # Then it is kept and listed, unlinked, with SES's results as the reason and no address in it
+    record = unverified_record(apps, functions, moto_server, dispatch)
+    reason = record["unmatched_reason"]["value"]
+    assert "did not authenticate" in reason and "dmarc=fail" in reason and "@" not in reason
+    logged = json.dumps(functions.log_lines("InboundMailFunction"), ensure_ascii=False)
+    assert customer not in logged
+
+
+def test_a_passing_authentication_results_the_sender_wrote_below_ses_does_not_link(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    customer = f"taro-{uuid.uuid4().hex[:6]}@example.com"
+    dispatch = send_to(functions, customer, REPLY_DOMAIN=DOMAIN)["dispatch_id"]
+    forged = "amazonses.com; spf=pass smtp.mailfrom=example.com; dkim=pass header.d=example.com; dmarc=pass"
+    data = japanese_reply(customer, f"reply+{dispatch}@{DOMAIN}", Authentication_Results=forged)
+    assert post(functions, moto_server, data, auth="fail") == {"outcomes": ["unmatched"]}
+    assert "dmarc=fail" in unverified_record(apps, functions, moto_server, dispatch)["unmatched_reason"]["value"]
+
+
+def test_without_ses_fields_a_reply_is_unverified_unless_authentication_is_not_required(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    customer = f"taro-{uuid.uuid4().hex[:6]}@example.com"
+    dispatch = send_to(functions, customer, REPLY_DOMAIN=DOMAIN)["dispatch_id"]
+    data = japanese_reply(customer, f"reply+{dispatch}@{DOMAIN}")
+    assert post(functions, moto_server, data, auth="none") == {"outcomes": ["unmatched"]}
+    assert (
+        "no Authentication-Results from SES"
+        in (unverified_record(apps, functions, moto_server, dispatch)["unmatched_reason"]["value"])
+    )
+    # An inbound path that is not SES: REPLY_REQUIRE_AUTH=false believes the From header (a distinct object)
+    again = data + b"\r\n"
+    assert post(functions, moto_server, again, auth="none", REPLY_REQUIRE_AUTH="false") == {"outcomes": ["matched"]}
+    (listed,) = replies(functions, f"dispatch_id={dispatch}")
+    assert listed["matched"] is True and "sender_auth" not in listed
+
+
+def test_a_reply_ses_judged_spam_or_infected_is_kept_linked_and_flagged(
+    functions: Functions, moto_server, apps: Sandbox
+) -> None:
+    customer = f"taro-{uuid.uuid4().hex[:6]}@example.com"
+    dispatch = send_to(functions, customer, REPLY_DOMAIN=DOMAIN)["dispatch_id"]
+    data = as_ses_stores(japanese_reply(customer, f"reply+{dispatch}@{DOMAIN}"), "pass", spam="FAIL", virus="FAIL")
+    assert post(functions, moto_server, data, auth="none") == {"outcomes": ["matched"]}
+    deliver_all(functions, moto_server)
+    (record,) = reply_records(apps)
+    assert record["flagged"]["value"] == "spam virus" and record["dispatch_id"]["value"] == dispatch
+    (listed,) = replies(functions, f"dispatch_id={dispatch}")
+    assert listed["flagged"] == ["spam", "virus"] and listed["spam_verdict"] == "FAIL"
+    assert listed["sender_auth"] == "spf=pass dkim=pass dmarc=pass"

@@ -49,6 +49,9 @@ ATTACHMENT = {"filename": "a.pdf", "content": "eA=="}
 
 MAIL_BODIES: list[Any] = [
     OK,
+    # Not from HTTP (strict_json refuses them), but from code: stored as pydantic stored them, as null.
+    {**OK, "to": [{"email": "a@example.com", "attributes": {"": float("inf")}}]},
+    {**OK, "template_data": {"x": [float("nan"), -float("inf")]}},
     {**OK, "to": [{"email": "  Taro@Example.COM "}]},
     {**OK, "to": [{"email": "info@straße.de", "name": "Taro", "attributes": {"a": [1, {"b": None}]}}]},
     {

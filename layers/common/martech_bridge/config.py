@@ -104,6 +104,9 @@ class Settings:
     inbound_mail_bucket: str = ""
     reply_domain: str = field(default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"})
     max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
+    # A reply is linked to its message only when SES's Authentication-Results authenticate its From domain;
+    # false for an inbound path that is not SES (it writes no such field): then the From header is believed.
+    reply_require_auth: bool = True
 
     def __post_init__(self) -> None:
         problems = []

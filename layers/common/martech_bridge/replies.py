@@ -37,7 +37,9 @@ def reply_id_for(bucket: str, key: str) -> str:
     return "rp_" + hashlib.sha256(f"{bucket}\x00{key}".encode()).hexdigest()[:26]
 
 
-def receive(bucket: str, key: str, *, messages: MessageStore, store: ReplyStore, max_bytes: int) -> str:
+def receive(
+    bucket: str, key: str, *, messages: MessageStore, store: ReplyStore, max_bytes: int, require_auth: bool = True
+) -> str:
     """Handle one stored message; returns what happened (for the log)."""
     reply_id = reply_id_for(bucket, key)
     stored = store.get(reply_id)
@@ -47,7 +49,7 @@ def receive(bucket: str, key: str, *, messages: MessageStore, store: ReplyStore,
             logger.warning("Inbound mail object not found; nothing to do", extra={"reply_id": reply_id})
             return "object not found"
         parsed = reading.parse(raw.data) if raw.complete else _too_large(raw)
-        link = tie(parsed, messages)
+        link = authenticated(tie(parsed, messages), parsed, require_auth)
         stored = store.save(_item(reply_id, bucket, key, raw.size, parsed, link))
         matched = "yes" if link.get("dispatch_id") else "unverified" if link.get("claimed_by") else "no"
         count("RepliesReceived", matched=matched)
@@ -82,6 +84,29 @@ def _too_large(raw: inbound_mail.RawMail) -> reading.ParsedReply:
 # Why a reply whose headers name a message is not tied to it (stored on the reply; no address in it).
 NOT_A_RECIPIENT = "the sender is not a recipient of the message the reply names; not linked (headers can be forged)"
 NO_SENDER = "the reply has no readable sender address; not linked to the message it names"
+NO_SES_RESULTS = (
+    "no Authentication-Results from SES at the top of the message, so its sender is not authenticated; "
+    "not linked (the From header can be forged)"
+)
+
+
+def authenticated(link: dict[str, Any], parsed: reading.ParsedReply, require_auth: bool) -> dict[str, Any]:
+    """The link, kept only when SES authenticated the From domain (its topmost Authentication-Results:
+    dmarc=pass, or a strictly aligned dkim or spf pass; logic/mail_auth.py); otherwise the reply is kept
+    unlinked and unverified, with the results as the reason. REPLY_REQUIRE_AUTH=false skips the check, for an
+    inbound path that is not SES and writes no such field."""
+    if not require_auth or not link.get("dispatch_id"):
+        return link
+    sender = _normal(parsed.sender)
+    if parsed.ses.authenticates(sender.rsplit("@", 1)[-1] if sender else None):
+        return link
+    reason = (
+        f"SES did not authenticate the sender's domain ({parsed.ses.summary()}); "
+        "not linked (the From header can be forged)"
+        if parsed.ses.found
+        else NO_SES_RESULTS
+    )
+    return {"claimed_by": link["matched_by"], "claimed_dispatch_id": link["dispatch_id"], "unmatched_reason": reason}
 
 
 def tie(parsed: reading.ParsedReply, messages: MessageStore) -> dict[str, Any]:
@@ -182,6 +207,11 @@ def _item(
         "size": size,
         "object": f"s3://{bucket}/{key}"[:1024],
         "matched": bool(link.get("dispatch_id")),
+        # SES's verdicts as it prepended them (None: not there); a FAIL is kept, flagged, and listed.
+        "sender_auth": parsed.ses.summary() if parsed.ses.found else None,
+        "spam_verdict": parsed.ses.spam,
+        "virus_verdict": parsed.ses.virus,
+        "flagged": [n for n, v in (("spam", parsed.ses.spam), ("virus", parsed.ses.virus)) if v == "FAIL"] or None,
         **link,
     }
 
@@ -189,12 +219,13 @@ def _item(
 def sink_payload(stored: dict[str, Any], parsed: reading.ParsedReply | None) -> dict[str, Any]:
     """What a replies sink's mapping reads: the stored reply, with the full new text and the HTML when the
     message could be read again, and the attachments as one line each."""
-    payload = {k: v for k, v in stored.items() if k not in ("attachments", "in_reply_to", "problems")}
+    payload = {k: v for k, v in stored.items() if k not in ("attachments", "in_reply_to", "problems", "flagged")}
     payload["attachments"] = (
         "\n".join(reading.Attachment(**a).describe() for a in stored.get("attachments") or []) or None
     )
     payload["in_reply_to"] = " ".join(f"<{i}>" for i in stored.get("in_reply_to") or []) or None
     payload["problems"] = "\n".join(stored.get("problems") or []) or None
+    payload["flagged"] = " ".join(stored.get("flagged") or []) or None  # "spam", "virus", "spam virus"
     if parsed is not None:
         payload["text"] = parsed.new_text
         payload["full_text"] = parsed.text

@@ -37,6 +37,7 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 messages=message_store(),
                 store=reply_store(),
                 max_bytes=settings.max_inbound_mail_bytes,
+                require_auth=settings.reply_require_auth,
             )
         )
     return {"outcomes": outcomes}

@@ -12,6 +12,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
+from martech_bridge.logic import mail_auth
+
 MAX_PARTS = 200  # parts walked at most: a hostile message can nest thousands
 MAX_ATTACHMENTS_LISTED = 50
 # A reply address the send flow sets when REPLY_DOMAIN is configured: reply+<dispatch id>@<domain>.
@@ -60,6 +62,7 @@ class ParsedReply:
     html: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    ses: mail_auth.SesVerdict = field(default_factory=mail_auth.SesVerdict)  # what SES prepended
 
     @property
     def new_text(self) -> str:
@@ -88,6 +91,10 @@ def parse(raw: bytes) -> ParsedReply:
     assert isinstance(message, EmailMessage)
     reply.problems += [f"header defect: {type(d).__name__}" for d in message.defects][:10]
     _headers(message, reply)
+    try:
+        reply.ses = mail_auth.read(list(message.raw_items()))
+    except Exception:  # noqa: BLE001 - an unreadable header section is an unauthenticated one, not a lost reply
+        reply.problems.append("unreadable header section: sender not authenticated")
     _bodies(message, reply)
     return reply
 
@@ -246,4 +253,7 @@ def summary(reply: ParsedReply) -> dict[str, Any]:
         "problems": len(reply.problems),
         "has_in_reply_to": bool(reply.in_reply_to),
         "reply_tokens": len(reply.reply_tokens()),
+        "ses_auth": reply.ses.summary() if reply.ses.found else None,
+        "spam_verdict": reply.ses.spam,
+        "virus_verdict": reply.ses.virus,
     }

@@ -7,6 +7,7 @@ pydantic models that describe them in openapi.json live in devkit/api_models.py,
 to the same verdicts and error locations (tests/unit/test_request_models.py)."""
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
@@ -199,4 +200,6 @@ def _dump(value: Any, mode: str, by_alias: bool, exclude_none: bool) -> Any:
             return value.value
         if isinstance(value, datetime):
             return json_datetime(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # pydantic's JSON mode writes NaN and the infinities as null (JSON has neither)
     return value
