@@ -99,3 +99,20 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.stage = "prod"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variable", ["DEFAULT_FROM_EMAIL", "DEFAULT_REPLY_TO"])
+@pytest.mark.parametrize("value", ["noreply@intranet", "no reply@example.com", "noreply"])
+def test_a_default_address_the_send_checks_refuse_is_refused_at_start_without_its_value(
+    variable: str, value: str
+) -> None:
+    """Every send builds its From and Reply-To from these with the request's address checks: an address they
+    refuse would make every send a 500, so the function does not start, naming the variable."""
+    with pytest.raises(ConfigurationError, match=variable) as caught:
+        Settings.from_environ({variable: value})
+    assert value not in str(caught.value)
+
+
+def test_default_addresses_the_send_checks_take_are_read() -> None:
+    settings = Settings.from_environ({"DEFAULT_FROM_EMAIL": "News@Example.com", "DEFAULT_REPLY_TO": ""})
+    assert (settings.default_from_email, settings.default_reply_to) == ("News@Example.com", "")

@@ -70,9 +70,10 @@ class Settings:
 
     # Sending
     default_provider: Provider = "sendgrid"
-    default_from_email: str = ""
+    # Checked as a request's addresses are: every send builds its From and Reply-To from these.
+    default_from_email: str = field(default="", metadata={"address": True})
     default_from_name: str = ""
-    default_reply_to: str = ""
+    default_reply_to: str = field(default="", metadata={"address": True})
     unknown_recipients: UnknownRecipients = "subscribed"
     sendgrid_sandbox_mode: bool = False
     send_deadline_seconds: float = _bounded(20, 1, 28, open_low=True)
@@ -189,6 +190,13 @@ def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
     pattern = f.metadata.get("pattern")
     if pattern and not re.match(pattern, value):
         raise ValueError(f"String should match pattern '{pattern}'")
+    if f.metadata.get("address") and value:
+        from martech_bridge.models.email import InvalidEmail, normalize_email  # only when one is set, at INIT
+
+        try:
+            normalize_email(value)
+        except InvalidEmail as exc:
+            raise ValueError(f"the address {exc}") from None
     return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
 
 
