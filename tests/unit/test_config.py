@@ -116,3 +116,12 @@ def test_a_default_address_the_send_checks_refuse_is_refused_at_start_without_it
 def test_default_addresses_the_send_checks_take_are_read() -> None:
     settings = Settings.from_environ({"DEFAULT_FROM_EMAIL": "News@Example.com", "DEFAULT_REPLY_TO": ""})
     assert (settings.default_from_email, settings.default_reply_to) == ("News@Example.com", "")
+
+
+@pytest.mark.parametrize("value", ["localhost", "replies..example.com", "replies.example.c0m"])
+def test_a_reply_domain_the_send_checks_refuse_is_refused_at_start(value: str) -> None:
+    """A send's Reply-To is reply+<dispatch id>@REPLY_DOMAIN, checked as a request's address: a domain that
+    check refuses would make every send a 500."""
+    with pytest.raises(ConfigurationError, match="REPLY_DOMAIN"):
+        Settings.from_environ({"REPLY_DOMAIN": value})
+    assert Settings.from_environ({"REPLY_DOMAIN": "Replies.Example.com"}).reply_domain == "Replies.Example.com"

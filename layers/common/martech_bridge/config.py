@@ -103,7 +103,10 @@ class Settings:
     # Replies (issue 16): the inbound bucket SES writes to, the domain of the reply+<dispatch id>@ Reply-To a
     # send sets (empty: none), and how much of one received message is read.
     inbound_mail_bucket: str = ""
-    reply_domain: str = field(default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"})
+    # Checked as the domain of a request's address: a send's Reply-To is reply+<dispatch id>@ this domain.
+    reply_domain: str = field(
+        default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", "address": "reply@"}
+    )
     max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
     # A reply is linked to its message only when SES's Authentication-Results authenticate its From domain;
     # false for an inbound path that is not SES (it writes no such field): then the From header is believed.
@@ -190,13 +193,14 @@ def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
     pattern = f.metadata.get("pattern")
     if pattern and not re.match(pattern, value):
         raise ValueError(f"String should match pattern '{pattern}'")
-    if f.metadata.get("address") and value:
+    address = f.metadata.get("address")
+    if address and value:
         from martech_bridge.models.email import InvalidEmail, normalize_email  # only when one is set, at INIT
 
         try:
-            normalize_email(value)
+            normalize_email(value if address is True else f"{address}{value}")
         except InvalidEmail as exc:
-            raise ValueError(f"the address {exc}") from None
+            raise ValueError(f"the address {'' if address is True else address + '<this domain> '}{exc}") from None
     return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
 
 
