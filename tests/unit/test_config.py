@@ -118,10 +118,12 @@ def test_default_addresses_the_send_checks_take_are_read() -> None:
     assert (settings.default_from_email, settings.default_reply_to) == ("News@Example.com", "")
 
 
-@pytest.mark.parametrize("value", ["localhost", "replies..example.com", "replies.example.c0m"])
+@pytest.mark.parametrize(
+    "value", ["localhost", "replies..example.com", "replies.example.c0m", "a" * 60 + ".b" * 80 + ".jp"]
+)
 def test_a_reply_domain_the_send_checks_refuse_is_refused_at_start(value: str) -> None:
     """A send's Reply-To is reply+<dispatch id>@REPLY_DOMAIN, checked as a request's address: a domain that
-    check refuses would make every send a 500."""
+    check refuses (or too long for the whole address) would make every send a 500."""
     with pytest.raises(ConfigurationError, match="REPLY_DOMAIN"):
         Settings.from_environ({"REPLY_DOMAIN": value})
     assert Settings.from_environ({"REPLY_DOMAIN": "Replies.Example.com"}).reply_domain == "Replies.Example.com"

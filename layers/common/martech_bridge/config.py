@@ -105,7 +105,11 @@ class Settings:
     inbound_mail_bucket: str = ""
     # Checked as the domain of a request's address: a send's Reply-To is reply+<dispatch id>@ this domain.
     reply_domain: str = field(
-        default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", "address": "reply@"}
+        default="",
+        metadata={
+            "pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$",
+            "address": "reply+d_" + "0" * 24 + "@",
+        },
     )
     max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
     # A reply is linked to its message only when SES's Authentication-Results authenticate its From domain;
@@ -200,7 +204,9 @@ def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
         try:
             normalize_email(value if address is True else f"{address}{value}")
         except InvalidEmail as exc:
-            raise ValueError(f"the address {'' if address is True else address + '<this domain> '}{exc}") from None
+            raise ValueError(
+                f"the address {'' if address is True else 'reply+<dispatch id>@<this domain> '}{exc}"
+            ) from None
     return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
 
 
