@@ -324,3 +324,23 @@ def test_a_media_type_outside_ascii_is_refused_by_both(kind: str) -> None:
     body = {**OK, "attachments": [{**ATTACHMENT, "type": kind}]}
     agree("MailRequest", body)
     assert verdicts("MailRequest", body)[0][0] == "refused"
+
+
+@pytest.mark.parametrize(
+    ("where", "body"),
+    [
+        ("subject", {**OK, "subject": "Hello\r\nBcc: x@example.net"}),
+        ("subject", {**OK, "subject": "Hello\nthere"}),
+        ("from.name", {**OK, "from": {"email": "news@example.com", "name": "News\r\nBcc: x@example.net"}}),
+        ("reply_to.name", {**OK, "reply_to": {"email": "r@example.com", "name": "R\rX"}}),
+        ("to.0.name", {**OK, "to": [{"email": "a@example.com", "name": "Taro\nBcc x"}]}),
+        ("to.0.name", {**OK, "to": [{"email": "a@example.com", "name": "Taro\x00"}]}),
+    ],
+)
+def test_a_line_break_in_a_header_field_is_refused_by_both(where: str, body: dict[str, Any]) -> None:
+    """The subject and display names become mail headers (Infobip's `from` is "name <address>" text): a line
+    break there could start a header of the caller's choosing (pessimistic reading: no provider documents
+    what it does with one), so both readings refuse it, naming the field."""
+    agree("MailRequest", body)
+    mine, _ = verdicts("MailRequest", body)
+    assert mine[0] == "refused" and ".".join(map(str, mine[1])) == where, mine
