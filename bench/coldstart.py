@@ -2,8 +2,9 @@
 beside `import boto3` measured the same way in the same run, as a ratio. Machines here are shared and noisy:
 compare the ratios, not the milliseconds.
 
-Each handler is imported with the environment it has when deployed: the template's values (tracing on) and
-the variables the Lambda service sets - the X-Ray SDK takes a much cheaper path inside Lambda."""
+Each handler is imported with the environment it has when deployed: the template's values (EnableXRaySdk at
+its default, or as BENCH_XRAY_SDK says) and the variables the Lambda service sets - the X-Ray SDK takes a much
+cheaper path inside Lambda."""
 
 import json
 import os
@@ -11,6 +12,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from compiled import compile_like_the_layer
 
 from devkit.runtime import function_environment, runtime_environment
 from devkit.template import Resolver, Template
@@ -37,13 +40,17 @@ def sample(code: str, env: dict[str, str], path: str = "") -> tuple[float, float
 
 def main() -> dict[str, dict[str, float]]:
     template = Template()
-    resolver = Resolver(template)
+    # BENCH_XRAY_SDK=true measures the functions as deployed with EnableXRaySdk=true (default: the template's).
+    sdk = os.environ.get("BENCH_XRAY_SDK")
+    resolver = Resolver(template, {"EnableXRaySdk": sdk} if sdk else None)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    base |= {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "0"}
+    base |= {"AWS_DEFAULT_REGION": "us-east-1"}
+    base.pop("PYTHONDONTWRITEBYTECODE", None)  # any value, "0" too, stops Python writing bytecode
+    compile_like_the_layer()
     probes: dict[str, tuple[str, dict[str, str], str]] = {"import boto3 (baseline)": ("import boto3", base, "")}
     for logical_id, spec in template.functions().items():
         lambda_env = runtime_environment(spec, {"AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
-        lambda_env.pop("AWS_SAM_LOCAL")  # deployed, not `sam local`: the Tracer is on
+        lambda_env.pop("AWS_SAM_LOCAL")  # deployed, not `sam local` (which turns the Tracer off)
         env = {**base, **lambda_env, **function_environment(spec, resolver, env_json={}, shell={})}
         probes[logical_id] = ("import handler", env, str(spec.code_uri))
     # Rounds interleave the baseline with every handler, so each sample pair sees the same machine load.

@@ -4,12 +4,14 @@ event - against moto server and the loopback sandbox - beside a hand-written flo
 file), run the same way in the same rounds. Deferring imports into the first call cannot help here: the
 figure is import plus first call. Also the peak RSS of each after its first invocation.
 
-Both run with the environment the function has when deployed (tracing on, the variables the Lambda service
-sets) plus the local stack's values (env.json: table names, plaintext local secrets, sandbox addresses).
-Each answer is checked (a refused or failed invocation stops the bench), and what the call did is checked
-afterwards in moto or the sandbox, so neither side can skip its work."""
+Both run with the environment the function has when deployed (EnableXRaySdk at its default, or as
+BENCH_XRAY_SDK says; the variables the Lambda service sets) plus the local stack's values (env.json: table
+names, plaintext local secrets, sandbox addresses). Each answer is checked (a refused or failed invocation
+stops the bench), and what the call did is checked afterwards in moto or the sandbox, so neither side can skip
+its work."""
 
 import base64
+import hashlib
 import json
 import os
 import statistics
@@ -18,19 +20,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import requests
+from compiled import compile_like_the_layer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from devkit.aws import MotoProcess, create_resources
 from devkit.gateway import build_event
+from devkit.inbound import BUCKET, put_and_event
 from devkit.runtime import DEFAULT_SANDBOX_ADDRESS, function_environment, load_env_json, runtime_environment
 from devkit.sandbox.server import Sandbox
 from devkit.template import REPO_ROOT, HttpRoute, Resolver, Template
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+# BENCH_XRAY_SDK=true measures the functions as deployed with EnableXRaySdk=true (default: the template's).
+XRAY_SDK = {"EnableXRaySdk": os.environ["BENCH_XRAY_SDK"]} if os.environ.get("BENCH_XRAY_SDK") else None
 FLOORS = REPO_ROOT / "bench" / "floors"
 SIGNING_KEY = REPO_ROOT / "devkit" / "sandbox" / "sendgrid-webhook-signing-key.pem"
 # The handler's process, timed from before `import boto3` to the first invocation's answer.
@@ -77,6 +85,9 @@ class Case:
         self.function, self.floor, self.event, self.accept, self.env = function, floor, event, accept, env
         # Events made before the rounds, one a round, for a call that consumes its event (a queued delivery).
         self.rounds: list[dict[str, Any]] = []
+        # The floor's own, where doing the same work twice would not be the same work (a send made again
+        # is deduplicated by Braze; a stored reply is found, not stored).
+        self.floor_rounds: list[dict[str, Any]] = []
 
 
 def http_event(
@@ -127,13 +138,18 @@ def sendgrid_post(count: int) -> tuple[bytes, list[tuple[str, str]]]:
 
 def sqs_batch(body: str, queue: str) -> dict[str, Any]:
     """An SQS event of one message, as Lambda's event source mapping hands it over."""
+    return sqs_events([{"MessageId": "bench-1", "ReceiptHandle": "r", "Body": body}], queue)
+
+
+def sqs_events(messages: list[dict[str, Any]], queue: str) -> dict[str, Any]:
+    """An SQS event of these received messages, as Lambda's event source mapping hands them over."""
     now = str(int(time.time() * 1000))
     return {
         "Records": [
             {
-                "messageId": "bench-1",
-                "receiptHandle": "r",
-                "body": body,
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
                 "attributes": {
                     "ApproximateReceiveCount": "1",
                     "SentTimestamp": now,
@@ -146,6 +162,7 @@ def sqs_batch(body: str, queue: str) -> dict[str, Any]:
                 "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
                 "awsRegion": "us-east-1",
             }
+            for m in messages
         ]
     }
 
@@ -186,6 +203,28 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
                         "delivery": {"mode": "async"},
                     },
                 },
+            }
+        )
+    )
+    replies = workdir / "bench-replies.json"
+    replies.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "sinks": [
+                    {
+                        "name": "bench-replies",
+                        "source": "replies",
+                        "target": {
+                            "type": "kintone",
+                            "base_url": f"{sandbox.url}/kintone",
+                            "app": 3,
+                            "operation": "add",
+                            "api_tokens": ["local-kintone-token"],
+                        },
+                        "mapping": {"record": {"subject": "subject", "from": "from", "text": "text"}},
+                    }
+                ],
             }
         )
     )
@@ -262,7 +301,7 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
             lambda r: ok(200)(r) or ok(404)(r),
         ),
         Case("EventWorkerFunction", "event_worker.py", sqs_event, lambda r: r == {"batchItemFailures": []}),
-        # Its events (one queued delivery a round) are made by the relay before the rounds.
+        # Its events (one queued delivery a round, the floor's apart) are made by the relay before the rounds.
         Case(
             "DeliveryWorkerFunction",
             "delivery_worker.py",
@@ -271,28 +310,40 @@ def cases(sandbox: Sandbox, workdir: Path) -> list[Case]:
             BRIDGE_CONFIG_FILE=str(routes),
             BRIDGE_CONFIG_OVERLAY="",
         ),
+        # Its events (one batch of queued Braze calls a round, the floor's apart) are made before the rounds.
+        Case("SendWorkerFunction", "send_worker.py", {}, lambda r: r == {"batchItemFailures": []}),
+        # One stored reply a round (the floor's apart), forwarded to a kintone replies sink.
+        Case(
+            "InboundMailFunction",
+            "inbound_mail.py",
+            {},
+            lambda r: r == {"outcomes": ["unmatched"]},
+            BRIDGE_CONFIG_FILE=str(replies),
+            BRIDGE_CONFIG_OVERLAY="",
+        ),
         Case(
             "SweeperFunction",
             "sweeper.py",
             {"source": "aws.events", "detail-type": "Scheduled Event"},
-            lambda r: isinstance(r, dict),
-            # Its 64 shard queries all the same, but the deliveries queued for the worker's rounds stay
-            # the worker's: none is due for the sweeper within the bench.
-            SWEEP_GRACE_SECONDS="3600",
+            # Its 64 shard queries all the same, and nothing to move on: every function here is given an hour's
+            # grace (main), so no delivery made within the bench (the worker's, sink deliveries) is due.
+            # (the floor answers how many it found due).
+            lambda r: r in ({"requeued": 0, "dead_lettered": 0, "stuck": 0}, {"due": 0}),
         ),
     ]
 
 
 def queue_deliveries(runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess) -> None:
-    """One pending delivery a round for the delivery worker, each queued by the relay's async route (its
-    202 checked), and the queue's messages made into the worker's SQS events."""
+    """One pending delivery a round for the delivery worker and one for its floor (a delivery claimed and
+    settled by one is not the other's to claim), each queued by the relay's async route (its 202 checked),
+    and the queue's messages made into their SQS events."""
     relay = next(r for r in runs if r[0].function == "RelayFunction")
     worker = next(r for r in runs if r[0].function == "DeliveryWorkerFunction")
     hook = json.loads(relay[4].read_text())
     hook["rawPath"] = hook["requestContext"]["http"]["path"] = "/relay/bench-async"
     hook["pathParameters"] = {"route": "bench-async"}
     hook_file = relay[4].with_name("relay-async.json")
-    for i in range(RUNS):
+    for i in range(2 * RUNS):
         hook["body"] = json.dumps({"email": f"user{i}@example.com"})
         hook_file.write_text(json.dumps(hook))
         _, _, answer = run(["-c", PROBE, relay[1][2], str(hook_file), "RelayFunction"], relay[3])
@@ -300,22 +351,118 @@ def queue_deliveries(runs: list[tuple[Case, list[str], list[str], dict[str, str]
             raise RuntimeError(f"the async relay answered {str(answer)[:500]}")
     sqs = moto.client("sqs")
     bodies: list[str] = []
-    while len(bodies) < RUNS:
+    while len(bodies) < 2 * RUNS:
         got = sqs.receive_message(QueueUrl=worker[3]["DELIVERY_QUEUE_URL"], MaxNumberOfMessages=10)
         bodies += [m["Body"] for m in got.get("Messages", [])]
-    worker[0].rounds = [sqs_batch(b, "DeliveryQueue") for b in bodies]
+    events = [sqs_batch(b, "DeliveryQueue") for b in bodies]
+    worker[0].rounds, worker[0].floor_rounds = events[:RUNS], events[RUNS:]
+
+
+BRAZE_RECIPIENTS = 3  # calls queued by one send, made by the worker in one batch
+
+
+def queue_send_jobs(
+    runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess, sandbox: Sandbox
+) -> list[str]:
+    """One batch of queued Braze calls a round for the send worker and one for its floor: each batch is one
+    `POST /mail/send` of BRAZE_RECIPIENTS Braze recipients that Braze refused for now (503, not carried
+    out), its 202 checked, so their calls went to the send queue as `pending`. Returns the dispatch ids."""
+    send = next(r for r in runs if r[0].function == "SendFunction")
+    worker = next(r for r in runs if r[0].function == "SendWorkerFunction")
+    queue = send[3]["SEND_QUEUE_URL"]
+    sqs = moto.client("sqs")
+    sqs.purge_queue(QueueUrl=queue)
+    faults = f"{sandbox.url}/_sandbox/braze/faults"
+    requests.post(faults, json={"count": 1000, "status": 503}, timeout=5).raise_for_status()
+    event = json.loads(send[4].read_text())
+    event_file = send[4].with_name("send-braze.json")
+    env = {**send[3], "SEND_DEADLINE_SECONDS": "1.2"}  # one try, then queued
+    dispatches: list[str] = []
+    for i in range(2 * RUNS):
+        recipients = [{"email": f"b{i}-{n}@example.com", "user_id": f"bench-{i}-{n}"} for n in range(BRAZE_RECIPIENTS)]
+        event["body"] = json.dumps({"provider": "braze", "template_id": "bench-campaign", "to": recipients})
+        event_file.write_text(json.dumps(event))
+        _, _, answer = run(["-c", PROBE, send[1][2], str(event_file), "SendFunction"], env)
+        body = json.loads(answer.get("body") or "{}")
+        if answer.get("statusCode") != 202 or {r["status"] for r in body.get("recipients", [])} != {"pending"}:
+            raise RuntimeError(f"the Braze send answered {str(answer)[:500]}")
+        dispatches.append(body["dispatch_id"])
+    requests.delete(faults, timeout=5).raise_for_status()
+    jobs: dict[str, list[dict[str, Any]]] = {d: [] for d in dispatches}
+    while sum(map(len, jobs.values())) < 2 * RUNS * BRAZE_RECIPIENTS:
+        for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            jobs[json.loads(m["Body"])["dispatch_id"]].append(m)
+    batches = [sqs_events(jobs[d], "SendQueue") for d in dispatches]
+    worker[0].rounds, worker[0].floor_rounds = batches[:RUNS], batches[RUNS:]
+    return dispatches
+
+
+def store_replies(runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]], moto: MotoProcess) -> None:
+    """One stored reply a round for the inbound mail function and one for its floor, stored as SES's S3
+    action stores it: a reply to a message the bridge never sent (its In-Reply-To looked up, not found)."""
+    inbound = next(r for r in runs if r[0].function == "InboundMailFunction")
+    s3 = moto.client("s3")
+    stored = []
+    for i in range(2 * RUNS):
+        message = EmailMessage()
+        message["From"] = "taro@example.com"
+        message["To"] = "info@mail.example.co.jp"
+        message["Subject"] = f"Re: spring campaign {i} {time.time_ns()}"
+        message["In-Reply-To"] = f"<bench{i}-{time.time_ns()}@ismtpd.sendgrid.net>"
+        message.set_content("了解しました。来週伺います。\n\n> 元の本文\n", charset="iso-2022-jp")
+        stored.append(put_and_event(s3, message.as_bytes()))
+    inbound[0].rounds, inbound[0].floor_rounds = stored[:RUNS], stored[RUNS:]
+
+
+def reply_id(event: dict[str, Any]) -> str:
+    key = event["Records"][0]["s3"]["object"]["key"]
+    return "rp_" + hashlib.sha256(f"{BUCKET}\x00{key}".encode()).hexdigest()[:26]
+
+
+def check_side_effects(case: dict[str, Case], moto: MotoProcess, sandbox: Sandbox, dispatches: list[str]) -> None:
+    """What the rounds' calls did, for the cases whose answer says little: every queued Braze call made once
+    and its recipient settled; every reply stored and its sink delivery stored."""
+    dynamodb = moto.session().resource("dynamodb", endpoint_url=moto.endpoint)
+    sent = requests.get(f"{sandbox.url}/_sandbox/braze/sent", timeout=5).json()
+    if len(sent) != 2 * RUNS * BRAZE_RECIPIENTS:
+        raise RuntimeError(f"Braze holds {len(sent)} sends; expected {2 * RUNS * BRAZE_RECIPIENTS}")
+    messages = dynamodb.Table("MessagesTable")
+    for dispatch in dispatches:
+        items = messages.query(
+            KeyConditionExpression="pk = :p AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":p": f"MSG#{dispatch}", ":r": "R#"},
+            ConsistentRead=True,
+        )["Items"]
+        if [i["status"] for i in items] != ["accepted"] * BRAZE_RECIPIENTS:
+            raise RuntimeError(f"the recipients of {dispatch} are {[i['status'] for i in items]}")
+    inbound = case["InboundMailFunction"]
+    deliveries = dynamodb.Table("DeliveriesTable")
+    for event in inbound.rounds + inbound.floor_rounds:
+        rid = reply_id(event)
+        if "Item" not in messages.get_item(Key={"pk": f"REPLY#{rid}", "sk": "R"}, ConsistentRead=True):
+            raise RuntimeError(f"reply {rid} was not stored")
+    for event in inbound.rounds:
+        rid = reply_id(event)
+        delivery = "dl_" + hashlib.sha256(f"sink:bench-replies\x00{rid}".encode()).hexdigest()[:26]
+        if "Item" not in deliveries.get_item(Key={"pk": delivery, "sk": "D"}, ConsistentRead=True):
+            raise RuntimeError(f"the sink delivery of reply {rid} was not stored")
+    for event in inbound.floor_rounds:
+        delivery = f"sink-bench-replies-{reply_id(event)}"
+        if "Item" not in deliveries.get_item(Key={"pk": delivery, "sk": "D"}, ConsistentRead=True):
+            raise RuntimeError(f"the floor's sink delivery {delivery} was not stored")
 
 
 def main() -> dict[str, dict[str, float]]:
     template = Template()
-    resolver = Resolver(template)
+    resolver = Resolver(template, XRAY_SDK)
     moto = MotoProcess().start()
     sandbox = Sandbox(port=0).start()
     workdir = Path(tempfile.mkdtemp(prefix="first-call-"))
     try:
         create_resources(template, resolver, moto)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-        base |= {"PYTHONDONTWRITEBYTECODE": "0"}
+        base.pop("PYTHONDONTWRITEBYTECODE", None)  # any value, "0" too, stops Python writing bytecode
+        compile_like_the_layer()
         env_json = load_env_json()
         runs: list[tuple[Case, list[str], list[str], dict[str, str], Path]] = []
         for case in cases(sandbox, workdir):
@@ -327,12 +474,15 @@ def main() -> dict[str, dict[str, float]]:
                     spec, resolver, env_json=env_json, shell={}, addresses={DEFAULT_SANDBOX_ADDRESS: sandbox.url}
                 ),
                 **case.env,
-                # Deployed, not `sam local`: the Tracer is on, inside a trace, its segments sent to a daemon
-                # address nothing listens on (UDP: nothing waits).
-                "POWERTOOLS_TRACE_DISABLED": "false",
+                # Deployed, not `sam local` (env.json turns the Tracer off): the template's EnableXRaySdk decides,
+                # inside a trace whose segments go to a daemon address nothing listens on (UDP: nothing waits).
+                "POWERTOOLS_TRACE_DISABLED": "false" if resolver.condition("XRaySdk") else "true",
                 "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
                 "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
                 "POWERTOOLS_METRICS_NAMESPACE": "MartechBridge/bench",
+                # env.json's 5 s would make the deliveries queued for later rounds (the delivery worker's, the
+                # sink deliveries of sends, events and replies) due for the sweeper, whose floor moves none on.
+                "SWEEP_GRACE_SECONDS": "3600",
             }
             env.pop("AWS_SAM_LOCAL", None)
             event_file = workdir / f"{case.function}.json"
@@ -341,6 +491,8 @@ def main() -> dict[str, dict[str, float]]:
             floor = [str(FLOORS / case.floor), str(event_file)]
             runs.append((case, probe, floor, env, event_file))
         queue_deliveries(runs, moto)
+        dispatches = queue_send_jobs(runs, moto, sandbox)
+        store_replies(runs, moto)
         samples: dict[str, dict[str, list[float]]] = {
             c.function: {"ms": [], "floor_ms": [], "rss": [], "floor_rss": []} for c, *_ in runs
         }
@@ -350,6 +502,8 @@ def main() -> dict[str, dict[str, float]]:
                 if case.rounds:
                     event_file.write_text(json.dumps(case.rounds[i]))
                 ms, rss, answer = run(probe, env)
+                if case.floor_rounds:
+                    event_file.write_text(json.dumps(case.floor_rounds[i]))
                 if not case.accept(answer):
                     raise RuntimeError(f"{case.function} answered {str(answer)[:500]}")
                 floor_ms, floor_rss, floor_answer = run(floor, env)
@@ -367,6 +521,7 @@ def main() -> dict[str, dict[str, float]]:
                 raise RuntimeError(
                     f"kintone app {app} holds {records} records after {RUNS} rounds; expected {2 * RUNS}"
                 )
+        check_side_effects({c.function: c for c, *_ in runs}, moto, sandbox, dispatches)
     finally:
         sandbox.stop()
         moto.stop()

@@ -1,5 +1,6 @@
-"""Floor for DeliveryWorkerFunction's first call: read the queued delivery (one DynamoDB get), add its
-kintone record with one HTTP call, record the outcome with one DynamoDB update."""
+"""Floor for DeliveryWorkerFunction's first call: read the queued delivery (one DynamoDB get), claim it
+(one conditional update: SQS delivers at least once, and a second worker must not call kintone too), add
+its kintone record with one HTTP call, record the outcome with one DynamoDB update."""
 
 import time
 
@@ -20,6 +21,18 @@ def handler(event: dict, context: object) -> dict:
     for record in event["Records"]:
         delivery_id = json.loads(record["body"])["delivery_id"]
         delivery = table.get_item(Key={"pk": delivery_id, "sk": "D"}, ConsistentRead=True)["Item"]
+        table.update_item(
+            Key={"pk": delivery_id, "sk": "D"},
+            UpdateExpression="SET #s = :running, lease_until_ms = :lease",
+            ConditionExpression="#s = :pending AND attempts = :attempts",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":running": "in_progress",
+                ":pending": "pending",
+                ":attempts": delivery["attempts"],
+                ":lease": int(time.time() * 1000) + 30_000,
+            },
+        )
         target = routes[delivery["route"]]["target"]
         url = urlsplit(target["base_url"])
         conn = http.client.HTTPConnection(url.netloc, timeout=8)
@@ -32,8 +45,9 @@ def handler(event: dict, context: object) -> dict:
         answer.read()
         table.update_item(
             Key={"pk": delivery_id, "sk": "D"},
-            UpdateExpression="SET floor_status = :s",
-            ExpressionAttributeValues={":s": answer.status},
+            UpdateExpression="SET #s = :s, target_status = :t, attempts = attempts + :one",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": "succeeded", ":t": answer.status, ":one": 1},
         )
     return {"batchItemFailures": []}
 

@@ -1,5 +1,7 @@
 """Floor for SendFunction's first call: check the API key, read the recipient's subscription (one
-DynamoDB get), post the mail to SendGrid with one HTTP call, record the message with one DynamoDB put."""
+DynamoDB get), post the mail to SendGrid with one HTTP call, record the recipient and then the message
+(two DynamoDB puts: the message's item, written last, says its recipients are all recorded), and queue the
+sent mail to the shipped config's kintone `sent_mail` sink (one put of its delivery, one SQS send)."""
 
 import time
 
@@ -16,6 +18,8 @@ import boto3  # noqa: E402
 dynamodb = boto3.resource("dynamodb")
 subscriptions = dynamodb.Table(os.environ["SUBSCRIPTIONS_TABLE"])
 messages = dynamodb.Table(os.environ["MESSAGES_TABLE"])
+deliveries = dynamodb.Table(os.environ["DELIVERIES_TABLE"])
+sqs = boto3.client("sqs")
 
 
 def handler(event: dict, context: object) -> dict:
@@ -37,7 +41,18 @@ def handler(event: dict, context: object) -> dict:
     conn.request("POST", url.path + "/v3/mail/send", body=json.dumps(body), headers=headers)
     answer = conn.getresponse()
     answer.read()
-    messages.put_item(Item={"pk": "d_floor", "sk": "0", "email": to, "status": "accepted"})
+    dispatch_id = f"d_floor{time.time_ns()}"
+    messages.put_item(Item={"pk": f"MSG#{dispatch_id}", "sk": "R#1", "email": to, "status": "accepted"})
+    messages.put_item(
+        Item={"pk": f"MSG#{dispatch_id}", "sk": "M", "subject": mail["subject"], "recipients": 1},
+        ConditionExpression="attribute_not_exists(pk)",
+    )
+    delivery_id = f"sink-kintone-sent-mail-{dispatch_id}"
+    deliveries.put_item(
+        Item={"pk": delivery_id, "sk": "D", "status": "pending", "payload": json.dumps(body), "attempts": 0},
+        ConditionExpression="attribute_not_exists(pk)",
+    )
+    sqs.send_message(QueueUrl=os.environ["DELIVERY_QUEUE_URL"], MessageBody=json.dumps({"delivery_id": delivery_id}))
     return {"statusCode": 202 if answer.status == 202 else 502, "body": json.dumps({"status": "accepted"})}
 
 

@@ -4,7 +4,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from martech_bridge.entrypoints import inbound_mail
-from martech_bridge.observability import logger, metrics, tracer
+from martech_bridge.observability import logger, metrics, traced
+
+tracer = traced("botocore")  # its path calls AWS only (the replies sinks are queued, not called)
 
 
 @logger.inject_lambda_context(clear_state=True)
