@@ -22,8 +22,6 @@ from jmespath.exceptions import JMESPathError
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 from msgspec.structs import force_setattr
 
-from martech_bridge.models.email import InvalidEmail, normalize_email
-
 # The patterns are written as the JSON Schema and pydantic (Rust regex) read them, where `$` is the end of the
 # text; Python's `$` also matches before a final newline, so the run-time checks end them with `\Z` instead.
 ROUTE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -176,6 +174,9 @@ def check_notify(address: str | None) -> None:
     # The quota warning is mailed with the send request's address checks: an address they refuse would fail
     # the warning after the send it warns about was made and answered.
     if address is not None:
+        # Only for a file that names one (read at INIT): the relay and delivery functions need no address checks.
+        from martech_bridge.models.email import InvalidEmail, normalize_email
+
         try:
             normalize_email(address)
         except InvalidEmail as exc:
