@@ -39,7 +39,9 @@ def _not_derived(value: str) -> str:
 ExternalSendId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-_+/=]+$"), AfterValidator(_not_derived)
 ]
-DisplayName = Annotated[str, Field(min_length=1, max_length=256)]
+# A subject and a display name become mail headers: no line break (or NUL) can start another one.
+HEADER_TEXT = r"^[^\r\n\x00]+$"
+DisplayName = Annotated[str, Field(min_length=1, max_length=256, pattern=HEADER_TEXT)]
 _DISPLAY_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
 
 
@@ -73,7 +75,7 @@ class Recipient(_Model):
     )
 
     email: EmailAddress | None = None
-    name: Annotated[DisplayName, WithJsonSchema({**_DISPLAY_NAME, "pattern": "^[^;,]+$"})] | None = None
+    name: Annotated[DisplayName, WithJsonSchema({**_DISPLAY_NAME, "pattern": "^[^;,\\r\\n\\x00]+$"})] | None = None
     user_id: Annotated[str, Field(min_length=1, max_length=512)] | None = None  # Braze external_user_id
     user_alias: UserAlias | None = None  # Braze
     attributes: dict[str, Any] = Field(default_factory=dict)  # Braze profile attributes
@@ -99,7 +101,7 @@ class Attachment(_Model):
     content: Annotated[
         str, Field(min_length=1, pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
     ]  # base64
-    type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+$")] = "application/octet-stream"
+    type: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+$")] = "application/octet-stream"
     disposition: Literal["attachment", "inline"] = "attachment"
     # Names an inline image for `cid:` in the HTML; Infobip uses it as the image's file name (WIRE-FORMATS 4.3).
     content_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$")] | None = None
@@ -167,7 +169,7 @@ class MailRequest(_Model):
     to: list[Recipient] = Field(min_length=1, max_length=1000)
     sender: Address | None = Field(default=None, alias="from")
     reply_to: Address | None = None
-    subject: Annotated[str, Field(min_length=1, max_length=998)] | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=998, pattern=HEADER_TEXT)] | None = None
     text: Annotated[str, Field(min_length=1)] | None = None
     html: Annotated[str, Field(min_length=1)] | None = None
     template_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # Braze: the campaign id

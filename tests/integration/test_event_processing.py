@@ -305,6 +305,31 @@ def test_events_for_mail_sent_elsewhere_still_follow_the_rules(functions: Functi
     assert subscription(functions, email)["suppression"] == "spam_report"
 
 
+def test_an_event_for_something_that_is_no_address_suppresses_no_one_and_fails_no_post(
+    functions: Functions, moto_server, aws_env
+) -> None:
+    """SendGrid may report an `email` that is no address (`foo@bar`, one without a TLD). No mail can go to it (a
+    send refuses it) and the subscription store keys addresses only: a record under it would be refused when
+    read, failing every later post that names it again, with the other events in that post."""
+    from martech_bridge.adapters.aws import dynamodb_table
+
+    tag = uuid.uuid4().hex[:6]
+    odd, valid = f"odd-{tag}@intranet", f"valid-{tag}@example.com"
+    for n in range(2):  # the second post names the odd address again, with a real one
+        post_events(
+            functions,
+            "sendgrid",
+            [
+                {"email": odd, "event": "spamreport", "timestamp": T0 + n, "sg_event_id": f"{tag}-odd-{n}"},
+                *([{"email": valid, "event": "spamreport", "timestamp": T0, "sg_event_id": f"{tag}-ok"}] if n else []),
+            ],
+        )
+        assert work(functions, moto_server) == {"batchItemFailures": []}
+    assert subscription(functions, valid)["suppression"] == "spam_report"
+    table = dynamodb_table("SubscriptionsTable")
+    assert "Item" not in table.get_item(Key={"pk": odd, "sk": "STATE"})
+
+
 def test_the_event_worker_event_file(functions: Functions) -> None:
     # events/event-worker-batch.json: a delivered event for a message this test database does not hold.
     result = functions.invoke("EventWorkerFunction", load_event("event-worker-batch.json"))

@@ -663,3 +663,35 @@ def test_braze_trigger_properties_are_measured_as_braze_may_and_refused_before_a
     )
     assert status == 400 and body["error"]["field"] == "to.0.data", body
     assert not recorded(sandbox, "braze")
+
+
+def test_an_abandoned_send_whose_recipients_events_moved_on_is_answered_from_its_records(
+    functions: Functions, sandbox: Sandbox, aws_env
+) -> None:
+    """A first attempt wrote its records and died before keeping its answer; events then moved its recipients
+    on (delivered, bounced). The repeat answers from the records as the first would have - the provider took
+    them - instead of refusing the stored statuses the send answer does not name (a 500 for a sent mail)."""
+    from martech_bridge.adapters.aws import dynamodb_table
+    from martech_bridge.adapters.message_store import MessageStore
+    from martech_bridge.models.mail import RecipientResult
+
+    key = f"moved-{uuid.uuid4().hex}"
+    mail = {"to": [{"email": addr("a")}, {"email": addr("b")}], "subject": "s", "text": "t"}
+    dispatch = f"d_dead{uuid.uuid4().hex[:8]}"
+    abandoned_claim(key, mail, dispatch, "calling")
+    results = [
+        RecipientResult(email=r["email"], message_id=f"{dispatch}.{n}", status="accepted", provider_message_id="p")
+        for n, r in enumerate(mail["to"])
+    ]
+    MessageStore("MessagesTable", 30).save(dispatch, "sendgrid", {"subject": "s"}, results, "accepted", fresh=True)
+    for result, moved_to in zip(results, ("delivered", "bounced"), strict=True):
+        dynamodb_table("MessagesTable").update_item(
+            Key={"pk": f"MSG#{dispatch}", "sk": f"R#{result.message_id}"},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": moved_to},
+        )
+    status, body, _ = send(functions, mail, [("idempotency-key", key)])
+    assert status == 202, body
+    assert (body["dispatch_id"], [r["status"] for r in body["recipients"]]) == (dispatch, ["accepted", "accepted"])
+    assert recorded(sandbox, "sendgrid") == []  # nothing sent again

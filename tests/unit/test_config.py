@@ -99,3 +99,31 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.stage = "prod"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variable", ["DEFAULT_FROM_EMAIL", "DEFAULT_REPLY_TO"])
+@pytest.mark.parametrize("value", ["noreply@intranet", "no reply@example.com", "noreply"])
+def test_a_default_address_the_send_checks_refuse_is_refused_at_start_without_its_value(
+    variable: str, value: str
+) -> None:
+    """Every send builds its From and Reply-To from these with the request's address checks: an address they
+    refuse would make every send a 500, so the function does not start, naming the variable."""
+    with pytest.raises(ConfigurationError, match=variable) as caught:
+        Settings.from_environ({variable: value})
+    assert value not in str(caught.value)
+
+
+def test_default_addresses_the_send_checks_take_are_read() -> None:
+    settings = Settings.from_environ({"DEFAULT_FROM_EMAIL": "News@Example.com", "DEFAULT_REPLY_TO": ""})
+    assert (settings.default_from_email, settings.default_reply_to) == ("News@Example.com", "")
+
+
+@pytest.mark.parametrize(
+    "value", ["localhost", "replies..example.com", "replies.example.c0m", "a" * 60 + ".b" * 80 + ".jp"]
+)
+def test_a_reply_domain_the_send_checks_refuse_is_refused_at_start(value: str) -> None:
+    """A send's Reply-To is reply+<dispatch id>@REPLY_DOMAIN, checked as a request's address: a domain that
+    check refuses (or too long for the whole address) would make every send a 500."""
+    with pytest.raises(ConfigurationError, match="REPLY_DOMAIN"):
+        Settings.from_environ({"REPLY_DOMAIN": value})
+    assert Settings.from_environ({"REPLY_DOMAIN": "Replies.Example.com"}).reply_domain == "Replies.Example.com"

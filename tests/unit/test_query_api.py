@@ -289,3 +289,18 @@ def test_aws_documented_event_shape_reaches_health_and_subscriptions(store: Fake
     subs.pop("body")
     answer = query.handle(subs, context)
     assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"]["code"] == "subscription_not_found"
+
+
+def test_a_404_or_405_does_not_echo_an_address_in_the_path(store: FakeSubscriptionStore) -> None:
+    """Error bodies never hold an e-mail address: a path the router cannot match (a soft hyphen in the
+    address) or a method the path does not take is answered without the path's address."""
+    status, body = call("GET", "/subscriptions/secret.person%40ex%C2%ADample.com", route_path="$default")
+    assert status == 404 and body["error"]["code"] == "not_found"
+    assert "secret.person" not in json.dumps(body, ensure_ascii=False)
+    assert body["error"]["message"] == "No route for GET /subscriptions/{redacted}"
+    status, body = call("DELETE", "/subscriptions/secret.person%40example.com", route_path="$default")
+    assert status == 405 and body["error"]["allow"] == "GET, PUT"
+    assert "secret.person" not in json.dumps(body, ensure_ascii=False)
+    assert body["error"]["message"] == "/subscriptions/{email} accepts GET, PUT, not DELETE"
+    status, body = call("GET", "/nothing/here", route_path="$default")  # a path without an address is shown
+    assert body["error"]["message"] == "No route for GET /nothing/here"

@@ -313,3 +313,34 @@ def test_stored_records_are_written_byte_for_byte_as_before(
         assert list(mine.model_dump(**how).items()) == list(reference.model_dump(**how).items()), how
     stored = mine.model_dump(mode="json")
     assert ours.model_validate(stored) == mine and ours.model_validate(stored).model_dump(mode="json") == stored
+
+
+@pytest.mark.parametrize(
+    "kind", ["te\u0308xt/plain", "text/\u00bd", "text/\u203fa", "text/a\u200db", "t\u0663xt/plain"]
+)
+def test_a_media_type_outside_ascii_is_refused_by_both(kind: str) -> None:
+    """Python's \\w (the hand check's) and Rust's (pydantic's) differ outside ASCII - a combining mark, a
+    vulgar fraction, a joiner - so the pattern names ASCII: a media type is ASCII (RFC 6838 4.2)."""
+    body = {**OK, "attachments": [{**ATTACHMENT, "type": kind}]}
+    agree("MailRequest", body)
+    assert verdicts("MailRequest", body)[0][0] == "refused"
+
+
+@pytest.mark.parametrize(
+    ("where", "body"),
+    [
+        ("subject", {**OK, "subject": "Hello\r\nBcc: x@example.net"}),
+        ("subject", {**OK, "subject": "Hello\nthere"}),
+        ("from.name", {**OK, "from": {"email": "news@example.com", "name": "News\r\nBcc: x@example.net"}}),
+        ("reply_to.name", {**OK, "reply_to": {"email": "r@example.com", "name": "R\rX"}}),
+        ("to.0.name", {**OK, "to": [{"email": "a@example.com", "name": "Taro\nBcc x"}]}),
+        ("to.0.name", {**OK, "to": [{"email": "a@example.com", "name": "Taro\x00"}]}),
+    ],
+)
+def test_a_line_break_in_a_header_field_is_refused_by_both(where: str, body: dict[str, Any]) -> None:
+    """The subject and display names become mail headers (Infobip's `from` is "name <address>" text): a line
+    break there could start a header of the caller's choosing (pessimistic reading: no provider documents
+    what it does with one), so both readings refuse it, naming the field."""
+    agree("MailRequest", body)
+    mine, _ = verdicts("MailRequest", body)
+    assert mine[0] == "refused" and ".".join(map(str, mine[1])) == where, mine

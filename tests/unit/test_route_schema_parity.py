@@ -197,3 +197,48 @@ def test_the_routes_file_is_frozen_data_without_pydantic() -> None:
     with pytest.raises(AttributeError):
         config.routes["r"].target.app = 2  # type: ignore[misc]
     assert not any(cls.__module__.startswith("pydantic") for cls in type(config.routes["r"]).__mro__)
+
+
+@pytest.mark.parametrize("notify", ["ops@intranet", "ops@example", "o%ps@example.com", "ops@exa_mple.com"])
+def test_a_quota_notify_address_the_mail_checks_refuse_is_refused_by_both_readings(notify: str) -> None:
+    """The quota warning is mailed with the send request's address checks: an address they refuse would make
+    the warning fail after the send it warns about was made (a 500 for a sent mail), so the file refuses it."""
+    data = {"version": 1, "sending": {"providers": {"sendgrid": {"daily_limit": 3, "notify": notify}}}}
+    assert not assert_read_alike(data)
+    with pytest.raises(ConfigurationError, match=r"sending.providers.sendgrid.notify: .*notification address"):
+        parse_bridge_config(data, schema=True)
+    with pytest.raises(ConfigurationError, match=r"sending.providers.*: the notification address"):
+        parse_bridge_config(data)
+
+
+@pytest.mark.parametrize("notify", ["ops@example.com", "Ops@Example.COM", "ops@straße.de"])
+def test_a_quota_notify_address_the_mail_checks_take_is_read_alike(notify: str) -> None:
+    data = {"version": 1, "sending": {"providers": {"sendgrid": {"daily_limit": 3, "notify": notify}}}}
+    assert assert_read_alike(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 1.0},  # pydantic's Literal[1] took 1.0 (it equals 1); msgspec's refuses it
+        # Python's \s (the loader's) also takes the separators \x1c-\x1f, Rust's (the schema's) does not
+        {
+            "routes": {
+                "r": {
+                    **BASE["routes"]["r"],
+                    "target": {**BASE["routes"]["r"]["target"], "base_url": "https://h.example\x1c"},
+                }
+            }
+        },
+        {
+            "routes": {
+                "r": {
+                    **BASE["routes"]["r"],
+                    "target": {**BASE["routes"]["r"]["target"], "base_url": "https://h.example/\x1f"},
+                }
+            }
+        },
+    ],
+)
+def test_numbers_and_control_characters_are_refused_by_both_readings(change: dict[str, Any]) -> None:
+    assert not assert_read_alike({**BASE, **change})

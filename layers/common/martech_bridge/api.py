@@ -242,12 +242,17 @@ def build_resolver() -> Router:
         allowed = allowed_methods(event.path)
         if allowed and event.http_method not in allowed:
             allow = ", ".join(allowed)
-            return error_response(
-                MethodNotAllowed(f"{event.path} accepts {allow}, not {event.http_method}", allow=allow)
-            )
+            # The path's template, not the path: error bodies never hold an address (/subscriptions/{email}).
+            shown = _path_template(event.path) or _without_addresses(event.path)
+            return error_response(MethodNotAllowed(f"{shown} accepts {allow}, not {event.http_method}", allow=allow))
         return json_response(
             404,
-            {"error": {"code": "not_found", "message": f"No route for {event.http_method} {event.path}"}},
+            {
+                "error": {
+                    "code": "not_found",
+                    "message": f"No route for {event.http_method} {_without_addresses(event.path)}",
+                }
+            },
         )
 
     @app.exception_handler(BridgeError)
@@ -267,9 +272,19 @@ def build_resolver() -> Router:
     return app
 
 
+def _path_template(path: str) -> str | None:
+    return next((p for pattern, p in _API_PATHS if pattern.match(path)), None)
+
+
+def _without_addresses(path: str) -> str:
+    """The path with each segment that holds an address (an `@`, as sent or percent-encoded) shown as
+    {redacted}: a path the router could not match is echoed to help with a typo, never with an address."""
+    return "/".join("{redacted}" if "@" in unquote(part) else part for part in path.split("/"))
+
+
 def allowed_methods(path: str) -> tuple[str, ...]:
     """The methods `path` takes (a relay route: the ones it lists), or () for a path the API does not have."""
-    template = next((p for pattern, p in _API_PATHS if pattern.match(path)), None)
+    template = _path_template(path)
     if template is None:
         return ()
     if template == "/relay/{route}":

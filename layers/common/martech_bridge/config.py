@@ -70,9 +70,10 @@ class Settings:
 
     # Sending
     default_provider: Provider = "sendgrid"
-    default_from_email: str = ""
+    # Checked as a request's addresses are: every send builds its From and Reply-To from these.
+    default_from_email: str = field(default="", metadata={"address": True})
     default_from_name: str = ""
-    default_reply_to: str = ""
+    default_reply_to: str = field(default="", metadata={"address": True})
     unknown_recipients: UnknownRecipients = "subscribed"
     sendgrid_sandbox_mode: bool = False
     send_deadline_seconds: float = _bounded(20, 1, 28, open_low=True)
@@ -102,7 +103,14 @@ class Settings:
     # Replies (issue 16): the inbound bucket SES writes to, the domain of the reply+<dispatch id>@ Reply-To a
     # send sets (empty: none), and how much of one received message is read.
     inbound_mail_bucket: str = ""
-    reply_domain: str = field(default="", metadata={"pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"})
+    # Checked as the domain of a request's address: a send's Reply-To is reply+<dispatch id>@ this domain.
+    reply_domain: str = field(
+        default="",
+        metadata={
+            "pattern": r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$",
+            "address": "reply+d_" + "0" * 24 + "@",
+        },
+    )
     max_inbound_mail_bytes: int = _bounded(10 * 1024 * 1024, 64 * 1024, 40 * 1024 * 1024)
     # A reply is linked to its message only when SES's Authentication-Results authenticate its From domain;
     # false for an inbound path that is not SES (it writes no such field): then the From header is believed.
@@ -189,6 +197,16 @@ def _checked(f: "dataclasses.Field[Any]", value: Any) -> Any:
     pattern = f.metadata.get("pattern")
     if pattern and not re.match(pattern, value):
         raise ValueError(f"String should match pattern '{pattern}'")
+    address = f.metadata.get("address")
+    if address and value:
+        from martech_bridge.models.email import InvalidEmail, normalize_email  # only when one is set, at INIT
+
+        try:
+            normalize_email(value if address is True else f"{address}{value}")
+        except InvalidEmail as exc:
+            raise ValueError(
+                f"the address {'' if address is True else 'reply+<dispatch id>@<this domain> '}{exc}"
+            ) from None
     return value.rstrip("/") if f.name in _NO_TRAILING_SLASH else value
 
 

@@ -27,6 +27,7 @@ from martech_bridge.logic.event_effects import STRENGTH, should_suppress, status
 from martech_bridge.logic.stats import counter_of
 from martech_bridge.logic.strict_json import may_hold_lone_surrogate
 from martech_bridge.logic.subscriptions import apply_update
+from martech_bridge.models.email import InvalidEmail, normalize_email
 from martech_bridge.models.events import NormalizedEvent
 from martech_bridge.models.subscription import SubscriptionUpdate, SuppressionKind
 from martech_bridge.observability import count, logger, mask_email, metrics
@@ -201,6 +202,17 @@ def forward(event: NormalizedEvent, recipient: dict[str, Any] | None = None) -> 
 
 def _suppress(email: str, kind: SuppressionKind, event: NormalizedEvent) -> None:
     """KARTE's rule: this event sets the subscription to false, with the reason."""
+    try:
+        email = normalize_email(email)
+    except InvalidEmail:
+        # An `email` the provider reported that is no address (the event normaliser keeps it as it came): no
+        # send can go to it, and a record keyed by it would be refused when read, failing every later post
+        # that names it. Nothing to hold back.
+        logger.warning(
+            "Suppression not recorded: the event's address is not one",
+            extra={"suppression": kind.value, "event": event.event_type.value},
+        )
+        return
     store = subscription_store()
     reason = f"{event.provider} {event.provider_event}" + (f": {event.description}" if event.description else "")
     for _ in range(3):  # a concurrent writer: read again and retry

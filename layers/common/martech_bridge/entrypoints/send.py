@@ -32,7 +32,7 @@ from martech_bridge.errors import (
 )
 from martech_bridge.logic.event_auth import infobip_callback_token
 from martech_bridge.logic.gate import decide
-from martech_bridge.models.mail import Address, MailRequest, RecipientResult
+from martech_bridge.models.mail import RECIPIENT_STATUSES, Address, MailRequest, RecipientResult
 from martech_bridge.models.routes import ProviderSending
 from martech_bridge.observability import count, logger
 from martech_bridge.sending import CallResult, api_key, count_outcomes, dispatch, not_queued, not_resent, record
@@ -352,6 +352,9 @@ def _answer_from_records(dispatch_id: str, provider: str) -> tuple[int, dict[str
             | {"email": i.get("email")}
             # A recipient's own provider is named only when a fallback sent it.
             | ({"provider": i["provider"]} if i.get("provider") not in (None, provider) else {})
+            # Events move a recipient on (delivered, bounced, failed..., with a status_rank) only after its
+            # provider took it: the send's answer says so, as the first attempt's did.
+            | ({"status": "accepted"} if "status_rank" in i or i.get("status") not in RECIPIENT_STATUSES else {})
         )
         for i in items
     ]

@@ -29,8 +29,12 @@ MAX_METADATA_BYTES = 10_000
 EXTERNAL_SEND_ID = plain.pattern(r"^[a-zA-Z0-9\-_+/=]+$")
 FILENAME = plain.pattern(r"^[^/\\\x00-\x1f]+$")
 BASE64 = plain.pattern(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-MEDIA_TYPE = plain.pattern(r"^[\w.+-]+/[\w.+-]+$")
+# ASCII, not \w: Python's \w and pydantic's (Rust) differ outside ASCII, and a media type is ASCII (RFC 6838).
+MEDIA_TYPE = plain.pattern(r"^[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+$")
 CONTENT_ID = plain.pattern(r"^[^/\\\x00-\x1f\x7f]+$")
+# A subject and a display name become mail headers (Infobip's `from` is "name <address>" text): no line break
+# (or NUL) can start another header.
+HEADER_TEXT = plain.pattern(r"^[^\r\n\x00]+$")
 
 
 def _any_dict(value: Any, loc: Loc) -> dict[str, Any]:
@@ -38,7 +42,7 @@ def _any_dict(value: Any, loc: Loc) -> dict[str, Any]:
 
 
 def _display_name(value: Any, loc: Loc) -> str:
-    return string(value, loc, min_length=1, max_length=256)
+    return string(value, loc, min_length=1, max_length=256, match=HEADER_TEXT)
 
 
 def _external_send_id(value: Any, loc: Loc) -> str:
@@ -195,7 +199,7 @@ class MailRequest(plain.Record):
         sender = None if sender is None else Address.model_validate(sender, (sender_key,))
         reply = data.get("reply_to")
         reply_to = None if reply is None else Address.model_validate(reply, ("reply_to",))
-        subject = optional(string, data.get("subject"), ("subject",), min_length=1, max_length=998)
+        subject = optional(string, data.get("subject"), ("subject",), min_length=1, max_length=998, match=HEADER_TEXT)
         text = optional(string, data.get("text"), ("text",), min_length=1)
         html = optional(string, data.get("html"), ("html",), min_length=1)
         template_id = optional(string, data.get("template_id"), ("template_id",), min_length=1, max_length=128)

@@ -22,6 +22,7 @@ from martech_bridge.models.routes import (
     check_http_url,
     check_mapping,
     check_mapping_headers,
+    check_notify,
     check_one_body,
     check_one_fallback,
     check_sink,
@@ -313,6 +314,12 @@ class ProviderSending(_Strict):
     on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
     fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
 
+    @field_validator("notify")
+    @classmethod
+    def _mailable(cls, notify: str | None) -> str | None:
+        check_notify(notify)
+        return notify
+
 
 class SendingConfig(_Strict):
     providers: dict[Literal["sendgrid", "braze", "infobip"], ProviderSending] = Field(default_factory=dict)
@@ -334,8 +341,9 @@ class BridgeConfig(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _not_a_flag(cls, version: Any) -> Any:
-        # pydantic matches a literal by equality, and true == 1; the file's JSON Schema says an integer.
-        if isinstance(version, bool):
+        # pydantic matches a literal by equality, and true == 1 == 1.0; the loader (msgspec) takes the integer
+        # only, as the file's JSON Schema says.
+        if isinstance(version, bool | float):
             raise ValueError("Input should be 1")
         return version
 

@@ -27,7 +27,8 @@ from msgspec.structs import force_setattr
 ROUTE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$"
 QUERY_PARAM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-BASE_URL_PATTERN = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+# \x00-\x1f beside \s: Python's \s (the loader's) takes \x1c-\x1f, Rust's (the schema's) does not.
+BASE_URL_PATTERN = r"^https?://[^/?#\s\x00-\x1f\x7f]+(/[^?#\s\x00-\x1f\x7f]*)?$"
 RESPONSE_FIELD_PATTERN = r"^[A-Za-z0-9_:-][A-Za-z0-9_: -]{0,63}$"
 SINK_EVENT_PATTERN = r"^[a-z]+$"
 NOTIFY_PATTERN = r"^[^@\s]+@[^@\s]+$"
@@ -167,6 +168,19 @@ def check_sink(s: Any) -> None:
 def check_one_fallback(providers: dict[Any, Any]) -> None:
     if sum(1 for p in providers.values() if p.fallback) > 1:
         raise ValueError("at most one provider can be the fallback")
+
+
+def check_notify(address: str | None) -> None:
+    # The quota warning is mailed with the send request's address checks: an address they refuse would fail
+    # the warning after the send it warns about was made and answered.
+    if address is not None:
+        # Only for a file that names one (read at INIT): the relay and delivery functions need no address checks.
+        from martech_bridge.models.email import InvalidEmail, normalize_email
+
+        try:
+            normalize_email(address)
+        except InvalidEmail as exc:
+            raise ValueError(f"the notification address {exc}") from None
 
 
 def check_unique_sinks(sinks: list[Any]) -> None:
@@ -487,6 +501,9 @@ class ProviderSending(_Strict, frozen=True, kw_only=True):
     notify: Annotated[str, Meta(pattern=_text(NOTIFY_PATTERN), max_length=320)] | None = None
     on_limit: Literal["refuse", "warn"] = "refuse"  # past a limit: 429 quota_exceeded, or only warned about
     fallback: bool = False  # used for recipients another provider provably never took (refused before accepting)
+
+    def __post_init__(self) -> None:
+        check_notify(self.notify)
 
 
 class SendingConfig(_Strict, frozen=True, kw_only=True):
