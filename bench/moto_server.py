@@ -44,4 +44,7 @@ models.copy = _CopyOncePerTransaction()  # type: ignore[assignment]
 models.DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 if __name__ == "__main__":
+    from devkit import moto_fidelity
+
+    moto_fidelity.install()
     main(sys.argv[1:])

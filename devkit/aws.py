@@ -37,6 +37,9 @@ class MotoServer:
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         from moto.server import ThreadedMotoServer
 
+        from devkit import moto_fidelity
+
+        moto_fidelity.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.port = port or free_port()
         # host 0.0.0.0 (AWS_HOST) only for `sam local invoke` on Linux, whose containers reach the host's
@@ -73,7 +76,7 @@ class MotoProcess(MotoServer):
     """moto in a process of its own (benchmarks: in the measuring process it would compete for the GIL)."""
 
     # How the server is started (after the interpreter), before its host and port arguments.
-    server_args: tuple[str, ...] = ("-m", "moto.server")
+    server_args: tuple[str, ...] = ("-m", "devkit.moto_fidelity")
 
     def __init__(self, port: int = 0) -> None:
         self.port = port or free_port()

@@ -139,6 +139,20 @@ def _check_release(sandbox: Sandbox, email: str, answer: dict[str, Any] | None, 
     assert {s.partition(":")[2] for s in sources} == set(state.release), f"{where}: history {sources} vs state {state.release}"
 
 
+def _answer_backed(email: str, answer: dict[str, Any] | None, where: str) -> None:
+    """Every release outcome the caller was told is the one stored, or `pending` (not yet settled on record):
+    an answer saying `removed` over a state still `pending` would be settled later as `not_listed` (the address
+    is off the list by then), so the record would never show what the caller was told."""
+    if answer is None:
+        return
+    state, _ = dependencies.subscription_store().get(email)
+    stored = (state.release or {}) if state is not None else {}
+    for provider, outcome in answer["released"].items():
+        assert outcome == "pending" or stored.get(provider) == outcome, (
+            f"{where}: answered {provider} {outcome}, stored {stored.get(provider)}"
+        )
+
+
 def _suppress(sandbox: Sandbox, email: str) -> None:
     requests.post(f"{sandbox.url}/_sandbox/sendgrid/suppressions", json={"list": "bounces", "email": email}, timeout=5)
     requests.post(
@@ -169,10 +183,56 @@ def test_every_aws_call_failing_or_the_process_dying_never_strands_loses_or_doub
             faults.plan(at, mode)
             answer, _ = _resubscribe(sandbox, email)
             faults.enabled = False
+            where = f"call {at} ({faults.calls[at - 1] if at <= len(faults.calls) else '?'}) {mode}"
+            _answer_backed(email, answer, where)
             _recover(moto_server)
-            _check_release(
-                sandbox, email, answer, f"call {at} ({faults.calls[at - 1] if at <= len(faults.calls) else '?'}) {mode}"
-            )
+            _check_release(sandbox, email, answer, where)
+
+
+def _pending_infobip(sandbox: Sandbox, email: str) -> int:
+    """A re-subscription whose Infobip release is left pending (its domain unreachable during the PUT)."""
+    _suppress(sandbox, email)
+    requests.post(f"{sandbox.url}/_sandbox/infobip/outages", json={"domainName": DOMAIN, "status": 503}, timeout=5)
+    try:
+        state, _, released = resubscribe(
+            email,
+            SubscriptionUpdate(subscribed=True),
+            settings=get_settings(),
+            store=dependencies.subscription_store(),
+            queue=SendQueue(get_settings().send_queue_url),
+            deadline=time.monotonic() + 1.5,
+        )
+    finally:
+        requests.delete(f"{sandbox.url}/_sandbox/infobip/outages", timeout=5)
+    assert released is not None and released["infobip"] == "pending"
+    return state.version
+
+
+def test_a_release_check_hit_by_any_aws_fault_never_reports_done_over_a_pending_release(
+    faults: Faults, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given re-subscriptions whose Infobip release is pending, the check runs with each of its AWS calls failing
+    # or the process dying there; it may raise (the message stays in the queue) or say "again later", but when
+    # it says done (the message is deleted), nothing may be left pending: else nothing would ever retry it
+    for at in range(1, 4):
+        for mode in MODES:
+            faults.enabled = False
+            email = f"rc-{uuid.uuid4().hex[:8]}@example.com"
+            version = _pending_infobip(sandbox, email)
+            faults.plan(at, mode)
+            try:
+                done = resume(
+                    email, version, settings=get_settings(), store=dependencies.subscription_store(),
+                    deadline=time.monotonic() + 10,
+                )  # fmt: skip
+            except (Killed, BridgeError):
+                done = False
+            faults.enabled = False
+            state, _ = dependencies.subscription_store().get(email)
+            assert state is not None and state.release is not None
+            if done:
+                assert state.release["infobip"] != "pending", f"call {at} {mode}: check done, release stranded"
+    _checks(moto_server)
 
 
 def test_every_aws_call_failing_or_the_process_dying_never_lets_the_quota_be_passed_or_miscounted(

@@ -322,3 +322,30 @@ def test_a_release_over_many_domains_names_every_list_that_held_the_address_and_
     assert _outcome(short) == _outcome(lists) == "pending"  # counting never changes the outcome
     few = dict(list(lists.items())[:MAX_LISTS_NAMED])
     assert _summarised(few) == few  # a small account's entry names every list
+
+
+def test_a_release_over_many_failing_domains_names_a_bounded_number_of_lists_and_keeps_its_outcome() -> None:
+    # An account of 2,000 domains (long names), every list refused or unsettled: a history entry naming each
+    # would pass DynamoDB's 400 KB item limit, so its write would fail on every check, for good
+    from martech_bridge.releases import MAX_LISTS_NAMED, _outcome, _summarised
+
+    name = "x" * 200
+    lists = {f"{name}{n}.example.com {t}": "failed (HTTP 403)" for n in range(2000) for t in TYPES}
+    lists[f"{name}7.example.com bounce"] = "removed"
+    short = _summarised(lists)
+    assert len(short) <= MAX_LISTS_NAMED + 3
+    assert len(", ".join(f"{k} {v}" for k, v in short.items()).encode()) < 20_000
+    assert _outcome(short) == _outcome(lists) == "failed"
+    # every list is named or counted, and what was counted is named by its kind
+    counted = {k: v for k, v in short.items() if k not in lists}
+    assert sum(int(k.split()[0]) for k in counted) + len(short) - len(counted) == len(lists)
+    assert set(counted.values()) == {"failed"}
+    pending = {**lists, f"{name}1999.example.com over_quota": "pending"}
+    assert _outcome(_summarised(pending)) == "pending"  # a pending list past the named ones still counts
+    # as many pending as failed past the named ones: both kinds kept (counts alike never share a key)
+    mixed = {f"d{n}.example.com {t}": "failed (HTTP 403)" for n in range(20) for t in TYPES}
+    mixed.update({f"e{n}.example.com {t}": "pending" for n in range(20) for t in TYPES})
+    mixed.update({f"f{n}.example.com {t}": "failed (HTTP 500)" for n in range(10) for t in TYPES})
+    assert _outcome(_summarised(mixed)) == "pending"
+    assert sorted(_summarised(mixed).values()).count("pending") == 1
+    assert set(_summarised(mixed).values()) == {"failed (HTTP 403)", "failed", "pending"}

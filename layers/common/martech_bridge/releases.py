@@ -1,7 +1,7 @@
 """Re-subscribing: our flag is set, then the address is released from each configured provider's own
 suppression lists; a provider that cannot be reached keeps its release `pending`, and the send queue makes it.
 
-Order, so that no crash loses a release (tests/integration/test_release_faults.py checks it):
+Order, so that no crash loses a release (tests/integration/test_release_quota_faults.py checks it):
 1. a delayed *release check* goes into the send queue (refused: 503, nothing changed);
 2. the new state is written with every configured provider's release `pending` (with its history entry);
 3. each provider's lists are cleared now, within the request's deadline; each outcome is written into the
@@ -153,6 +153,9 @@ def release(
             if store.record_release(address, version, provider.name, outcome, change) and recorded is not None:
                 recorded.append(change)
         except DependencyUnavailable:
+            # The caller is told `pending`, as the state says: the check settles it, and by then the address is
+            # off the list, so it records `not_listed` - an answer of `removed` would never be on record.
+            out[provider.name] = PENDING
             logger.warning(
                 "Release outcome not recorded; the release check repeats it", extra={"provider": provider.name}
             )
@@ -214,6 +217,7 @@ def _release_per_domain(
     cannot be read falls back to the default sender's domain and fails the release, so that it is looked at."""
     domains: dict[str, SuppressionDomain] = {}
     listing = "listed"
+    partial: str | None = None  # why the listing may have left domains out (they are then not looked at)
     request_page = getattr(provider, "suppression_domains_request")  # noqa: B009 - optional provider hook
     read_page = getattr(provider, "suppression_domains")  # noqa: B009
     for page in range(MAX_DOMAIN_PAGES):
@@ -230,9 +234,17 @@ def _release_per_domain(
             listing = f"{FAILED} (unreadable answer; the default sender's domain only)"
             domains = {}
             break
-        domains.update((d.name, d) for d in found if d.name not in domains)
+        new = {d.name: d for d in found if d.name not in domains}
+        domains.update(new)
         if len(found) < DOMAIN_PAGE_SIZE:
             break
+        if not new:
+            # A full page naming only domains already listed: the provider repeats a page (ignores `page`), so
+            # its paging cannot be followed, and what lies past it is unknown - never read as "not listed".
+            partial = f"{FAILED} (the listing repeated a page; only the domains it named)"
+            break
+    else:
+        partial = f"{FAILED} (more than {MAX_DOMAIN_PAGES} pages; only the domains they named)"
     if listing != "listed":
         _, lists = release_one(provider, address, replace(ctx, domains=None), deadline)
         lists = {"sending domains": listing, **lists}
@@ -246,6 +258,8 @@ def _release_per_domain(
             pool.map(lambda d: release_one(provider, address, replace(ctx, domains=(d,)), deadline), domains.values())
         )
     lists = {name: what for _, own in results for name, what in own.items()}
+    if partial:
+        lists = {"sending domains": partial, **lists}
     return _outcome(lists), _summarised(lists)
 
 
@@ -255,13 +269,23 @@ MAX_LISTS_NAMED = 30
 
 def _summarised(lists: dict[str, str]) -> dict[str, str]:
     """An account with many domains has three lists each: past MAX_LISTS_NAMED, the lists that did not hold
-    the address are counted rather than named, so the history entry stays readable and far below DynamoDB's
-    item limit (every list that held it, or could not be settled, is still named)."""
+    the address are counted rather than named, and so are the ones past the first MAX_LISTS_NAMED that did (or
+    could not be settled), by kind - so the history entry stays readable and far below DynamoDB's item limit
+    (an account of thousands of refusing domains would otherwise make an entry whose write fails on every
+    check). Counting keeps each kind as a value, so the outcome read from the summary is the same."""
     if len(lists) <= MAX_LISTS_NAMED:
         return lists
-    named = {name: what for name, what in lists.items() if what != NOT_LISTED}
-    quiet = len(lists) - len(named)
-    return {**named, f"{quiet} other lists": NOT_LISTED} if quiet else named
+    named: dict[str, str] = {}
+    counted: dict[str, int] = {}
+    for name, what in lists.items():
+        if what != NOT_LISTED and len(named) < MAX_LISTS_NAMED:
+            named[name] = what
+        else:
+            kind = what.split(" (", 1)[0]  # "failed (HTTP 403)" -> "failed"
+            counted[kind] = counted.get(kind, 0) + 1
+    for kind, n in counted.items():
+        named[f"{n} other lists" if kind == NOT_LISTED else f"{n} more lists ({kind})"] = kind  # a key per kind
+    return named
 
 
 def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:
@@ -273,7 +297,10 @@ def _call(request: TargetRequest, deadline: float) -> TargetResponse | None:
         if remaining < 0.5:
             break
         raw = send(request, remaining)
-        answer = raw if isinstance(raw, TargetResponse) else None
+        # A look-up whose body was cut off said nothing: asked again, like one that got no answer (a listing
+        # read as unreadable would fail the release for a network blip, and nothing retries `failed`).
+        read_cut = isinstance(raw, TargetResponse) and raw.cut_short and request.method == "GET"
+        answer = raw if isinstance(raw, TargetResponse) and not read_cut else None
         if answer is not None and classify(answer.status) != "retry":
             return answer
         wait = backoff_seconds(

@@ -7,6 +7,7 @@ Infobip documents no deduplication of `messageId`, so a call that timed out is n
 recipients are `unknown` and Infobip's reports settle them."""
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,9 @@ DOMAIN_PAGE_SIZE = 100
 MAX_DOMAIN_PAGES = 50  # 5,000 sending domains: far past any account; a paging loop can never run away
 
 
+_DOMAIN_NAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,253}")
+
+
 def _suppressed(response: TargetResponse) -> bool:
     """False only for a readable answer listing nothing; an unreadable one is taken as listed, pessimistically
     (the DELETE that follows is idempotent)."""
@@ -64,7 +68,11 @@ def read_suppression_domains(response: TargetResponse) -> list[SuppressionDomain
         return None
     found = []
     for item in body["results"]:
-        if not isinstance(item, dict) or not isinstance(item.get("domainName"), str) or not item["domainName"]:
+        if not isinstance(item, dict) or not isinstance(item.get("domainName"), str):
+            return None
+        if not _DOMAIN_NAME.fullmatch(item["domainName"]):
+            # No DNS name is longer than 253 characters or holds a space, a line break or a control character:
+            # such text is not a domain, and would go into every call's query and the history entry.
             return None
         readable = frozenset(t for t, (read, _) in _PERMISSIONS.items() if item.get(read, True) is not False)
         deletable = frozenset(t for t, (_, delete) in _PERMISSIONS.items() if item.get(delete, True) is not False)

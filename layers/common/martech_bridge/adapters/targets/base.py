@@ -51,6 +51,9 @@ class TargetResponse:
     status: int
     headers: Mapping[str, str]  # case-insensitive when it comes from the target
     body: bytes
+    # The status line came but the body was cut off or too slow (not too large): what the target did is known,
+    # what it said is not - a read (GET) answered so is no answer, and may be asked again.
+    cut_short: bool = False
 
     def json(self) -> Any:
         """The answer as JSON, or None when it is not JSON we accept (NaN, 1e400, a 5,000-digit integer, a
@@ -95,7 +98,7 @@ def send(request: TargetRequest, deadline: float | None = None) -> TargetRespons
     if result.status is not None and result.kind != "bad_response":
         # The status line came (the body was too large, cut off, or too slow): the target has said what it
         # did, so a 2xx is delivered and a 4xx refused, whatever became of the body.
-        return TargetResponse(result.status, {}, b"")
+        return TargetResponse(result.status, {}, b"", cut_short=result.kind in ("timeout", "dropped"))
     error = _NO_ANSWER[result.kind]
     if result.kind in ("timeout", "connect_timeout"):
         error += f" within {timeout:.1f} s"
