@@ -63,10 +63,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _taken_port(ports: dict[str, int]) -> str | None:
-    """Which of the stack's fixed ports another process holds, said with the variable that moves it."""
+    """Which of the stack's fixed ports other processes hold, each said with the variable that moves it, and
+    one command that moves them all (naming one at a time made the user retry once per port)."""
     import errno
     import socket
 
+    taken: dict[str, int] = {}
     for variable, port in ports.items():
         if not port:
             continue
@@ -75,10 +77,14 @@ def _taken_port(ports: dict[str, int]) -> str | None:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return f"port {port} is in use ({variable}={port}; e.g. {variable}={port + 10} make run)"
-                raise
-    return None
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                taken[variable] = port
+    if not taken:
+        return None
+    which = ", ".join(f"port {port} ({variable})" for variable, port in taken.items())
+    move = " ".join(f"{variable}={port + 10}" for variable, port in taken.items())
+    return f"{which} {'is' if len(taken) == 1 else 'are'} in use; e.g. {move} make run"
 
 
 def _invoke(args: argparse.Namespace) -> int:

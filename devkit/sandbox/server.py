@@ -15,7 +15,21 @@ Control API (JSON), for tests and for poking at flows by hand:
   GET/DELETE /_sandbox/<provider>/faults
   GET/DELETE /_sandbox/<provider>/requests    every request received, in order, with any fault applied
   *      /_sandbox/<provider>/...             provider set-up (kintone apps, Braze campaigns, sent mail,
-         SendGrid's and Braze's suppression lists and mailboxes that bounce)
+         SendGrid's and Braze's suppression lists and mailboxes that bounce), each in its provider's module:
+  PUT    /_sandbox/kintone/apps/<n>           {"fields": {...}, "records": [...], "tokens": [...]}
+  GET    /_sandbox/kintone/apps/<n>           its records
+  POST   /_sandbox/{sendgrid,braze,infobip}/mailboxes   {"email", "outcome": "bounce" | "deliver"}
+  GET    /_sandbox/{sendgrid,braze,infobip}/suppressions
+  POST   /_sandbox/sendgrid/suppressions      {"list": bounces|blocks|spam_reports|invalid_emails|
+                                              global_unsubscribes, "email"}
+  POST   /_sandbox/braze/suppressions         {"list": hard_bounces|spam, "email"}
+  GET/POST /_sandbox/braze/email_status       Braze's e-mail subscription state per address
+  PUT    /_sandbox/braze/campaigns/<id>       {"state": active|paused|archived|missing|not_transactional}
+  POST   /_sandbox/infobip/suppressions       {"domainName", "emailAddress", "type": BOUNCE|COMPLAINT|OVER_QUOTA}
+  GET/POST /_sandbox/infobip/domains          the account's domains: {"domainName", "dataAccess", flags
+                                              such as "deleteBounces": false}
+  POST/DELETE /_sandbox/infobip/outages       {"domainName", "status"}: every suppression call about it fails
+  GET    /_sandbox/karte/events               what the KARTE sink wrote
 """
 
 import base64

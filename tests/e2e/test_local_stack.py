@@ -324,13 +324,15 @@ def test_a_taken_port_is_named_before_anything_starts() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "devkit", "run", "--no-state-file", "--port", str(port), "--aws-port", "0"],
+            [sys.executable, "-m", "devkit", "run", "--no-state-file", "--port", str(port)]
+            + ["--sandbox-port", "0", "--aws-port", "0"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             timeout=60,
         )
-    assert result.returncode == 1 and f"port {port} is in use" in result.stderr and "PORT=" in result.stderr
+    assert result.returncode == 1 and f"port {port} (PORT) is in use" in result.stderr
+    assert f"PORT={port + 10} make run" in result.stderr
 
 
 @pytest.mark.parametrize(

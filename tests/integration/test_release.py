@@ -381,3 +381,29 @@ def test_an_unreachable_braze_leaves_its_release_pending_and_the_check_finishes_
     assert view["release"]["braze"] == "removed" and view["subscribed"] is True
     (entry,) = [h for h in view["history"] if h["source"] == "release:braze"]
     assert "hard_bounces removed" in entry["reason"]
+
+
+def test_the_answer_to_a_resubscription_holds_the_release_entries_it_wrote(
+    functions: Functions, sandbox: Sandbox, moto_server: Any
+) -> None:
+    # Given an address SendGrid holds on its bounce list, unsubscribed here
+    email = addr()
+    control(sandbox, "sendgrid", "suppressions", {"list": "bounces", "email": email})
+    assert put(functions, email, {"subscribed": False, "suppression": "hard_bounce"})[0] == 200
+    # When it is re-subscribed
+    status, body = put(functions, email, {"subscribed": True})
+    assert status == 200, body
+    # Then the answer's history is the one a GET right after shows: each provider's release entry, then the change
+    _, view = call(
+        functions,
+        "QueryFunction",
+        "GET",
+        f"/subscriptions/{email}",
+        "/subscriptions/{email}",
+        b"",
+        KEY,
+        {"email": email},
+    )
+    assert {h["source"] for h in body["history"][:3]} == {"release:sendgrid", "release:braze", "release:infobip"}
+    assert body["history"] == view["history"]
+    drain_release_checks(moto_server)

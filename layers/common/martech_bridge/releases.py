@@ -73,8 +73,13 @@ def resubscribe(
     history = [change, *history]
     if not providers:
         return new, history, None
-    released = release(address, new.version, providers, settings=settings, store=store, deadline=deadline)
+    recorded: list[SubscriptionChange] = []
+    released = release(
+        address, new.version, providers, settings=settings, store=store, deadline=deadline, recorded=recorded
+    )
     state = new.model_copy(update={"release": {**(new.release or {}), **released}})
+    # The answer's history holds the release entries this request wrote, as a GET right after would.
+    history = [*sorted(recorded, key=lambda c: c.changed_at, reverse=True), *history]
     return state, history, released
 
 
@@ -99,9 +104,11 @@ def release(
     settings: Settings,
     store: SubscriptionStore,
     deadline: float,
+    recorded: list[SubscriptionChange] | None = None,
 ) -> dict[str, str]:
     """Each provider's lists cleared (providers in parallel, each list in turn); every outcome but `pending`
-    written into the state and the history. A write that fails leaves the release pending: the check repeats it."""
+    written into the state and the history (and appended to `recorded` once written). A write that fails
+    leaves the release pending: the check repeats it."""
     from martech_bridge.sending import api_key  # the send flow's key resolution, shared
 
     sender_domain = settings.default_from_email.rpartition("@")[2]
@@ -143,7 +150,8 @@ def release(
             released={provider.name: outcome},
         )
         try:
-            store.record_release(address, version, provider.name, outcome, change)
+            if store.record_release(address, version, provider.name, outcome, change) and recorded is not None:
+                recorded.append(change)
         except DependencyUnavailable:
             # The caller is told `pending`, as the state says: the check settles it, and by then the address is
             # off the list, so it records `not_listed` - an answer of `removed` would never be on record.
