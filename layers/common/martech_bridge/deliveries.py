@@ -11,7 +11,6 @@ What holds after any crash, at any step (tests/integration/test_delivery_faults.
   the delivery ends `failed` / `outcome_unknown` for an operator to check and replay;
 - a caller is answered 2xx or 502 only after the record that backs the answer is written."""
 
-import dataclasses
 import hashlib
 import json
 import secrets as random_ids
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge import secrets
@@ -66,8 +66,7 @@ RECORD_RESERVE_SECONDS = 6.0
 MIN_SECONDS_FOR_AN_ATTEMPT = RECORD_RESERVE_SECONDS + 2
 
 
-@dataclass(frozen=True)
-class Settled:
+class Settled(msgspec.Struct, frozen=True):
     """What became of a delivery after an attempt, and what its caller is answered."""
 
     delivery: Delivery
@@ -573,7 +572,7 @@ def _redacted(outcome: Outcome, secrets: Sequence[str]) -> Outcome:
             return [clean(v) for v in value]
         return value
 
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         outcome,
         target_message=clean(outcome.target_message),
         target_errors=clean(outcome.target_errors),
