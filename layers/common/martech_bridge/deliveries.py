@@ -16,7 +16,6 @@ import json
 import secrets as random_ids
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,8 +73,7 @@ class Settled(msgspec.Struct, frozen=True):
     body: dict[str, Any]
 
 
-@dataclass
-class SweepReport:
+class SweepReport(msgspec.Struct):
     requeued: int = 0
     dead_lettered: int = 0
     stuck: int = 0
@@ -421,7 +419,7 @@ class Engine:
                         "Sweeper could not move a delivery on; the next run will", extra={"delivery_id": delivery_id}
                     )
         if report.requeued or report.dead_lettered or report.stuck:
-            logger.warning("Sweeper moved deliveries on", extra=report.__dict__)
+            logger.warning("Sweeper moved deliveries on", extra=msgspec.structs.asdict(report))
             metrics.add_metric(name="DeliveriesRecovered", unit=MetricUnit.Count, value=report.requeued)
         return report
 
