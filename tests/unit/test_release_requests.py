@@ -6,7 +6,6 @@ checked against the request parameters of braze-inc/braze-docs' endpoint pages."
 
 import json
 import re
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -16,6 +15,7 @@ from martech_bridge.adapters.providers.braze import Braze
 from martech_bridge.adapters.providers.infobip import Infobip, read_suppression_domains
 from martech_bridge.adapters.providers.sendgrid import SendGrid
 from martech_bridge.adapters.targets.base import TargetResponse
+from msgspec.structs import replace
 
 from devkit.sandbox.base import Request
 from devkit.sandbox.infobip import PERMISSIONS

@@ -3,15 +3,15 @@
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+import msgspec
 
 PAGE = Path(__file__).with_name("console.html")
 
 
-@dataclass(frozen=True)
-class ConsolePage:
+class ConsolePage(msgspec.Struct, frozen=True):
     html: str
     headers: dict[str, str]
 

@@ -11,16 +11,15 @@ What holds after any crash, at any step (tests/integration/test_delivery_faults.
   the delivery ends `failed` / `outcome_unknown` for an operator to check and replay;
 - a caller is answered 2xx or 502 only after the record that backs the answer is written."""
 
-import dataclasses
 import hashlib
 import json
 import secrets as random_ids
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge import secrets
@@ -66,8 +65,7 @@ RECORD_RESERVE_SECONDS = 6.0
 MIN_SECONDS_FOR_AN_ATTEMPT = RECORD_RESERVE_SECONDS + 2
 
 
-@dataclass(frozen=True)
-class Settled:
+class Settled(msgspec.Struct, frozen=True):
     """What became of a delivery after an attempt, and what its caller is answered."""
 
     delivery: Delivery
@@ -75,8 +73,7 @@ class Settled:
     body: dict[str, Any]
 
 
-@dataclass
-class SweepReport:
+class SweepReport(msgspec.Struct):
     requeued: int = 0
     dead_lettered: int = 0
     stuck: int = 0
@@ -422,7 +419,7 @@ class Engine:
                         "Sweeper could not move a delivery on; the next run will", extra={"delivery_id": delivery_id}
                     )
         if report.requeued or report.dead_lettered or report.stuck:
-            logger.warning("Sweeper moved deliveries on", extra=report.__dict__)
+            logger.warning("Sweeper moved deliveries on", extra=msgspec.structs.asdict(report))
             metrics.add_metric(name="DeliveriesRecovered", unit=MetricUnit.Count, value=report.requeued)
         return report
 
@@ -573,7 +570,7 @@ def _redacted(outcome: Outcome, secrets: Sequence[str]) -> Outcome:
             return [clean(v) for v in value]
         return value
 
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         outcome,
         target_message=clean(outcome.target_message),
         target_errors=clean(outcome.target_errors),

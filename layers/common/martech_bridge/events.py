@@ -12,7 +12,6 @@ the events whose item this run wrote."""
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +32,11 @@ from martech_bridge.models.subscription import SubscriptionUpdate, SuppressionKi
 from martech_bridge.observability import count, logger, mask_email, metrics
 
 
-@dataclass
-class PostResult:
+class PostResult(msgspec.Struct):
     provider: str
     applied: int = 0
     duplicates: int = 0
-    rejected: list[tuple[str, Any]] = field(default_factory=list)
+    rejected: list[tuple[str, Any]] = msgspec.field(default_factory=list)
 
 
 def process_post(envelope: dict[str, Any]) -> PostResult:

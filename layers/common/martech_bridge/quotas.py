@@ -4,8 +4,9 @@ once per period at each threshold (docs/sending.md, "Quotas")."""
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
+
+import msgspec
 
 from martech_bridge.adapters.quota_store import QuotaRefused, QuotaStore
 from martech_bridge.errors import DependencyUnavailable, QuotaExceeded
@@ -13,8 +14,7 @@ from martech_bridge.models.routes import ProviderSending
 from martech_bridge.observability import count, logger
 
 
-@dataclass(frozen=True)
-class QuotaWarning:
+class QuotaWarning(msgspec.Struct, frozen=True):
     period: str  # "day#2026-11-30"
     kind: str  # "daily" / "monthly"
     percent: int
@@ -22,12 +22,11 @@ class QuotaWarning:
     limit: int
 
 
-@dataclass
-class Reservation:
+class Reservation(msgspec.Struct):
     provider: str
     n: int
-    periods: list[str] = field(default_factory=list)
-    warnings: list[QuotaWarning] = field(default_factory=list)
+    periods: list[str] = msgspec.field(default_factory=list)
+    warnings: list[QuotaWarning] = msgspec.field(default_factory=list)
 
 
 def periods(now: datetime) -> dict[str, str]:

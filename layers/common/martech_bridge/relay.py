@@ -10,10 +10,10 @@ nothing is stored or sent for a request that fails any of them. Then, by the rou
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters import delivery_store
@@ -43,8 +43,7 @@ from martech_bridge.models.routes import MappingFailed, Route, SharedSecretAuth,
 from martech_bridge.observability import logger, metrics
 
 
-@dataclass(frozen=True)
-class Webhook:
+class Webhook(msgspec.Struct, frozen=True):
     """An inbound request, as the entrypoint read it."""
 
     route: str
@@ -55,11 +54,10 @@ class Webhook:
     body: bytes
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     status: int
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 def relay(engine: Engine, hook: Webhook, remaining: Callable[[], float]) -> Reply:

@@ -16,8 +16,9 @@ import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
+
+from msgspec.structs import replace
 
 from martech_bridge.adapters.providers import PROVIDERS
 from martech_bridge.adapters.providers.base import (

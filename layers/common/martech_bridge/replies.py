@@ -13,6 +13,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.metrics import MetricUnit
 
 from martech_bridge.adapters import delivery_store, inbound_mail
@@ -202,7 +203,7 @@ def _item(
         "text_truncated": cut or None,
         "message_id_header": (parsed.message_id or "")[:500] or None,
         "in_reply_to": parsed.in_reply_to[:5] or None,
-        "attachments": [a.__dict__ for a in parsed.attachments] or None,
+        "attachments": [msgspec.structs.asdict(a) for a in parsed.attachments] or None,
         "problems": [p[:300] for p in parsed.problems[:20]] or None,
         "size": size,
         "object": f"s3://{bucket}/{key}"[:1024],

@@ -7,15 +7,16 @@ recipients are `unknown`, and the provider's events settle them. A provider that
 recipient (Braze) is called with bounded concurrency; a call that could not be made, or whose retry found
 no time left, before the deadline is `pending`: handed back to be sent later from a queue, never `failed`."""
 
-import dataclasses
 import random
 import re
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+import msgspec.structs
 
 from martech_bridge import secrets
 from martech_bridge.adapters.message_store import MessageStore
@@ -40,8 +41,7 @@ MIN_CALL_SECONDS = 0.5  # no call is started with less time than this left
 PENDING_REASON = "not sent within the request's deadline; queued by the bridge and sent shortly"
 
 
-@dataclass(frozen=True)
-class CallResult:
+class CallResult(msgspec.Struct, frozen=True):
     results: list[RecipientResult]
     failure: ProviderAnswer | None = None  # the provider's refusal, when it refused
     deferred: ProviderCall | None = None  # the call still to be made, when its recipients are `pending`
@@ -61,7 +61,7 @@ def dispatch(
 ) -> list[CallResult]:
     """Every call the provider needs, at most `concurrency` at a time; `deadline` is a time.monotonic() value.
     `may_have_sent`: a take-over of a send whose first try may have reached the provider."""
-    calls = [dataclasses.replace(c, may_have_sent=may_have_sent) for c in provider.calls(ctx, recipients)]
+    calls = [msgspec.structs.replace(c, may_have_sent=may_have_sent) for c in provider.calls(ctx, recipients)]
     return run_calls(provider, calls, deadline, concurrency)
 
 
@@ -144,7 +144,7 @@ def _one_call(provider: Provider, call: ProviderCall, deadline: float) -> CallRe
             },
         )
         time.sleep(wait + random.uniform(0, 0.05))  # noqa: S311 - jitter, not security
-    return _results(provider, dataclasses.replace(call, may_have_sent=sent_before), answer, ambiguous)
+    return _results(provider, msgspec.structs.replace(call, may_have_sent=sent_before), answer, ambiguous)
 
 
 def _read(provider: Provider, call: ProviderCall, raw: TargetResponse) -> ProviderAnswer:

@@ -5,14 +5,14 @@ Ours, not Powertools' BatchProcessor: importing that one loads asyncio and every
 streams, S3 batch operations ...), 30-50 ms of each worker's cold start (docs/design.md, "Cold starts")."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from martech_bridge.observability import logger
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(msgspec.Struct, frozen=True):
     message_id: str
     body: str
 

@@ -45,6 +45,8 @@ from functools import cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import msgspec
+
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 USER_AGENT = "martech-bridge"
 
@@ -99,8 +101,7 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self.items())!r})"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     """The peer answered: a status line, headers and the whole body."""
 
     status: int
@@ -199,14 +200,12 @@ class _WireReader(io.RawIOBase):
         return self._wire.recv_into(buffer)
 
 
-@dataclass
-class _Connection:
+class _Connection(msgspec.Struct):
     wire: _Wire
     idle_since: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Target:
+class _Target(msgspec.Struct, frozen=True):
     scheme: str
     host: str
     port: int

@@ -5,10 +5,10 @@ same dispatch id and the phase it reached, so nothing is stuck for 24 h and noth
 
 import json
 import zlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
@@ -21,8 +21,7 @@ LEASE = timedelta(seconds=60)
 Phase = Literal["claimed", "calling"]  # "calling": the provider may have been called
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(msgspec.Struct, frozen=True):
     """A key seen before, and what became of its request."""
 
     request_hash: str

@@ -1,15 +1,13 @@
 """The inbound mail bucket: SES's receipt rule writes each received message there as one object (raw MIME)."""
 
-from dataclasses import dataclass
-
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
 from martech_bridge.adapters import aws
 from martech_bridge.errors import DependencyUnavailable
 
 
-@dataclass(frozen=True)
-class RawMail:
+class RawMail(msgspec.Struct, frozen=True):
     data: bytes  # at most `max_bytes` of it
     size: int  # the object's whole size
 

@@ -3,7 +3,6 @@
 Authenticated, validated, deduplicated (Idempotency-Key or external_send_id, 24 h), gated by subscription
 (KARTE's rules) before any provider is called, sent, and recorded; the answer gives every recipient's status."""
 
-import dataclasses
 import hashlib
 import json
 import secrets as random_ids
@@ -11,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec.structs
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge import quotas, secrets
@@ -262,7 +262,7 @@ def _failover(
     except BridgeError as exc:
         logger.warning("Fallback provider cannot take this mail", extra={"fallback": fallback_name, "why": exc.code})
         return None
-    fb_ctx = dataclasses.replace(ctx, api_key=key, base_url=getattr(settings, f"{fallback.name}_base_url"))
+    fb_ctx = msgspec.structs.replace(ctx, api_key=key, base_url=getattr(settings, f"{fallback.name}_base_url"))
     logger.warning("Failing over", extra={"fallback": fallback_name, "recipients": len(again)})
     count("SendsFailedOver", len(again), provider=provider.name)
     return fallback, dispatch(fallback, fb_ctx, again, deadline, settings.send_concurrency), reservation

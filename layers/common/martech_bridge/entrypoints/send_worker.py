@@ -4,10 +4,10 @@ now and the recipient's `pending` record settled. A message whose records are no
 finds no time left, goes back to the queue; the redrive moves one that keeps failing to the DLQ. A release
 check (releases.py) makes a re-subscription's still-pending suppression releases, and goes back likewise."""
 
-import dataclasses
 import time
 from typing import Any
 
+import msgspec.structs
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.adapters.providers import PROVIDERS
@@ -48,12 +48,12 @@ def record_handler(record: Message, context: LambdaContext) -> None:
     if not call.retry_safe:
         logger.error("A send message for a call that cannot be repeated safely; dropped")
         return
-    request = dataclasses.replace(
+    request = msgspec.structs.replace(
         call.request, headers={**call.request.headers, **provider.auth(api_key(settings, provider))}
     )
     remaining = context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
     deadline = time.monotonic() + min(settings.send_deadline_seconds, remaining)
-    (result,) = run_calls(provider, [dataclasses.replace(call, request=request)], deadline)
+    (result,) = run_calls(provider, [msgspec.structs.replace(call, request=request)], deadline)
     if result.deferred is not None:
         raise HandBack("no time left for the call")
     if result.failure is not None and result.failure.kind == "retry":

@@ -3,6 +3,7 @@ delivery whose due time or lease has passed by the grace period (deliveries.Engi
 
 from typing import Any
 
+import msgspec
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from martech_bridge.config import load_bridge_config
@@ -16,4 +17,4 @@ load_bridge_config()
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Leave the last 10 s of the function's time unused: a sweep cut short is finished by the next one.
     report = delivery_engine().sweep(seconds=context.get_remaining_time_in_millis() / 1000 - 10)
-    return dict(report.__dict__)
+    return msgspec.structs.asdict(report)

@@ -4,8 +4,9 @@ import email.utils
 import random
 import re
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # Retry-After is 1*DIGIT (RFC 9110 10.2.3): ASCII digits only - str.isdigit() also takes "²" and "٣".
@@ -14,8 +15,7 @@ MAX_RETRY_AFTER = 43_200.0  # a target asking for more than SQS can hold a messa
 Verdict = Literal["delivered", "retry", "rejected"]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """One attempt's result, as the delivery machinery sees it."""
 
     verdict: Verdict

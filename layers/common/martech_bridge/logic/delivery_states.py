@@ -2,15 +2,14 @@
 The store (adapters/delivery_store.py) performs them; the sweeper reads the same table; the README draws
 it, and a test holds the README's table equal to this one."""
 
-from dataclasses import dataclass
+import msgspec
 
 from martech_bridge.models.delivery import DeliveryStatus as S
 
 NEW = "(new)"
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(msgspec.Struct, frozen=True):
     source: str
     target: str
     who: str

@@ -3,8 +3,9 @@ address; their subscription is true (unknown recipients: a configurable default)
 Transactional mail may go to an unsubscribed (or soft-bounce suppressed) address, never to a hard-bounced or
 spam-reporting one."""
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from martech_bridge.models.subscription import Subscription, SuppressionKind
 
@@ -13,8 +14,7 @@ BLOCKS_EVEN_TRANSACTIONAL = frozenset({SuppressionKind.HARD_BOUNCE, SuppressionK
 TRANSACTIONAL_GOES = frozenset({SuppressionKind.UNSUBSCRIBE, SuppressionKind.SOFT_BOUNCE})
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     verdict: Literal["send", "suppressed", "invalid"]
     reason: str | None = None
 

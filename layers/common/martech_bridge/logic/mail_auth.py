@@ -10,7 +10,8 @@ headers. A sender can write any header among its own, so (RFC 8601 §5) only the
 field counts, and only when its authserv-id is SES's; the verdicts count only above it."""
 
 import re
-from dataclasses import dataclass, field
+
+import msgspec
 
 from martech_bridge.models.email import normalize_email
 
@@ -27,17 +28,15 @@ MAX_FIELD_CHARS = 8_192  # of one Authentication-Results field read: SES's are a
 MAX_RESULTS = 20
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(msgspec.Struct, frozen=True):
     method: str
     result: str
-    properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-@dataclass
-class SesVerdict:
+class SesVerdict(msgspec.Struct):
     found: bool = False  # SES's Authentication-Results is the topmost one
-    results: list[Result] = field(default_factory=list)
+    results: list[Result] = msgspec.field(default_factory=list)
     spam: str | None = None  # X-SES-Spam-Verdict above it: PASS, FAIL, GRAY, PROCESSING_FAILED
     virus: str | None = None
 

@@ -5,12 +5,13 @@ charsets Japanese mail uses (ISO-2022-JP, Shift_JIS, EUC-JP); a part whose chars
 not decode is read as UTF-8 with replacement characters and noted in `problems`."""
 
 import re
-from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
+
+import msgspec
 
 from martech_bridge.logic import mail_auth
 
@@ -38,8 +39,7 @@ _HISTORY_STARTS = [
 ]
 
 
-@dataclass
-class Attachment:
+class Attachment(msgspec.Struct):
     filename: str | None
     content_type: str
     size: int
@@ -48,21 +48,20 @@ class Attachment:
         return f"{self.filename or '(no name)'} ({self.content_type}, {self.size} bytes)"
 
 
-@dataclass
-class ParsedReply:
+class ParsedReply(msgspec.Struct):
     sender: str | None = None
     sender_name: str | None = None
-    to: list[str] = field(default_factory=list)
+    to: list[str] = msgspec.field(default_factory=list)
     subject: str | None = None
     date: str | None = None  # ISO 8601 in UTC, whole seconds
     message_id: str | None = None
-    in_reply_to: list[str] = field(default_factory=list)
-    references: list[str] = field(default_factory=list)
+    in_reply_to: list[str] = msgspec.field(default_factory=list)
+    references: list[str] = msgspec.field(default_factory=list)
     text: str = ""  # the whole text body (from the HTML part when there is no text part)
     html: str | None = None
-    attachments: list[Attachment] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    ses: mail_auth.SesVerdict = field(default_factory=mail_auth.SesVerdict)  # what SES prepended
+    attachments: list[Attachment] = msgspec.field(default_factory=list)
+    problems: list[str] = msgspec.field(default_factory=list)
+    ses: mail_auth.SesVerdict = msgspec.field(default_factory=mail_auth.SesVerdict)  # what SES prepended
 
     @property
     def new_text(self) -> str:

@@ -5,6 +5,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
+import msgspec
+
 from martech_bridge.models import plain
 from martech_bridge.models.email import email_address
 from martech_bridge.models.plain import Loc, optional, string
@@ -135,8 +137,7 @@ class SubscriptionChange(plain.Record):
         )
 
 
-@dataclass(slots=True)
-class SubscriptionView:
+class SubscriptionView(msgspec.Struct):
     """`GET /subscriptions/{email}`: the state and its recent history, newest first."""
 
     subscription: Subscription

@@ -3,25 +3,24 @@
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
+
+import msgspec
 
 from martech_bridge.adapters.targets.base import TargetRequest, TargetResponse
 from martech_bridge.logic.delivery import MAX_RETRY_AFTER, parse_retry_after
 from martech_bridge.models.mail import Address, MailRequest, Recipient
 
 
-@dataclass(frozen=True)
-class Outbound:
+class Outbound(msgspec.Struct, frozen=True):
     """One recipient on its way out, with the message id the bridge gave it."""
 
     recipient: Recipient
     message_id: str
 
 
-@dataclass(frozen=True)
-class SendContext:
+class SendContext(msgspec.Struct, frozen=True):
     dispatch_id: str
     request: MailRequest
     sender: Address
@@ -34,30 +33,27 @@ class SendContext:
     timeout: float = 10.0
 
 
-@dataclass(frozen=True)
-class ProviderCall:
+class ProviderCall(msgspec.Struct, frozen=True):
     request: TargetRequest
     recipients: Sequence[Outbound]
     retry_safe: bool  # the provider deduplicates it, so a resend after a timeout cannot double the mail
     may_have_sent: bool = False  # an earlier attempt of this very call may have reached the provider
 
 
-@dataclass(frozen=True)
-class ProviderAnswer:
+class ProviderAnswer(msgspec.Struct, frozen=True):
     """What a provider said about one call."""
 
     kind: Literal["accepted", "auth", "rejected", "retry"]
     status: int | None
     message: str | None = None
     error_field: str | None = None
-    provider_ids: dict[str, str] = field(default_factory=dict)  # our message id -> the provider's id
+    provider_ids: dict[str, str] = msgspec.field(default_factory=dict)  # our message id -> the provider's id
     retry_after: float | None = None
     raw: Any = None
     deduplicated: bool = False  # the provider says it already holds this call (Braze's "has been queued")
 
 
-@dataclass(frozen=True)
-class SuppressionDomain:
+class SuppressionDomain(msgspec.Struct, frozen=True):
     """A sending domain whose suppression lists the account may manage (Infobip keeps them per domain), and
     which lists (by type) it may read and delete there."""
 
@@ -66,8 +62,7 @@ class SuppressionDomain:
     deletable: frozenset[str]
 
 
-@dataclass(frozen=True)
-class ReleaseContext:
+class ReleaseContext(msgspec.Struct, frozen=True):
     """What a release of an address from a provider's suppression lists needs."""
 
     api_key: str
@@ -82,8 +77,7 @@ class ReleaseContext:
 CLEARED = "cleared"
 
 
-@dataclass(frozen=True)
-class ReleaseStep:
+class ReleaseStep(msgspec.Struct, frozen=True):
     """One of a provider's suppression lists: how to ask whether an address is on it (`check`, read by
     `listed`), and how to take it off (`remove`). Every call is idempotent, so any of them may be repeated."""
 

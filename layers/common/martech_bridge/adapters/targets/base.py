@@ -4,8 +4,9 @@ import base64
 import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import msgspec
 
 from martech_bridge.adapters.http_client import Answer, FailureKind, call
 from martech_bridge.errors import InvalidRequest
@@ -17,15 +18,14 @@ from martech_bridge.models.routes import Deliverable
 SecretResolver = Callable[[Sequence[str]], tuple[str, ...]]
 
 
-@dataclass(frozen=True)
-class TargetRequest:
+class TargetRequest(msgspec.Struct, frozen=True):
     method: str
     url: str
     headers: dict[str, str]
     body: bytes | None
     timeout: float
     idempotent: bool  # may be sent again after an ambiguous failure
-    secret_headers: frozenset[str] = field(default_factory=frozenset)  # never logged
+    secret_headers: frozenset[str] = msgspec.field(default_factory=frozenset)  # never logged
 
     def secret_values(self) -> tuple[str, ...]:
         """Every credential this request carries, as a target might echo it back: the whole header value,
@@ -46,8 +46,7 @@ class TargetRequest:
         return text if len(text) <= 2048 else text[:2047] + "…"
 
 
-@dataclass(frozen=True)
-class TargetResponse:
+class TargetResponse(msgspec.Struct, frozen=True):
     status: int
     headers: Mapping[str, str]  # case-insensitive when it comes from the target
     body: bytes
