@@ -52,6 +52,7 @@ MAIL_BODIES: list[Any] = [
     # Not from HTTP (strict_json refuses them), but from code: stored as pydantic stored them, as null.
     {**OK, "to": [{"email": "a@example.com", "attributes": {"": float("inf")}}]},
     {**OK, "template_data": {"x": [float("nan"), -float("inf")]}},
+    *({**OK, "track_opens": v} for v in (2.0, -1.0, 2.5, 1e20, 2**63, "of", 0.0)),
     {**OK, "to": [{"email": "  Taro@Example.COM "}]},
     {**OK, "to": [{"email": "info@straße.de", "name": "Taro", "attributes": {"a": [1, {"b": None}]}}]},
     {

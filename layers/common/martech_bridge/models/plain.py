@@ -87,7 +87,9 @@ def boolean(value: Any, loc: Loc, *, strict: bool = False) -> bool:
     if not strict:
         if isinstance(value, int | float) and value in (0, 1):
             return bool(value)
-        if isinstance(value, str) or (isinstance(value, int) and -(2**63) <= value < 2**63):
+        # pydantic reads a whole float in i64 range as the integer it is (2.0 as 2): "unable to interpret".
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, str) or (whole and -(2**63) <= value < 2**63):
             word = value.lower() if isinstance(value, str) else None
             if word in _TRUE or word in _FALSE:
                 return word in _TRUE
